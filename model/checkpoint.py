@@ -1,0 +1,71 @@
+"""Checkpoints to resume an interrupted job (SageMaker syncs checkpoints/ to S3).
+
+One folder per finished epoch; the file LATEST names the newest complete one, and is
+replaced atomically after that folder is written, so a crash never leaves a half checkpoint.
+Weights are safetensors; the small trainer state is loaded with torch's weights-only loader.
+"""
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.contract import InputError
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed
+    best_macro_f1: float = float("-inf")
+    best_validation_loss: float = float("inf")  # breaks ties between equal macro-F1
+    epochs_without_improvement: int = 0
+
+
+@dataclass
+class Checkpoint:
+    progress: Progress
+    model: dict[str, torch.Tensor]
+    best_model: dict[str, torch.Tensor]
+    trainer: dict  # optimizer, scheduler, grad scaler, RNG
+
+
+def save(directory: Path, checkpoint: Checkpoint, labels: list[str]) -> None:
+    folder = directory / f"epoch-{checkpoint.progress.epoch:04d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(contiguous(checkpoint.model), folder / "model.safetensors")
+    save_file(contiguous(checkpoint.best_model), folder / "best_model.safetensors")
+    state = {"progress": asdict(checkpoint.progress), "labels": labels, **checkpoint.trainer}
+    torch.save(state, folder / "trainer_state.pt")
+    pointer = directory / "LATEST.tmp"
+    pointer.write_text(folder.name)
+    os.replace(pointer, directory / "LATEST")
+    for old in directory.glob("epoch-*"):
+        if old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load(directory: Path, labels: list[str]) -> Checkpoint | None:
+    pointer = directory / "LATEST"
+    if not pointer.exists():
+        return None
+    folder = directory / pointer.read_text().strip()
+    try:
+        state = torch.load(folder / "trainer_state.pt", weights_only=True)
+        model = load_file(folder / "model.safetensors")
+        best_model = load_file(folder / "best_model.safetensors")
+    except (OSError, RuntimeError) as error:
+        raise InputError(f"checkpoint {folder} is unreadable ({error}); remove it") from error
+    if state.pop("labels") != labels:
+        raise InputError(
+            f"checkpoint {folder} was made for other labels than this data; remove it to start over"
+        )
+    progress = Progress(**state.pop("progress"))
+    return Checkpoint(progress=progress, model=model, best_model=best_model, trainer=state)
+
+
+def contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().contiguous().cpu() for name, tensor in weights.items()}

@@ -1,0 +1,73 @@
+"""The SageMaker container contract: the /opt/ml tree and its config files.
+
+SageMaker mounts everything under /opt/ml; locally `SAGEMAKER_BASE_DIR` relocates it.
+See https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo.html
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class InputError(Exception):
+    """A problem with the job's input that the user can fix; its message is one line."""
+
+
+@dataclass(frozen=True)
+class SageMakerPaths:
+    base: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.base / "input" / "config"
+
+    @property
+    def hyperparameters_file(self) -> Path:
+        return self.config_dir / "hyperparameters.json"
+
+    @property
+    def input_data_config_file(self) -> Path:
+        return self.config_dir / "inputdataconfig.json"
+
+    @property
+    def resource_config_file(self) -> Path:
+        return self.config_dir / "resourceconfig.json"
+
+    def channel_dir(self, channel: str) -> Path:
+        return self.base / "input" / "data" / channel
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base / "model"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.base / "output" / "data"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.base / "output" / "failure"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.base / "checkpoints"
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Read one of the JSON config files; an absent file is an empty config."""
+    if not path.exists():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read {path.name}: {error}") from error
+    if not isinstance(config, dict):
+        raise InputError(f"{path.name} must hold a JSON object, not {type(config).__name__}")
+    return config
+
+
+def write_failure(paths: SageMakerPaths, reason: str) -> None:
+    """SageMaker shows the failure file's text as the job's FailureReason."""
+    paths.failure_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.failure_file.write_text(reason + "\n", encoding="utf-8")

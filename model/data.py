@@ -1,0 +1,151 @@
+"""Training data: channels of JSON Lines or CSV files, one labelled e-mail per record."""
+
+import csv
+import json
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.contract import InputError
+
+FORMAT_BY_CONTENT_TYPE = {
+    "application/jsonlines": "jsonl",
+    "application/x-jsonlines": "jsonl",
+    "application/jsonl": "jsonl",
+    "text/csv": "csv",
+}
+FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".jsonlines": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+
+
+def email_text(subject: str, body: str) -> str:
+    """What the model reads of an e-mail; training and serving must agree on it."""
+    return f"{subject.strip()}\n{body.strip()}".strip()
+
+
+def load_channel(
+    directory: Path, content_type: str | None, text_column: str, label_column: str
+) -> list[Example]:
+    """All records of one channel; an empty or missing channel is an InputError."""
+    channel = directory.name
+    if not directory.is_dir():
+        raise InputError(f"channel '{channel}' is missing: no folder {directory}")
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
+    examples = [
+        example
+        for path in files
+        for example in read_file(path, file_format(path, content_type), text_column, label_column)
+    ]
+    if not examples:
+        raise InputError(f"channel '{channel}' has no records in {directory}")
+    return examples
+
+
+def file_format(path: Path, content_type: str | None) -> str:
+    if content_type:
+        media_type = content_type.split(";")[0].strip().lower()
+        if media_type not in FORMAT_BY_CONTENT_TYPE:
+            known = ", ".join(FORMAT_BY_CONTENT_TYPE)
+            raise InputError(f"unsupported ContentType '{content_type}' (supported: {known})")
+        return FORMAT_BY_CONTENT_TYPE[media_type]
+    if path.suffix.lower() not in FORMAT_BY_SUFFIX:
+        raise InputError(
+            f"cannot tell the format of {path.name}: name it .jsonl or .csv, "
+            "or set the channel's ContentType"
+        )
+    return FORMAT_BY_SUFFIX[path.suffix.lower()]
+
+
+def read_file(path: Path, fmt: str, text_column: str, label_column: str) -> list[Example]:
+    read_records = read_jsonl if fmt == "jsonl" else read_csv
+    try:
+        return [
+            to_example(record, f"{path.name} {where}", text_column, label_column)
+            for where, record in read_records(path)
+        ]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"cannot read {path.name}: {error}") from error
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InputError(f"{path.name} line {number}: not valid JSON ({error})") from None
+            if not isinstance(record, dict):
+                raise InputError(f"{path.name} line {number}: expected a JSON object")
+            yield f"line {number}", record
+
+
+def read_csv(path: Path) -> Iterator[tuple[str, dict]]:
+    with path.open(encoding="utf-8", newline="") as rows:
+        for number, row in enumerate(csv.DictReader(rows), start=2):
+            yield f"line {number}", row
+
+
+def to_example(record: dict, where: str, text_column: str, label_column: str) -> Example:
+    if text_column in record:
+        text = record[text_column]
+    elif "subject" in record or "body" in record:
+        text = email_text(record.get("subject") or "", record.get("body") or "")
+    else:
+        raise InputError(
+            f"{where}: no '{text_column}' (or 'subject'/'body') field; "
+            f"fields are {sorted(record)} (set hyperparameter text_column)"
+        )
+    label = record.get(label_column)
+    if label is None or str(label).strip() == "":
+        raise InputError(
+            f"{where}: no '{label_column}' value; fields are {sorted(record)} "
+            "(set hyperparameter label_column)"
+        )
+    if not isinstance(text, str):
+        raise InputError(f"{where}: '{text_column}' must be a string")
+    return Example(text=text, label=str(label).strip())
+
+
+def split_validation(
+    examples: list[Example], fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Stratified split: each label gives the same share to validation (if it has 2+ records)."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[Example]] = {}
+    for example in examples:
+        by_label.setdefault(example.label, []).append(example)
+    train, validation = [], []
+    for group in by_label.values():
+        rng.shuffle(group)
+        held_out = round(len(group) * fraction) if len(group) > 1 else 0
+        validation += group[:held_out]
+        train += group[held_out:]
+    if not validation:
+        raise InputError("too little data to hold out a validation split; add a validation channel")
+    rng.shuffle(train)
+    return train, validation
+
+
+def check_labels(train: list[Example], others: dict[str, list[Example]]) -> list[str]:
+    """The sorted label set of the training data, checked against the other channels."""
+    labels = sorted({example.label for example in train})
+    if len(labels) < 2:
+        raise InputError(f"training data has a single label ({labels[0]!r}); need at least two")
+    for channel, examples in others.items():
+        unknown = sorted({e.label for e in examples} - set(labels))
+        if unknown:
+            raise InputError(f"channel '{channel}' has labels not in train: {unknown[:10]}")
+    return labels
+
+
+def label_counts(examples: list[Example]) -> dict[str, int]:
+    return dict(sorted(Counter(example.label for example in examples).items()))

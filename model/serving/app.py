@@ -1,0 +1,118 @@
+"""`serve`: the SageMaker inference contract over FastAPI.
+
+GET /ping, POST /invocations, GET /execution-parameters. See
+https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html
+"""
+
+import asyncio
+import json
+import os
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from model.serving.batching import DynamicBatcher
+from model.serving.predictor import Predictor
+from model.serving.requests import (
+    JSON_TYPES,
+    JSONLINES_TYPES,
+    MAX_PAYLOAD_BYTES,
+    BadRequest,
+    media_type,
+    parse_invocation,
+)
+from model.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Workers share the cores; each gets its slice so they do not fight over them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
+        predictor = await asyncio.to_thread(
+            Predictor,
+            settings.base_dir / "model",
+            settings.max_batch_size,
+            settings.quantize_int8,
+        )
+        batcher = DynamicBatcher(predictor.predict, settings.max_batch_size)
+        batcher.start()
+        app.state.predictor, app.state.batcher = predictor, batcher
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="postwerk model", lifespan=lifespan)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, error: BadRequest) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.get("/ping")
+    async def ping(request: Request) -> dict:
+        return {"status": "ok", "model": request.app.state.predictor.model_identity}
+
+    @app.get("/execution-parameters")
+    async def execution_parameters() -> dict:
+        """What SageMaker batch transform should send this container."""
+        return {
+            "MaxConcurrentTransforms": settings.workers,
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": MAX_PAYLOAD_BYTES // (1024 * 1024),
+        }
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        content_type = media_type(request.headers.get("content-type"))
+        if content_type not in JSON_TYPES | JSONLINES_TYPES:
+            supported = ", ".join(sorted(JSON_TYPES | JSONLINES_TYPES))
+            raise BadRequest(415, f"unsupported content type '{content_type}' ({supported})")
+        accept = response_type(request.headers.get("accept"), content_type)
+        body = await read_body(request)
+        instances, top_k = parse_invocation(body, content_type)
+        texts = [instance.model_text() for instance in instances]
+        predictor: Predictor = request.app.state.predictor
+        try:
+            predictions = await asyncio.wait_for(
+                request.app.state.batcher.predict(texts, top_k or settings.top_k),
+                timeout=settings.timeout_seconds,
+            )
+        except TimeoutError:
+            return JSONResponse({"error": "model timed out"}, status_code=504)
+        rows = [
+            {"id": instance.id, "label": p.label, "score": p.score, "top_k": p.top_k}
+            for instance, p in zip(instances, predictions, strict=True)
+        ]
+        identity = predictor.model_identity
+        if accept in JSONLINES_TYPES:
+            lines = "".join(json.dumps(row | {"model": identity}) + "\n" for row in rows)
+            return Response(lines, media_type=accept)
+        return JSONResponse({"predictions": rows, "model": identity})
+
+    return app
+
+
+def response_type(accept: str | None, content_type: str) -> str:
+    """The Accept header's type if we speak it; by default, the request's own type."""
+    wanted = media_type(accept)
+    if wanted in ("", "*/*"):
+        return content_type
+    if wanted not in JSON_TYPES | JSONLINES_TYPES:
+        raise BadRequest(406, f"cannot answer in '{wanted}' (application/json or jsonlines)")
+    return wanted
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refusing payloads over 6 MB before reading them when the size is declared."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
+        raise BadRequest(413, f"payload over {MAX_PAYLOAD_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise BadRequest(413, f"payload over {MAX_PAYLOAD_BYTES} bytes")
+    return bytes(body)

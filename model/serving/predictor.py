@@ -1,0 +1,90 @@
+"""The model behind the endpoint: load it safely, classify texts in length-sorted batches."""
+
+import json
+import logging
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+log = logging.getLogger("postwerk.serve")
+
+
+class ModelLoadError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+    top_k: list[dict]
+
+
+def unpack_archive(model_dir: Path) -> None:
+    """Unpack model.tar.gz in place when SageMaker (or a user) left it packed.
+
+    The 'data' filter refuses absolute paths, '..', links out of the folder and devices.
+    """
+    archive = model_dir / "model.tar.gz"
+    if archive.exists() and not (model_dir / "config.json").exists():
+        with tarfile.open(archive) as tar:
+            tar.extractall(model_dir, filter="data")
+
+
+class Predictor:
+    def __init__(self, model_dir: Path, max_batch_size: int, quantize_int8: bool = False):
+        unpack_archive(model_dir)
+        if not (model_dir / "model.safetensors").exists():
+            raise ModelLoadError(
+                f"no model.safetensors in {model_dir} (only safetensors is loaded)"
+            )
+        self.info = json.loads((model_dir / "model_info.json").read_text())
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+        if self.device.type == "cuda":
+            model = model.half()
+        elif quantize_int8:
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+        self.model = model.to(self.device).eval()
+        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.max_length = self.info.get("max_length", 128)
+        self.max_batch_size = max_batch_size
+
+    @property
+    def model_identity(self) -> dict:
+        return {"name": self.info["name"], "version": self.info["version"]}
+
+    @torch.inference_mode()
+    def predict(self, texts: list[str], top_k: int) -> list[Prediction]:
+        """Sorted by length so each forward pass pads little; results in input order."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results: list[Prediction | None] = [None] * len(texts)
+        for start in range(0, len(order), self.max_batch_size):
+            chunk = order[start : start + self.max_batch_size]
+            for i, prediction in zip(
+                chunk, self._forward([texts[i] for i in chunk], top_k), strict=True
+            ):
+                results[i] = prediction
+        return results
+
+    def _forward(self, texts: list[str], top_k: int) -> list[Prediction]:
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        probabilities = self.model(**batch).logits.float().softmax(dim=-1)
+        k = min(top_k, len(self.labels))
+        scores, indices = probabilities.topk(k, dim=-1)
+        predictions = []
+        for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True):
+            ranked = [
+                {"label": self.labels[i], "score": round(score, 6)}
+                for score, i in zip(row_scores, row_indices, strict=True)
+            ]
+            predictions.append(Prediction(ranked[0]["label"], ranked[0]["score"], ranked))
+        return predictions

@@ -1,0 +1,27 @@
+"""Runtime settings of the model container, from the environment.
+
+The SAGEMAKER_* variables are the container contract; POSTWERK_* are postwerk's own knobs.
+"""
+
+from pathlib import Path
+
+from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POSTWERK_", frozen=True)
+
+    base_dir: Path = Field(Path("/opt/ml"), validation_alias="SAGEMAKER_BASE_DIR")
+
+    # Serving (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html)
+    port: PositiveInt = Field(8080, validation_alias="SAGEMAKER_BIND_TO_PORT")
+    workers: PositiveInt = Field(1, validation_alias="SAGEMAKER_MODEL_SERVER_WORKERS")
+    timeout_seconds: PositiveFloat = Field(60.0, validation_alias="SAGEMAKER_MODEL_SERVER_TIMEOUT")
+    bind_host: str = "0.0.0.0"  # the container contract; tests bind to 127.0.0.1
+    top_k: PositiveInt = 3
+    max_batch_size: PositiveInt = 64
+    quantize_int8: bool = False  # CPU only: dynamic int8 quantization of the Linear layers
+
+    # Training: processes per host; default one per GPU, or one on a CPU-only host.
+    processes_per_host: PositiveInt | None = None

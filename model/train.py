@@ -1,0 +1,427 @@
+"""`train`: fine-tune a BERT-family encoder to classify e-mails, under the SageMaker contract.
+
+Reads top to bottom: main() -> train() -> fit() (the epoch loop) -> evaluate() -> save_model().
+"""
+
+import hashlib
+import json
+import logging
+import os
+import random
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import torch
+import transformers
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    get_linear_schedule_with_warmup,
+)
+
+from model import checkpoint
+from model.contract import InputError, SageMakerPaths, read_config, write_failure
+from model.data import Example, check_labels, label_counts, load_channel, split_validation
+from model.distributed import Process, Topology, launch, start_process, stop_process, under_launcher
+from model.evaluation import (
+    classification_metrics,
+    evaluation_report,
+    format_metrics,
+    model_card,
+    write_reports,
+)
+from model.hyperparameters import Hyperparameters, parse_hyperparameters
+from model.settings import Settings
+
+log = logging.getLogger("postwerk.train")
+
+
+def main() -> int:
+    """Exit code 0 on success; otherwise the reason is in output/failure."""
+    settings = Settings()
+    paths = SageMakerPaths(settings.base_dir)
+    try:
+        resources = read_config(paths.resource_config_file)
+        topology = Topology.from_resource_config(resources, settings.processes_per_host)
+        if topology.world_size > 1 and not under_launcher():
+            return launch_workers(paths, topology)
+        train(paths)
+        return 0
+    except InputError as error:
+        return fail(paths, str(error), exit_code=1)
+    except Exception as error:
+        traceback.print_exc()
+        return fail(paths, f"internal error: {type(error).__name__}: {error}", exit_code=2)
+
+
+def fail(paths: SageMakerPaths, reason: str, exit_code: int) -> int:
+    log.error("training failed: %s", reason)
+    write_failure(paths, reason)
+    return exit_code
+
+
+def launch_workers(paths: SageMakerPaths, topology: Topology) -> int:
+    exit_code = launch(topology)
+    if exit_code and not paths.failure_file.exists():
+        write_failure(paths, f"a training process exited with code {exit_code}")
+    return exit_code
+
+
+@dataclass
+class Datasets:
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example] | None
+    labels: list[str]
+
+
+def load_datasets(paths: SageMakerPaths, hp: Hyperparameters) -> Datasets:
+    channels = read_config(paths.input_data_config_file)
+
+    def has(channel: str) -> bool:
+        return channel in channels or paths.channel_dir(channel).exists()
+
+    def read(channel: str) -> list[Example]:
+        content_type = channels.get(channel, {}).get("ContentType")
+        directory = paths.channel_dir(channel)
+        return load_channel(directory, content_type, hp.text_column, hp.label_column)
+
+    train = read("train")
+    check_labels(train, {})
+    if has("validation"):
+        validation = read("validation")
+    else:
+        train, validation = split_validation(train, hp.validation_split, hp.seed)
+    test = read("test") if has("test") else None
+    others = {"validation": validation} | ({"test": test} if test else {})
+    return Datasets(train, validation, test, labels=check_labels(train, others))
+
+
+def load_base_model(hp: Hyperparameters, labels: list[str]):
+    name = hp.model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            ignore_mismatched_sizes=True,  # a base model that already has another head
+        )
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise InputError(f"cannot load model '{name}': {reason}") from error
+    return tokenizer, model
+
+
+def encode(tokenizer, examples: list[Example], labels: list[str], max_length: int) -> list[dict]:
+    """Tokenize once, unpadded: batches are padded to their own longest e-mail."""
+    label_ids = {label: i for i, label in enumerate(labels)}
+    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
+    return [
+        {**{key: encoded[key][i] for key in encoded}, "labels": label_ids[example.label]}
+        for i, example in enumerate(examples)
+    ]
+
+
+def length_grouped_batches(
+    lengths: list[int], batch_size: int, seed: int, world_size: int
+) -> list[list[int]]:
+    """Shuffled batches of similar length (little padding), the same on every process.
+
+    Like Hugging Face's LengthGroupedSampler: shuffle, sort within mega-batches of 50
+    batches, shuffle the batches. Padded by wrap-around to a multiple of the world size.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    mega = batch_size * 50
+    for start in range(0, len(order), mega):
+        group = sorted(order[start : start + mega], key=lengths.__getitem__, reverse=True)
+        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    rng.shuffle(batches)
+    remainder = len(batches) % world_size
+    if remainder:
+        batches += batches[: world_size - remainder]
+    return batches
+
+
+class Precision:
+    """Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)."""
+
+    def __init__(self, device: torch.device):
+        self.device_type = device.type
+        self.dtype = None
+        if device.type == "cuda":
+            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+@torch.inference_mode()
+def evaluate(model, features, collate, batch_size, device, precision) -> tuple[float, np.ndarray]:
+    """Mean loss and predicted label ids, batched by length for speed."""
+    model.eval()
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    predictions = np.empty(len(features), dtype=np.int64)
+    total_loss = 0.0
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = collate([features[i] for i in chunk]).to(device)
+        with precision.autocast():
+            output = model(**batch)
+        total_loss += output.loss.float().item() * len(chunk)
+        predictions[chunk] = output.logits.argmax(dim=-1).cpu().numpy()
+    return total_loss / len(features), predictions
+
+
+def train(paths: SageMakerPaths) -> None:
+    hp = parse_hyperparameters(read_config(paths.hyperparameters_file))
+    process = start_process()
+    try:
+        fit(paths, hp, process)
+    finally:
+        stop_process()
+
+
+def fit(paths: SageMakerPaths, hp: Hyperparameters, process: Process) -> None:
+    say = log.info if process.is_main else (lambda *args: None)
+    transformers.set_seed(hp.seed)
+    data = load_datasets(paths, hp)
+    say(
+        "data: %d train, %d validation, %s test e-mails, %d labels",
+        len(data.train), len(data.validation), len(data.test) if data.test else "no",
+        len(data.labels),
+    )  # fmt: skip
+    tokenizer, model = load_base_model(hp, data.labels)
+    train_features = encode(tokenizer, data.train, data.labels, hp.max_length)
+    validation_features = encode(tokenizer, data.validation, data.labels, hp.max_length)
+    validation_truth = np.array([f["labels"] for f in validation_features])
+    lengths = [len(f["input_ids"]) for f in train_features]
+    device = process.device
+    collate = DataCollatorWithPadding(
+        tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None, return_tensors="pt"
+    )
+    batches_per_epoch = len(length_grouped_batches(lengths, hp.batch_size, 0, process.world_size))
+    total_steps = min(
+        hp.epochs * batches_per_epoch // process.world_size, hp.max_steps or sys.maxsize
+    )
+    model.to(device)
+    opt = Optimization.create(model, hp, total_steps, device)
+    progress, best_model = checkpoint.Progress(), None
+    saved = checkpoint.load(paths.checkpoint_dir, data.labels)
+    if saved:
+        model.load_state_dict(saved.model)
+        opt.restore(saved.trainer)
+        progress, best_model = saved.progress, saved.best_model
+        say("resumed from checkpoint: %d epochs, %d steps done", progress.epoch, progress.step)
+    trained = DistributedDataParallel(model) if process.world_size > 1 else model
+    say(
+        "training %s on %s x %d (%s), %d steps of %d e-mails per process",
+        hp.model_name_or_path, device.type, process.world_size, opt.precision.name, total_steps,
+        hp.batch_size,
+    )  # fmt: skip
+
+    while not finished(progress, hp, total_steps):
+        epoch = progress.epoch + 1
+        batches = length_grouped_batches(
+            lengths, hp.batch_size, hp.seed + epoch, process.world_size
+        )
+        trained.train()
+        started, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for indices in progress_bar(
+            batches[process.rank :: process.world_size], epoch, hp, process
+        ):
+            batch = collate([train_features[i] for i in indices]).to(device)
+            loss_sum += opt.step(trained, batch) * len(indices)
+            seen += len(indices)
+            progress.step += 1
+            if progress.step >= total_steps:
+                break
+        elapsed = time.perf_counter() - started
+
+        validation_loss, predicted = evaluate(
+            model, validation_features, collate, hp.eval_batch_size, device, opt.precision
+        )
+        scores = classification_metrics(validation_truth, predicted, data.labels)
+        progress.epoch = epoch
+        best = (progress.best_macro_f1, -progress.best_validation_loss)
+        if (scores["macro_f1"], -validation_loss) > best:
+            progress.best_macro_f1, progress.best_validation_loss = (
+                scores["macro_f1"],
+                validation_loss,
+            )
+            progress.epochs_without_improvement = 0
+            best_model = checkpoint.contiguous(model.state_dict())
+        else:
+            progress.epochs_without_improvement += 1
+        if process.is_main:
+            metrics = {
+                "epoch": epoch,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_samples_per_second": seen * process.world_size / elapsed,
+                "validation_loss": validation_loss,
+                "validation_accuracy": scores["accuracy"],
+                "validation_macro_f1": scores["macro_f1"],
+            }
+            print(format_metrics(metrics), flush=True)
+            snapshot = checkpoint.Checkpoint(progress, model.state_dict(), best_model, opt.state())
+            checkpoint.save(paths.checkpoint_dir, snapshot, data.labels)
+
+    model.load_state_dict(best_model)
+    if process.is_main:
+        finish(paths, hp, data, tokenizer, model, collate, device, opt.precision)
+
+
+@dataclass
+class Optimization:
+    """AdamW with linear warm-up and decay, mixed precision and gradient clipping."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: Precision
+
+    @classmethod
+    def create(cls, model, hp: Hyperparameters, total_steps: int, device: torch.device):
+        optimizer = torch.optim.AdamW(
+            parameter_groups(model, hp.weight_decay),
+            lr=hp.learning_rate,
+            fused=device.type == "cuda",
+        )
+        warmup_steps = round(hp.warmup_ratio * total_steps)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+        return cls(optimizer, scheduler, Precision(device))
+
+    def step(self, model, batch) -> float:
+        """One optimizer step on one batch; returns the batch's mean loss."""
+        with self.precision.autocast():
+            loss = model(**batch).loss
+        scaler = self.precision.scaler
+        scaler.scale(loss).backward()
+        scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(
+            [p for group in self.optimizer.param_groups for p in group["params"]], 1.0
+        )
+        scaler.step(self.optimizer)
+        scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def state(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.precision.scaler.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+
+    def restore(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+
+
+def finished(progress: checkpoint.Progress, hp: Hyperparameters, total_steps: int) -> bool:
+    if progress.epoch >= hp.epochs or progress.step >= total_steps:
+        return True
+    if 0 < hp.early_stopping_patience <= progress.epochs_without_improvement:
+        log.info(
+            "early stop: %d epochs without a better validation score", hp.early_stopping_patience
+        )
+        return True
+    return False
+
+
+def parameter_groups(model, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and LayerNorm weights (as in BERT's recipe)."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def progress_bar(batches: list, epoch: int, hp: Hyperparameters, process: Process):
+    """A bar on a terminal; plain lines about every 10% of the epoch otherwise."""
+    epochs = hp.epochs
+    if not process.is_main:
+        yield from batches
+        return
+    if sys.stderr.isatty():
+        yield from tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False)
+        return
+    every = max(1, len(batches) // 10)
+    for number, batch in enumerate(batches, start=1):
+        yield batch
+        if number % every == 0 or number == len(batches):
+            log.info("epoch %d/%d: %d/%d batches", epoch, epochs, number, len(batches))
+
+
+def finish(paths, hp, data, tokenizer, model, collate, device, precision) -> None:
+    """Evaluate the best model on test (or validation), write the model and its reports."""
+    split, examples = ("test", data.test) if data.test else ("validation", data.validation)
+    features = encode(tokenizer, examples, data.labels, hp.max_length)
+    _, predicted = evaluate(model, features, collate, hp.eval_batch_size, device, precision)
+    truth = np.array([f["labels"] for f in features])
+    report = evaluation_report(truth, predicted, data.labels)
+    if split == "test":
+        print(
+            format_metrics(
+                {"test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"]}
+            ),
+            flush=True,
+        )
+    info = save_model(paths, hp, data.labels, tokenizer, model, {split: report})
+    write_reports(report, split, paths.output_data_dir)
+    card = model_card(info, report, split, label_counts(data.train))
+    (paths.model_dir / "README.md").write_text(card, encoding="utf-8")
+    log.info(
+        "model %s saved to %s (%s accuracy %.4f)",
+        info["version"],
+        paths.model_dir,
+        split,
+        report["accuracy"],
+    )
+
+
+def save_model(paths, hp, labels, tokenizer, model, reports: dict) -> dict:
+    """safetensors weights, tokenizer, config with the label map, and model_info.json."""
+    model.save_pretrained(paths.model_dir)  # safetensors; nothing pickled
+    tokenizer.save_pretrained(paths.model_dir)
+    weights = (paths.model_dir / "model.safetensors").read_bytes()
+    info = {
+        "name": hp.model_name,
+        "version": hashlib.sha256(weights).hexdigest()[:12],
+        "base_model": hp.model_name_or_path,
+        "training_job": os.environ.get("TRAINING_JOB_NAME"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "labels": labels,
+        "max_length": hp.max_length,
+        "metrics": {
+            split: {k: r[k] for k in ("accuracy", "macro_f1")} for split, r in reports.items()
+        },
+        "hyperparameters": hp.model_dump(),
+    }
+    (paths.model_dir / "model_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return info

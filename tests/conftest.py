@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny BERT and tiny labelled e-mails, so training takes seconds."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.jobs import TOPICS, lay_out_job, make_emails, run_train
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer BERT with hidden size 32 and a word vocabulary built from the templates."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    texts = [f"{subject} {body}" for emails in TOPICS.values() for subject, body in emails]
+    words = {word for text in texts for word in re.findall(r"\w+|[^\w\s]", text.lower())}
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
+    tokenizer = BertTokenizer(
+        vocab={token: i for i, token in enumerate(vocabulary)},
+        strip_accents=False,
+        model_max_length=128,
+    )
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_job(tiny_bert, tmp_path_factory) -> Path:
+    """One finished training job (with a test channel), shared by tests that only read it."""
+    base = tmp_path_factory.mktemp("trained") / "ml"
+    lay_out_job(
+        base,
+        tiny_hyperparameters(tiny_bert),
+        {"train": make_emails(60, seed=1), "test": make_emails(15, seed=2)},
+    )
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return base
+
+
+def tiny_hyperparameters(tiny_bert: Path, **overrides) -> dict:
+    """Enough for the tiny BERT to learn the three topics in a couple of seconds."""
+    return {
+        "model_name_or_path": str(tiny_bert),
+        "epochs": 8,
+        "learning_rate": 3e-3,
+        "batch_size": 8,
+        "early_stopping_patience": 0,
+        "max_length": 64,
+    } | overrides
