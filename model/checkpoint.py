@@ -33,12 +33,16 @@ class Checkpoint:
     trainer: dict  # optimizer, scheduler, grad scaler, RNG
 
 
-def save(directory: Path, checkpoint: Checkpoint, labels: list[str]) -> None:
+def save(directory: Path, checkpoint: Checkpoint, fingerprint: dict) -> None:
     folder = directory / f"epoch-{checkpoint.progress.epoch:04d}"
     folder.mkdir(parents=True, exist_ok=True)
     save_file(contiguous(checkpoint.model), folder / "model.safetensors")
     save_file(contiguous(checkpoint.best_model), folder / "best_model.safetensors")
-    state = {"progress": asdict(checkpoint.progress), "labels": labels, **checkpoint.trainer}
+    state = {
+        "progress": asdict(checkpoint.progress),
+        "fingerprint": fingerprint,
+        **checkpoint.trainer,
+    }
     torch.save(state, folder / "trainer_state.pt")
     pointer = directory / "LATEST.tmp"
     pointer.write_text(folder.name)
@@ -48,7 +52,12 @@ def save(directory: Path, checkpoint: Checkpoint, labels: list[str]) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load(directory: Path, labels: list[str]) -> Checkpoint | None:
+def load(directory: Path, fingerprint: dict) -> Checkpoint | None:
+    """The newest checkpoint, if it was made by this job (same data and settings).
+
+    A different fingerprint means another job's checkpoint: resuming it would silently
+    train on the wrong data or settings, so it is an error.
+    """
     pointer = directory / "LATEST"
     if not pointer.exists():
         return None
@@ -59,9 +68,11 @@ def load(directory: Path, labels: list[str]) -> Checkpoint | None:
         best_model = load_file(folder / "best_model.safetensors")
     except (OSError, RuntimeError) as error:
         raise InputError(f"checkpoint {folder} is unreadable ({error}); remove it") from error
-    if state.pop("labels") != labels:
+    differences = fingerprint_differences(state.pop("fingerprint"), fingerprint)
+    if differences:
         raise InputError(
-            f"checkpoint {folder} was made for other labels than this data; remove it to start over"
+            f"{directory} holds the checkpoint of another job (different {', '.join(differences)});"
+            " remove it, or give this job its own checkpoint path"
         )
     progress = Progress(**state.pop("progress"))
     return Checkpoint(progress=progress, model=model, best_model=best_model, trainer=state)
@@ -69,3 +80,10 @@ def load(directory: Path, labels: list[str]) -> Checkpoint | None:
 
 def contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().contiguous().cpu() for name, tensor in weights.items()}
+
+
+def fingerprint_differences(saved: dict, current: dict) -> list[str]:
+    """What changed between two jobs: the names of changed settings, 'data', 'labels'."""
+    saved_settings, settings = saved["hyperparameters"], current["hyperparameters"]
+    changed = [name for name in settings if saved_settings.get(name) != settings[name]]
+    return changed + [key for key in ("data", "labels") if saved[key] != current[key]]

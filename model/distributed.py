@@ -41,13 +41,18 @@ def under_launcher() -> bool:
 
 def launch(topology: Topology) -> int:
     """Run `python -m model train` under torchrun on this host; returns its exit code."""
+    if len(topology.hosts) == 1:
+        rendezvous = ["--standalone"]  # a free local port; host names need not resolve
+    else:
+        rendezvous = [
+            f"--nnodes={len(topology.hosts)}",
+            f"--node-rank={topology.hosts.index(topology.current_host)}",
+            f"--master-addr={topology.hosts[0]}",
+            f"--master-port={MASTER_PORT}",
+        ]
     command = [
         sys.executable, "-m", "torch.distributed.run",
-        f"--nproc-per-node={topology.processes_per_host}",
-        f"--nnodes={len(topology.hosts)}",
-        f"--node-rank={topology.hosts.index(topology.current_host)}",
-        f"--master-addr={topology.hosts[0]}",
-        f"--master-port={MASTER_PORT}",
+        f"--nproc-per-node={topology.processes_per_host}", *rendezvous,
         "-m", "model", "train",
     ]  # fmt: skip
     print(f"launching {topology.world_size} processes over {len(topology.hosts)} host(s)")

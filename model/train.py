@@ -226,7 +226,8 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, process: Process) -> None:
     model.to(device)
     opt = Optimization.create(model, hp, total_steps, device)
     progress, best_model = checkpoint.Progress(), None
-    saved = checkpoint.load(paths.checkpoint_dir, data.labels)
+    fingerprint = job_fingerprint(hp, data)
+    saved = checkpoint.load(paths.checkpoint_dir, fingerprint)
     if saved:
         model.load_state_dict(saved.model)
         opt.restore(saved.trainer)
@@ -283,11 +284,25 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, process: Process) -> None:
             }
             print(format_metrics(metrics), flush=True)
             snapshot = checkpoint.Checkpoint(progress, model.state_dict(), best_model, opt.state())
-            checkpoint.save(paths.checkpoint_dir, snapshot, data.labels)
+            checkpoint.save(paths.checkpoint_dir, snapshot, fingerprint)
 
     model.load_state_dict(best_model)
     if process.is_main:
         finish(paths, hp, data, tokenizer, model, collate, device, opt.precision)
+
+
+def job_fingerprint(hp: Hyperparameters, data: Datasets) -> dict:
+    """What a checkpoint must match to be resumed. The length of training may change."""
+    digest = hashlib.sha256()
+    for example in data.train + data.validation:
+        digest.update(f"{example.label}\t{example.text}\n".encode())
+    return {
+        "hyperparameters": hp.model_dump(
+            exclude={"epochs", "max_steps", "early_stopping_patience"}
+        ),
+        "data": digest.hexdigest(),
+        "labels": data.labels,
+    }
 
 
 @dataclass

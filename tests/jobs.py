@@ -3,9 +3,15 @@
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,3 +92,44 @@ def run_train(base: Path, **environment) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(base: Path, **environment) -> Iterator[str]:
+    """`python -m model serve` on a free port; yields its URL once /ping answers 200."""
+    port = free_port()
+    env = os.environ | {
+        "SAGEMAKER_BASE_DIR": str(base),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "POSTWERK_BIND_HOST": "127.0.0.1",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "model", "serve"], cwd=ROOT, env=env | environment
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not ping_ok(url):
+            assert server.poll() is None, f"server exited with {server.returncode}"
+            assert time.monotonic() < deadline, "server did not answer /ping within 60 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def ping_ok(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ping", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

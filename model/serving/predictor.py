@@ -3,6 +3,7 @@
 import json
 import logging
 import tarfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,18 @@ def unpack_archive(model_dir: Path) -> None:
             tar.extractall(model_dir, filter="data")
 
 
+def read_model_info(model_dir: Path) -> dict:
+    """model_info.json, written by training: the model's name, version and max_length."""
+    try:
+        info = json.loads((model_dir / "model_info.json").read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"cannot read model_info.json in {model_dir}: {error}") from error
+    missing = {"name", "version"} - info.keys()
+    if missing:
+        raise ModelLoadError(f"model_info.json in {model_dir} lacks {sorted(missing)}")
+    return info
+
+
 class Predictor:
     def __init__(self, model_dir: Path, max_batch_size: int, quantize_int8: bool = False):
         unpack_archive(model_dir)
@@ -41,16 +54,18 @@ class Predictor:
             raise ModelLoadError(
                 f"no model.safetensors in {model_dir} (only safetensors is loaded)"
             )
-        self.info = json.loads((model_dir / "model_info.json").read_text())
+        self.info = read_model_info(model_dir)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
         if self.device.type == "cuda":
             model = model.half()
         elif quantize_int8:
-            model = torch.ao.quantization.quantize_dynamic(
-                model, {torch.nn.Linear}, dtype=torch.qint8
-            )
+            with warnings.catch_warnings():  # deprecated for torchao, still the simplest path
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8
+                )
         self.model = model.to(self.device).eval()
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length = self.info.get("max_length", 128)

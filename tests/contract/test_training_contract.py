@@ -13,9 +13,7 @@ from tests.jobs import LABELS, lay_out_job, make_emails, run_train
 
 def metric_values(log: str) -> dict[str, list[float]]:
     """What SageMaker would extract from the log with our MetricDefinitions."""
-    return {
-        d["Name"]: [float(v) for v in re.findall(d["Regex"], log)] for d in METRIC_DEFINITIONS
-    }
+    return {d["Name"]: [float(v) for v in re.findall(d["Regex"], log)] for d in METRIC_DEFINITIONS}
 
 
 def test_writes_every_artifact(trained_job):
@@ -76,9 +74,7 @@ def test_resumes_from_checkpoint(tiny_bert, tmp_path):
 
 
 def test_csv_channel_by_content_type(tiny_bert, tmp_path):
-    base = lay_out_job(
-        tmp_path / "ml", tiny_hyperparameters(tiny_bert, epochs=1), {"train": []}
-    )
+    base = lay_out_job(tmp_path / "ml", tiny_hyperparameters(tiny_bert, epochs=1), {"train": []})
     rows = ["text,label"] + [
         f'"{e["subject"]} {e["body"]}",{e["label"]}' for e in make_emails(30, 1)
     ]
@@ -150,3 +146,15 @@ def test_unreadable_file_fails_with_reason(tiny_bert, tmp_path):
     result = run_train(base)
     assert result.returncode == 1
     assert "cannot read train.jsonl" in (base / "output" / "failure").read_text()
+
+
+def test_refuses_the_checkpoint_of_another_job(tiny_bert, tmp_path):
+    emails = {"train": make_emails(30, 1), "validation": make_emails(9, 2)}
+    base = lay_out_job(tmp_path / "ml", tiny_hyperparameters(tiny_bert, epochs=1), emails)
+    assert run_train(base).returncode == 0
+    changed = tiny_hyperparameters(tiny_bert, epochs=2, learning_rate=0.01)
+    lay_out_job(base, changed, emails | {"train": make_emails(30, 5)})
+    result = run_train(base)
+    assert result.returncode == 1
+    reason = (base / "output" / "failure").read_text()
+    assert "checkpoint of another job (different learning_rate, data)" in reason

@@ -1,0 +1,138 @@
+"""`python -m model serve` against the SageMaker inference contract (DESIGN 3.4)."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from model.serving.requests import MAX_PAYLOAD_BYTES
+from tests.jobs import LABELS, make_emails, serving
+
+EMAILS = [
+    {"id": f"m{i}", "subject": e["subject"], "body": e["body"]}
+    for i, e in enumerate(make_emails(24, seed=7))
+]
+
+
+@pytest.fixture(scope="module")
+def endpoint(trained_job):
+    with serving(trained_job) as url:
+        yield url
+
+
+def invoke(url: str, body, content_type="application/json", **headers) -> httpx.Response:
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    headers = {"content-type": content_type} | headers
+    return httpx.post(f"{url}/invocations", content=data, headers=headers, timeout=30)
+
+
+def test_ping_names_the_model(endpoint, trained_job):
+    info = json.loads((trained_job / "model" / "model_info.json").read_text())
+    answer = httpx.get(f"{endpoint}/ping")
+    assert answer.status_code == 200
+    assert answer.json()["model"] == {"name": info["name"], "version": info["version"]}
+
+
+def test_json_instances(endpoint):
+    answer = invoke(endpoint, {"instances": EMAILS[:3], "top_k": 2})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [p["id"] for p in body["predictions"]] == ["m0", "m1", "m2"]
+    for prediction in body["predictions"]:
+        assert prediction["label"] in LABELS
+        assert len(prediction["top_k"]) == 2
+        assert prediction["top_k"][0] == {
+            "label": prediction["label"],
+            "score": prediction["score"],
+        }
+        assert prediction["top_k"][0]["score"] >= prediction["top_k"][1]["score"]
+    assert body["model"]["version"]
+
+
+def test_classifies_what_it_learned(endpoint):
+    answer = invoke(endpoint, {"inputs": ["Hiermit kündige ich meinen Vertrag", "invoice wrong"]})
+    labels = [p["label"] for p in answer.json()["predictions"]]
+    assert labels == ["cancellation", "billing"]
+
+
+def test_inputs_and_plain_strings_equal_email_instances(endpoint):
+    by_text = invoke(endpoint, {"inputs": "Cancel my contract\nPlease cancel"}).json()
+    by_string = invoke(endpoint, {"instances": ["Cancel my contract\nPlease cancel"]}).json()
+    by_parts = invoke(
+        endpoint, {"instances": [{"subject": "Cancel my contract", "body": "Please cancel"}]}
+    ).json()
+    scores = {r["predictions"][0]["score"] for r in (by_text, by_string, by_parts)}
+    assert len(scores) == 1
+
+
+def test_jsonlines_in_and_out(endpoint):
+    lines = "\n".join(json.dumps(e) for e in EMAILS[:4]) + '\n"a plain text line"\n'
+    answer = invoke(endpoint, lines, "application/jsonlines")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/jsonlines")
+    rows = [json.loads(line) for line in answer.text.splitlines()]
+    assert [r["id"] for r in rows] == ["m0", "m1", "m2", "m3", None]
+    assert all(r["model"]["version"] and r["label"] in LABELS for r in rows)
+
+
+def test_accept_header_chooses_the_answer_type(endpoint):
+    answer = invoke(endpoint, {"instances": EMAILS[:2]}, accept="application/jsonlines")
+    assert len(answer.text.splitlines()) == 2
+    assert invoke(endpoint, {"instances": EMAILS[:1]}, accept="text/csv").status_code == 406
+
+
+def test_concurrent_requests_are_batched_with_identical_results(endpoint):
+    one_by_one = [invoke(endpoint, {"instances": [e]}).json()["predictions"][0] for e in EMAILS]
+
+    async def all_at_once():
+        async with httpx.AsyncClient(base_url=endpoint, timeout=30) as client:
+            answers = await asyncio.gather(
+                *(client.post("/invocations", json={"instances": [e]}) for e in EMAILS)
+            )
+        return [a.json()["predictions"][0] for a in answers]
+
+    together = asyncio.run(all_at_once())
+    assert [p["label"] for p in together] == [p["label"] for p in one_by_one]
+    for alone, batched in zip(one_by_one, together, strict=True):
+        assert batched["score"] == pytest.approx(alone["score"], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "reason"),
+    [
+        (b"{not json", "application/json", 400, "not valid JSON"),
+        ({"emails": []}, "application/json", 400, "'instances' or 'inputs'"),
+        ({"instances": []}, "application/json", 400, "non-empty list"),
+        ({"instances": [42]}, "application/json", 400, "instances[0]: expected an object"),
+        ({"instances": [{"bdy": "x"}]}, "application/json", 400, "bdy"),
+        ({"instances": [{}]}, "application/json", 400, "needs 'text'"),
+        ({"instances": ["x"], "top_k": 0}, "application/json", 400, "top_k"),
+        ({"inputs": [1, 2]}, "application/json", 400, "list of strings"),
+        (b'{"text": "ok"}\n{broken\n', "application/jsonlines", 400, "line 2"),
+        (b"\n\n", "application/jsonlines", 400, "no instances"),
+        (b"hello", "text/plain", 415, "unsupported content type"),
+        (b"x" * (MAX_PAYLOAD_BYTES + 1), "application/json", 413, "payload over"),
+    ],
+)
+def test_bad_requests_get_4xx_with_a_reason(endpoint, body, content_type, status, reason):
+    answer = invoke(endpoint, body, content_type)
+    assert answer.status_code == status
+    assert reason in answer.json()["error"]
+
+
+def test_execution_parameters(endpoint):
+    parameters = httpx.get(f"{endpoint}/execution-parameters").json()
+    assert parameters == {
+        "MaxConcurrentTransforms": 1,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
+    }
+
+
+def test_several_workers_serve_the_same_port(trained_job):
+    with serving(trained_job, SAGEMAKER_MODEL_SERVER_WORKERS="2") as url:
+        answers = [invoke(url, {"instances": EMAILS[:2]}) for _ in range(4)]
+        assert all(a.status_code == 200 for a in answers)
+        parameters = httpx.get(f"{url}/execution-parameters").json()
+        assert parameters["MaxConcurrentTransforms"] == 2

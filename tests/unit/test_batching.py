@@ -1,0 +1,95 @@
+import asyncio
+import random
+
+import pytest
+
+from model.serving.batching import DynamicBatcher
+from model.serving.predictor import Prediction
+from model.train import length_grouped_batches
+
+
+def test_length_grouped_batches_cover_everything_once():
+    lengths = [random.Random(i).randint(3, 120) for i in range(1000)]
+    batches = length_grouped_batches(lengths, batch_size=32, seed=0, world_size=1)
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    assert all(len(batch) <= 32 for batch in batches)
+
+
+def test_length_grouped_batches_pad_less_than_random_ones():
+    rng = random.Random(0)
+    lengths = [rng.randint(3, 120) for _ in range(3200)]
+    batches = length_grouped_batches(lengths, batch_size=32, seed=0, world_size=1)
+    order = list(range(3200))
+    rng.shuffle(order)
+    random_batches = [order[i : i + 32] for i in range(0, 3200, 32)]
+
+    def padded_tokens(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    assert padded_tokens(batches) < 0.7 * padded_tokens(random_batches)
+
+
+def test_length_grouped_batches_split_evenly_across_processes():
+    batches = length_grouped_batches([5] * 100, batch_size=8, seed=3, world_size=4)
+    assert len(batches) % 4 == 0
+    assert batches == length_grouped_batches([5] * 100, batch_size=8, seed=3, world_size=4)
+    assert batches != length_grouped_batches([5] * 100, batch_size=8, seed=4, world_size=4)
+
+
+def fake_predict(calls: list):
+    def predict(texts, top_k):
+        calls.append(list(texts))
+        return [Prediction(text, 1.0, [{"label": text, "score": 1.0}] * top_k) for text in texts]
+
+    return predict
+
+
+def test_concurrent_requests_share_a_pass_and_get_their_own_results():
+    calls = []
+
+    async def scenario():
+        batcher = DynamicBatcher(fake_predict(calls), max_batch_size=64)
+        batcher.start()
+        results = await asyncio.gather(
+            *(batcher.predict([f"r{i}a", f"r{i}b"], top_k=1 + i % 3) for i in range(10))
+        )
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    for i, result in enumerate(results):
+        assert [p.label for p in result] == [f"r{i}a", f"r{i}b"]
+        assert all(len(p.top_k) == 1 + i % 3 for p in result)
+    assert len(calls) < 10, "requests were merged"
+    assert sum(map(len, calls)) == 20
+
+
+def test_batches_respect_the_size_limit():
+    calls = []
+
+    async def scenario():
+        batcher = DynamicBatcher(fake_predict(calls), max_batch_size=4)
+        batcher.start()
+        await asyncio.gather(*(batcher.predict([f"t{i}"], top_k=1) for i in range(12)))
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert all(len(call) <= 4 for call in calls)
+
+
+def test_a_model_error_fails_the_requests_of_that_pass_only():
+    def predict(texts, top_k):
+        if "boom" in texts:
+            raise RuntimeError("model exploded")
+        return fake_predict([])(texts, top_k)
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, max_batch_size=1)
+        batcher.start()
+        with pytest.raises(RuntimeError, match="exploded"):
+            await batcher.predict(["boom"], top_k=1)
+        result = await batcher.predict(["fine"], top_k=1)
+        await batcher.stop()
+        return result
+
+    assert asyncio.run(scenario())[0].label == "fine"

@@ -1,0 +1,35 @@
+import json
+import re
+
+import numpy as np
+
+from model.evaluation import METRIC_DEFINITIONS, evaluation_report, format_metrics, write_reports
+
+
+def test_every_printed_metric_is_found_by_its_definition():
+    values = {d["Name"]: 0.123456789 * (i + 1) for i, d in enumerate(METRIC_DEFINITIONS)}
+    values["train_loss"] = 1.5e-7
+    line = format_metrics(values)
+    for definition in METRIC_DEFINITIONS:
+        found = re.findall(definition["Regex"], line)
+        assert len(found) == 1, definition["Name"]
+        assert float(found[0]) == float(f"{values[definition['Name']]:.6g}")
+
+
+def test_definitions_do_not_match_each_other():
+    line = format_metrics({"validation_accuracy": 0.5, "test_accuracy": 0.25})
+    accuracy = next(d for d in METRIC_DEFINITIONS if d["Name"] == "test_accuracy")
+    assert re.findall(accuracy["Regex"], line) == ["0.25"]
+
+
+def test_report_counts_and_scores(tmp_path):
+    labels = ["a", "b", "c"]
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 1, 1, 1, 2, 0])
+    report = evaluation_report(truth, predicted, labels)
+    assert report["accuracy"] == 4 / 6
+    assert report["confusion_matrix"]["matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert report["per_class"]["b"] == {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2}
+    write_reports(report, "test", tmp_path)
+    assert json.loads((tmp_path / "evaluation.json").read_text())["split"] == "test"
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
