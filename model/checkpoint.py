@@ -24,6 +24,15 @@ class Progress:
     best_validation_loss: float = float("inf")  # breaks ties between equal macro-F1
     epochs_without_improvement: int = 0
 
+    def record_validation(self, macro_f1: float, loss: float) -> bool:
+        """Note an epoch's validation scores; True if they are the best so far."""
+        if (macro_f1, -loss) > (self.best_macro_f1, -self.best_validation_loss):
+            self.best_macro_f1, self.best_validation_loss = macro_f1, loss
+            self.epochs_without_improvement = 0
+            return True
+        self.epochs_without_improvement += 1
+        return False
+
 
 @dataclass
 class Checkpoint:

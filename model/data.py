@@ -1,4 +1,5 @@
-"""Training data: channels of JSON Lines or CSV files, one labelled e-mail per record."""
+"""Training data: channels of JSON Lines or CSV files, one labelled e-mail per record,
+tokenized once and served in length-grouped batches."""
 
 import csv
 import json
@@ -8,7 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.contract import InputError
+from model.contract import InputError, SageMakerPaths, read_config
+from model.hyperparameters import Hyperparameters
 
 FORMAT_BY_CONTENT_TYPE = {
     "application/jsonlines": "jsonl",
@@ -149,3 +151,66 @@ def check_labels(train: list[Example], others: dict[str, list[Example]]) -> list
 
 def label_counts(examples: list[Example]) -> dict[str, int]:
     return dict(sorted(Counter(example.label for example in examples).items()))
+
+
+@dataclass
+class Datasets:
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example] | None
+    labels: list[str]
+
+
+def load_datasets(paths: SageMakerPaths, hp: Hyperparameters) -> Datasets:
+    channels = read_config(paths.input_data_config_file)
+
+    def has(channel: str) -> bool:
+        return channel in channels or paths.channel_dir(channel).exists()
+
+    def read(channel: str) -> list[Example]:
+        content_type = channels.get(channel, {}).get("ContentType")
+        directory = paths.channel_dir(channel)
+        return load_channel(directory, content_type, hp.text_column, hp.label_column)
+
+    train = read("train")
+    check_labels(train, {})
+    if has("validation"):
+        validation = read("validation")
+    else:
+        train, validation = split_validation(train, hp.validation_split, hp.seed)
+    test = read("test") if has("test") else None
+    others = {"validation": validation} | ({"test": test} if test else {})
+    return Datasets(train, validation, test, labels=check_labels(train, others))
+
+
+def encode(tokenizer, examples: list[Example], labels: list[str], max_length: int) -> list[dict]:
+    """Tokenize once, unpadded: batches are padded to their own longest e-mail."""
+    label_ids = {label: i for i, label in enumerate(labels)}
+    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
+    return [
+        {**{key: encoded[key][i] for key in encoded}, "labels": label_ids[example.label]}
+        for i, example in enumerate(examples)
+    ]
+
+
+def length_grouped_batches(
+    lengths: list[int], batch_size: int, seed: int, world_size: int
+) -> list[list[int]]:
+    """Shuffled batches of similar length (little padding), the same on every process.
+
+    Like Hugging Face's LengthGroupedSampler: shuffle, sort within mega-batches of 50
+    batches, shuffle the batches. Padded by wrap-around to a multiple of the world size.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    mega = batch_size * 50
+    for start in range(0, len(order), mega):
+        group = sorted(order[start : start + mega], key=lengths.__getitem__, reverse=True)
+        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    rng.shuffle(batches)
+    remainder = len(batches) % world_size
+    if remainder:
+        batches += batches[: world_size - remainder]
+    return batches

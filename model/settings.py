@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     bind_host: str = "0.0.0.0"  # the container contract; tests bind to 127.0.0.1
     top_k: PositiveInt = 3
     max_batch_size: PositiveInt = 64
-    quantize_int8: bool = False  # CPU only: dynamic int8 quantization of the Linear layers
+    # CPU only (CUDA serves in fp16): int8 dynamic quantization of the Linear layers.
+    # On Banking77: x2.5 throughput for -0.26 accuracy points (bench/results/accuracy.json).
+    quantize_int8: bool = True
 
     # Training: processes per host; default one per GPU, or one on a CPU-only host.
     processes_per_host: PositiveInt | None = None

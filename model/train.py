@@ -7,12 +7,9 @@ import hashlib
 import json
 import logging
 import os
-import random
 import sys
 import time
 import traceback
-from contextlib import nullcontext
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -24,12 +21,11 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    get_linear_schedule_with_warmup,
 )
 
 from model import checkpoint
 from model.contract import InputError, SageMakerPaths, read_config, write_failure
-from model.data import Example, check_labels, label_counts, load_channel, split_validation
+from model.data import Datasets, encode, label_counts, length_grouped_batches, load_datasets
 from model.distributed import Process, Topology, launch, start_process, stop_process, under_launcher
 from model.evaluation import (
     classification_metrics,
@@ -39,6 +35,7 @@ from model.evaluation import (
     write_reports,
 )
 from model.hyperparameters import Hyperparameters, parse_hyperparameters
+from model.optimization import Optimization
 from model.settings import Settings
 
 log = logging.getLogger("postwerk.train")
@@ -75,36 +72,6 @@ def launch_workers(paths: SageMakerPaths, topology: Topology) -> int:
     return exit_code
 
 
-@dataclass
-class Datasets:
-    train: list[Example]
-    validation: list[Example]
-    test: list[Example] | None
-    labels: list[str]
-
-
-def load_datasets(paths: SageMakerPaths, hp: Hyperparameters) -> Datasets:
-    channels = read_config(paths.input_data_config_file)
-
-    def has(channel: str) -> bool:
-        return channel in channels or paths.channel_dir(channel).exists()
-
-    def read(channel: str) -> list[Example]:
-        content_type = channels.get(channel, {}).get("ContentType")
-        directory = paths.channel_dir(channel)
-        return load_channel(directory, content_type, hp.text_column, hp.label_column)
-
-    train = read("train")
-    check_labels(train, {})
-    if has("validation"):
-        validation = read("validation")
-    else:
-        train, validation = split_validation(train, hp.validation_split, hp.seed)
-    test = read("test") if has("test") else None
-    others = {"validation": validation} | ({"test": test} if test else {})
-    return Datasets(train, validation, test, labels=check_labels(train, others))
-
-
 def load_base_model(hp: Hyperparameters, labels: list[str]):
     name = hp.model_name_or_path
     try:
@@ -120,59 +87,6 @@ def load_base_model(hp: Hyperparameters, labels: list[str]):
         reason = str(error).strip().splitlines()[0]
         raise InputError(f"cannot load model '{name}': {reason}") from error
     return tokenizer, model
-
-
-def encode(tokenizer, examples: list[Example], labels: list[str], max_length: int) -> list[dict]:
-    """Tokenize once, unpadded: batches are padded to their own longest e-mail."""
-    label_ids = {label: i for i, label in enumerate(labels)}
-    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
-    return [
-        {**{key: encoded[key][i] for key in encoded}, "labels": label_ids[example.label]}
-        for i, example in enumerate(examples)
-    ]
-
-
-def length_grouped_batches(
-    lengths: list[int], batch_size: int, seed: int, world_size: int
-) -> list[list[int]]:
-    """Shuffled batches of similar length (little padding), the same on every process.
-
-    Like Hugging Face's LengthGroupedSampler: shuffle, sort within mega-batches of 50
-    batches, shuffle the batches. Padded by wrap-around to a multiple of the world size.
-    """
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    batches = []
-    mega = batch_size * 50
-    for start in range(0, len(order), mega):
-        group = sorted(order[start : start + mega], key=lengths.__getitem__, reverse=True)
-        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
-    rng.shuffle(batches)
-    remainder = len(batches) % world_size
-    if remainder:
-        batches += batches[: world_size - remainder]
-    return batches
-
-
-class Precision:
-    """Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)."""
-
-    def __init__(self, device: torch.device):
-        self.device_type = device.type
-        self.dtype = None
-        if device.type == "cuda":
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)
-
-    def autocast(self):
-        if self.dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-    @property
-    def name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
 
 @torch.inference_mode()
@@ -261,18 +175,10 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, process: Process) -> None:
         validation_loss, predicted = evaluate(
             model, validation_features, collate, hp.eval_batch_size, device, opt.precision
         )
-        scores = classification_metrics(validation_truth, predicted, data.labels)
+        scores = classification_metrics(validation_truth, predicted)
         progress.epoch = epoch
-        best = (progress.best_macro_f1, -progress.best_validation_loss)
-        if (scores["macro_f1"], -validation_loss) > best:
-            progress.best_macro_f1, progress.best_validation_loss = (
-                scores["macro_f1"],
-                validation_loss,
-            )
-            progress.epochs_without_improvement = 0
+        if progress.record_validation(scores["macro_f1"], validation_loss):
             best_model = checkpoint.contiguous(model.state_dict())
-        else:
-            progress.epochs_without_improvement += 1
         if process.is_main:
             metrics = {
                 "epoch": epoch,
@@ -305,56 +211,6 @@ def job_fingerprint(hp: Hyperparameters, data: Datasets) -> dict:
     }
 
 
-@dataclass
-class Optimization:
-    """AdamW with linear warm-up and decay, mixed precision and gradient clipping."""
-
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    precision: Precision
-
-    @classmethod
-    def create(cls, model, hp: Hyperparameters, total_steps: int, device: torch.device):
-        optimizer = torch.optim.AdamW(
-            parameter_groups(model, hp.weight_decay),
-            lr=hp.learning_rate,
-            fused=device.type == "cuda",
-        )
-        warmup_steps = round(hp.warmup_ratio * total_steps)
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
-        return cls(optimizer, scheduler, Precision(device))
-
-    def step(self, model, batch) -> float:
-        """One optimizer step on one batch; returns the batch's mean loss."""
-        with self.precision.autocast():
-            loss = model(**batch).loss
-        scaler = self.precision.scaler
-        scaler.scale(loss).backward()
-        scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(
-            [p for group in self.optimizer.param_groups for p in group["params"]], 1.0
-        )
-        scaler.step(self.optimizer)
-        scaler.update()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.item()
-
-    def state(self) -> dict:
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.precision.scaler.state_dict(),
-            "rng": torch.get_rng_state(),
-        }
-
-    def restore(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.precision.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-
-
 def finished(progress: checkpoint.Progress, hp: Hyperparameters, total_steps: int) -> bool:
     if progress.epoch >= hp.epochs or progress.step >= total_steps:
         return True
@@ -364,17 +220,6 @@ def finished(progress: checkpoint.Progress, hp: Hyperparameters, total_steps: in
         )
         return True
     return False
-
-
-def parameter_groups(model, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and LayerNorm weights (as in BERT's recipe)."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        (no_decay if parameter.ndim < 2 else decay).append(parameter)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
 
 
 def progress_bar(batches: list, epoch: int, hp: Hyperparameters, process: Process):

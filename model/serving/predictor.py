@@ -1,7 +1,10 @@
 """The model behind the endpoint: load it safely, classify texts in length-sorted batches."""
 
+import contextlib
+import ctypes
+import gc
 import json
-import logging
+import sys
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -9,8 +12,6 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-log = logging.getLogger("postwerk.serve")
 
 
 class ModelLoadError(Exception):
@@ -33,6 +34,18 @@ def unpack_archive(model_dir: Path) -> None:
     if archive.exists() and not (model_dir / "config.json").exists():
         with tarfile.open(archive) as tar:
             tar.extractall(model_dir, filter="data")
+
+
+def release_freed_memory() -> None:
+    """Give the memory of the discarded fp32 weights back to the OS (about 45 MB for MiniLM).
+
+    glibc keeps freed heap pages for reuse; malloc_trim returns them, so the resident size
+    of a worker reflects the model it serves.
+    """
+    gc.collect()
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def read_model_info(model_dir: Path) -> dict:
@@ -67,6 +80,7 @@ class Predictor:
                     model, {torch.nn.Linear}, dtype=torch.qint8
                 )
         self.model = model.to(self.device).eval()
+        release_freed_memory()
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length = self.info.get("max_length", 128)
         self.max_batch_size = max_batch_size

@@ -82,20 +82,33 @@ def test_accept_header_chooses_the_answer_type(endpoint):
     assert invoke(endpoint, {"instances": EMAILS[:1]}, accept="text/csv").status_code == 406
 
 
-def test_concurrent_requests_are_batched_with_identical_results(endpoint):
-    one_by_one = [invoke(endpoint, {"instances": [e]}).json()["predictions"][0] for e in EMAILS]
+def one_by_one_and_concurrently(url: str) -> tuple[list[dict], list[dict]]:
+    alone = [invoke(url, {"instances": [e]}).json()["predictions"][0] for e in EMAILS]
 
     async def all_at_once():
-        async with httpx.AsyncClient(base_url=endpoint, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             answers = await asyncio.gather(
                 *(client.post("/invocations", json={"instances": [e]}) for e in EMAILS)
             )
         return [a.json()["predictions"][0] for a in answers]
 
-    together = asyncio.run(all_at_once())
-    assert [p["label"] for p in together] == [p["label"] for p in one_by_one]
-    for alone, batched in zip(one_by_one, together, strict=True):
-        assert batched["score"] == pytest.approx(alone["score"], abs=1e-4)
+    return alone, asyncio.run(all_at_once())
+
+
+def test_batching_gives_the_results_of_one_by_one_in_fp32(trained_job):
+    with serving(trained_job, POSTWERK_QUANTIZE_INT8="false") as url:
+        alone, together = one_by_one_and_concurrently(url)
+    assert [p["label"] for p in together] == [p["label"] for p in alone]
+    for single, batched in zip(alone, together, strict=True):
+        assert batched["score"] == pytest.approx(single["score"], abs=1e-4)
+
+
+def test_batching_keeps_the_labels_with_int8(endpoint):
+    """int8 scales activations per batch, so scores move a little with the neighbours."""
+    alone, together = one_by_one_and_concurrently(endpoint)
+    assert [p["label"] for p in together] == [p["label"] for p in alone]
+    for single, batched in zip(alone, together, strict=True):
+        assert batched["score"] == pytest.approx(single["score"], abs=0.05)
 
 
 @pytest.mark.parametrize(

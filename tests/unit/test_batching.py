@@ -3,9 +3,9 @@ import random
 
 import pytest
 
+from model.data import length_grouped_batches
 from model.serving.batching import DynamicBatcher
 from model.serving.predictor import Prediction
-from model.train import length_grouped_batches
 
 
 def test_length_grouped_batches_cover_everything_once():

@@ -2,8 +2,15 @@ import json
 import re
 
 import numpy as np
+import pytest
 
-from model.evaluation import METRIC_DEFINITIONS, evaluation_report, format_metrics, write_reports
+from model.evaluation import (
+    METRIC_DEFINITIONS,
+    classification_metrics,
+    evaluation_report,
+    format_metrics,
+    write_reports,
+)
 
 
 def test_every_printed_metric_is_found_by_its_definition():
@@ -33,3 +40,11 @@ def test_report_counts_and_scores(tmp_path):
     write_reports(report, "test", tmp_path)
     assert json.loads((tmp_path / "evaluation.json").read_text())["split"] == "test"
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_macro_f1_ignores_labels_that_do_not_occur():
+    """A small validation set may lack some of the 77 labels: they must not count as 0."""
+    truth = np.array([0, 0, 1, 1])
+    assert classification_metrics(truth, truth)["macro_f1"] == 1.0
+    wrong = classification_metrics(truth, np.array([0, 0, 1, 5]))
+    assert wrong["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3), "a predicted stray counts"

@@ -1,0 +1,176 @@
+"""Accuracy on Banking77: fine-tune the bundled MiniLM with `python -m model train`, then
+check the serving predictor in fp32 and int8 on the same test set.
+
+Measures
+- training (a subprocess, the SageMaker contract under bench/work/accuracy/ml): test accuracy
+  and macro-F1 (all 3080 test e-mails, the trainer holds out its validation split from
+  train), wall time, peak RSS of the training process;
+- compared with the published reference: BERT-base fine-tuned on Banking77 reaches about
+  92.8-93.1% test accuracy (Casanueva et al. 2020, "Efficient Intent Detection with Dual
+  Sentence Encoders"); MiniLM-L6 is ~5x smaller;
+- serving: model.serving.predictor.Predictor on the test set in fp32 and with int8 dynamic
+  quantization: accuracy of each, the int8 - fp32 delta in points, and in-process
+  throughput (texts/s, consecutive batches of 64). The fp32 pass is the baseline.
+
+The trained model stays in bench/work/accuracy/ml/model for bench.serving.
+
+Reproduce (from the repository root; minutes on a laptop CPU):
+    python -m bench.accuracy --data ../shared/data/banking77
+Smoke run:
+    python -m bench.accuracy --data ../shared/data/banking77 --quick
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    LABEL,
+    PYTHON,
+    TEXT,
+    Row,
+    accuracy,
+    base_parser,
+    check_run,
+    finish,
+    layout_job,
+    load_banking77,
+    parse_metric_lines,
+    predictor_pass,
+    print_table,
+    quiet_libraries,
+    run_tracked,
+    shuffled,
+    stratified_sample,
+    work_dir,
+)
+
+NAME = "accuracy"
+REFERENCE_BERT_BASE_ACCURACY = (0.928, 0.931)
+INFERENCE_BATCH = 64
+
+
+def parse_args():
+    parser = base_parser(__doc__)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--early-stopping-patience", type=int, default=2)
+    parser.add_argument("--validation-split", type=float, default=0.1)
+    parser.add_argument("--train-rows", type=int, default=None, help="default: all")
+    parser.add_argument("--test-rows", type=int, default=None, help="default: all")
+    args = parser.parse_args()
+    if args.quick:
+        # 5 e-mails per label; 0.2 so that each label still gives one to validation.
+        args.train_rows, args.test_rows = args.train_rows or 385, args.test_rows or 200
+        args.epochs, args.validation_split = 1, 0.2
+    return args
+
+
+def hyperparameters(args) -> dict[str, Any]:
+    return {
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "early_stopping_patience": args.early_stopping_patience,
+        "validation_split": args.validation_split,
+        "seed": args.seed,
+        "text_column": TEXT,
+        "label_column": LABEL,
+    }
+
+
+def train(args, train_rows: list[Row], test_rows: list[Row]) -> tuple[Path, dict[str, Any]]:
+    """Run `python -m model train`; returns the model folder and the training figures."""
+    base = work_dir(NAME) / "ml"
+    layout_job(base, hyperparameters(args), {"train": train_rows, "test": test_rows})
+    run = run_tracked(
+        [PYTHON, "-m", "model", "train"],
+        env={"SAGEMAKER_BASE_DIR": str(base)},
+        log_path=work_dir(NAME) / "train.log",
+    )
+    check_run(run, "python -m model train")
+    report = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    epochs = [m for m in parse_metric_lines(run.lines) if "epoch" in m]
+    return base / "model", {
+        "test_accuracy": report["accuracy"],
+        "test_macro_f1": report["macro_f1"],
+        "epochs_run": len(epochs),
+        "per_epoch": epochs,
+        "wall_seconds": run.wall_seconds,
+        "peak_rss_mb": run.peak_rss_mb,
+    }
+
+
+def evaluate_predictor(model_dir: Path, test_rows: list[Row], quantize_int8: bool) -> dict:
+    from model.serving.predictor import Predictor
+
+    predictor = Predictor(model_dir, INFERENCE_BATCH, quantize_int8=quantize_int8)
+    rows = shuffled(test_rows, seed=0)  # test.csv is sorted by label; batches should mix
+    inference = predictor_pass(predictor, [r[TEXT] for r in rows], INFERENCE_BATCH)
+    return {
+        "accuracy": accuracy(inference.labels, [r[LABEL] for r in rows]),
+        "texts_per_second": inference.texts_per_second(),
+        "seconds": inference.seconds,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    quiet_libraries()
+    all_train, all_test = load_banking77(args.data)
+    train_rows = stratified_sample(all_train, args.train_rows, args.seed)
+    test_rows = stratified_sample(all_test, args.test_rows, args.seed)
+    print(f"fine-tuning on {len(train_rows)} train rows; testing on {len(test_rows)} rows")
+
+    model_dir, training = train(args, train_rows, test_rows)
+    fp32 = evaluate_predictor(model_dir, test_rows, quantize_int8=False)
+    int8 = evaluate_predictor(model_dir, test_rows, quantize_int8=True)
+    int8_delta_points = 100 * (int8["accuracy"] - fp32["accuracy"])
+    int8_speedup = int8["texts_per_second"] / fp32["texts_per_second"]
+    low, high = REFERENCE_BERT_BASE_ACCURACY
+
+    print_table(
+        "Banking77 test (python -m model train, bundled MiniLM-L6)",
+        ["what", "accuracy", "macro-F1", "texts/s", "note"],
+        [
+            ("trainer's test report", training["test_accuracy"], training["test_macro_f1"],
+             None, f"{training['epochs_run']} epochs, {training['wall_seconds']:.0f} s, "
+             f"peak RSS {training['peak_rss_mb']:.0f} MB"),
+            ("Predictor fp32 (baseline)", fp32["accuracy"], None, fp32["texts_per_second"],
+             f"batch {INFERENCE_BATCH}"),
+            ("Predictor int8 dynamic", int8["accuracy"], None, int8["texts_per_second"],
+             f"{int8_delta_points:+.2f} points, x{int8_speedup:.2f} texts/s vs fp32"),
+            ("reference: BERT-base", f"{low:.3f}-{high:.3f}", None, None, "published"),
+        ],
+    )  # fmt: skip
+    print(
+        f"\nratio vs reference: MiniLM {training['test_accuracy']:.4f} = "
+        f"{training['test_accuracy'] / high:.3f}-{training['test_accuracy'] / low:.3f} "
+        "of BERT-base's accuracy"
+    )
+    print(f"int8 vs fp32: {int8_delta_points:+.2f} accuracy points, x{int8_speedup:.2f} texts/s")
+
+    finish(
+        NAME,
+        {
+            "data": {"train_rows": len(train_rows), "test_rows": len(test_rows)},
+            "hyperparameters": hyperparameters(args),
+            "training": training,
+            "model_dir": str(model_dir),
+            "predictor": {"batch_size": INFERENCE_BATCH, "fp32": fp32, "int8": int8},
+            "int8_accuracy_delta_points": int8_delta_points,
+            "int8_speedup": int8_speedup,
+            "reference": {
+                "model": "BERT-base (Casanueva et al. 2020)",
+                "test_accuracy": list(REFERENCE_BERT_BASE_ACCURACY),
+            },
+        },
+        args.quick,
+    )
+
+
+if __name__ == "__main__":
+    main()
