@@ -11,6 +11,7 @@ from tests.jobs import TOPICS, lay_out_job, make_emails, run_train
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer BERT with hidden size 32 and a word vocabulary built from the templates."""
+    import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     folder = tmp_path_factory.mktemp("tiny-bert")
@@ -30,6 +31,7 @@ def tiny_bert(tmp_path_factory) -> Path:
         intermediate_size=64,
         max_position_embeddings=128,
     )
+    torch.manual_seed(0)  # the same tiny model in every run
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -51,7 +51,11 @@ def test_json_instances(endpoint):
 
 
 def test_classifies_what_it_learned(endpoint):
-    answer = invoke(endpoint, {"inputs": ["Hiermit kündige ich meinen Vertrag", "invoice wrong"]})
+    texts = [
+        "Kündigung\nHiermit kündige ich meinen Vertrag fristgerecht.",
+        "Question about my invoice\nThe invoice for March shows a wrong amount.",
+    ]
+    answer = invoke(endpoint, {"inputs": texts})
     labels = [p["label"] for p in answer.json()["predictions"]]
     assert labels == ["cancellation", "billing"]
 
