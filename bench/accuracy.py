@@ -20,28 +20,23 @@ Smoke run:
     python -m bench.accuracy --data ../shared/data/banking77 --quick
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
     LABEL,
-    PYTHON,
     TEXT,
     Row,
     accuracy,
     base_parser,
-    check_run,
     finish,
-    layout_job,
     load_banking77,
-    parse_metric_lines,
     predictor_pass,
     print_table,
     quiet_libraries,
-    run_tracked,
     shuffled,
     stratified_sample,
+    train_with_postwerk,
     work_dir,
 )
 
@@ -84,23 +79,19 @@ def hyperparameters(args) -> dict[str, Any]:
 
 def train(args, train_rows: list[Row], test_rows: list[Row]) -> tuple[Path, dict[str, Any]]:
     """Run `python -m model train`; returns the model folder and the training figures."""
-    base = work_dir(NAME) / "ml"
-    layout_job(base, hyperparameters(args), {"train": train_rows, "test": test_rows})
-    run = run_tracked(
-        [PYTHON, "-m", "model", "train"],
-        env={"SAGEMAKER_BASE_DIR": str(base)},
+    training = train_with_postwerk(
+        work_dir(NAME) / "ml",
+        hyperparameters(args),
+        {"train": train_rows, "test": test_rows},
         log_path=work_dir(NAME) / "train.log",
     )
-    check_run(run, "python -m model train")
-    report = json.loads((base / "output" / "data" / "evaluation.json").read_text())
-    epochs = [m for m in parse_metric_lines(run.lines) if "epoch" in m]
-    return base / "model", {
-        "test_accuracy": report["accuracy"],
-        "test_macro_f1": report["macro_f1"],
-        "epochs_run": len(epochs),
-        "per_epoch": epochs,
-        "wall_seconds": run.wall_seconds,
-        "peak_rss_mb": run.peak_rss_mb,
+    return training.model_dir, {
+        "test_accuracy": training.report["accuracy"],
+        "test_macro_f1": training.report["macro_f1"],
+        "epochs_run": len(training.epochs),
+        "per_epoch": training.epochs,
+        "wall_seconds": training.process.wall_seconds,
+        "peak_rss_mb": training.process.peak_rss_mb,
     }
 
 

@@ -218,6 +218,28 @@ def check_run(run: ProcessRun, what: str) -> None:
         sys.exit(f"{what} failed with exit code {run.returncode}:\n{tail}")
 
 
+@dataclass
+class TrainingRun:
+    process: ProcessRun
+    report: dict[str, Any]  # output/data/evaluation.json
+    epochs: list[dict[str, float]]  # the per-epoch metric lines
+    model_dir: Path
+
+
+def train_with_postwerk(
+    base: Path, hyperparameters: dict[str, Any], channels: dict[str, list[Row]], log_path: Path
+) -> TrainingRun:
+    """`python -m model train` on a fresh job folder at `base`; exits if it fails."""
+    layout_job(base, hyperparameters, channels)
+    run = run_tracked(
+        [PYTHON, "-m", "model", "train"], env={"SAGEMAKER_BASE_DIR": str(base)}, log_path=log_path
+    )
+    check_run(run, "python -m model train")
+    report = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    epochs = [m for m in parse_metric_lines(run.lines) if "epoch" in m]
+    return TrainingRun(run, report, epochs, base / "model")
+
+
 # --- in-process inference ------------------------------------------------------------------
 
 

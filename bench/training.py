@@ -30,10 +30,10 @@ from bench.common import (
     finish,
     layout_job,
     load_banking77,
-    parse_metric_lines,
     print_table,
     run_tracked,
     stratified_sample,
+    train_with_postwerk,
     work_dir,
 )
 from bench.hf_trainer import RESULT_FILE
@@ -84,22 +84,17 @@ def split_data(args) -> dict[str, list[Row]]:
 
 
 def run_ours(args, channels: dict[str, list[Row]]) -> dict[str, Any]:
-    base = layout_job(work_dir(NAME) / "ours", hyperparameters(args), channels)
-    run = run_tracked(
-        [PYTHON, "-m", "model", "train"],
-        env={"SAGEMAKER_BASE_DIR": str(base)},
-        log_path=work_dir(NAME) / "ours.log",
+    training = train_with_postwerk(
+        work_dir(NAME) / "ours", hyperparameters(args), channels, work_dir(NAME) / "ours.log"
     )
-    check_run(run, "python -m model train")
-    rates = [m["train_samples_per_second"] for m in parse_metric_lines(run.lines) if "epoch" in m]
-    report = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    rates = [epoch["train_samples_per_second"] for epoch in training.epochs]
     return {
         # every epoch sees the same number of samples: the overall rate is the harmonic mean
         "train_samples_per_second": len(rates) / sum(1 / rate for rate in rates),
-        "wall_seconds": run.wall_seconds,
-        "peak_rss_mb": run.peak_rss_mb,
-        "test_accuracy": report["accuracy"],
-        "test_macro_f1": report["macro_f1"],
+        "wall_seconds": training.process.wall_seconds,
+        "peak_rss_mb": training.process.peak_rss_mb,
+        "test_accuracy": training.report["accuracy"],
+        "test_macro_f1": training.report["macro_f1"],
     }
 
 
