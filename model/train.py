@@ -245,14 +245,10 @@ def finish(paths, hp, data, tokenizer, model, collate, device, precision) -> Non
     _, predicted = evaluate(model, features, collate, hp.eval_batch_size, device, precision)
     truth = np.array([f["labels"] for f in features])
     report = evaluation_report(truth, predicted, data.labels)
+    scores = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
     if split == "test":
-        print(
-            format_metrics(
-                {"test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"]}
-            ),
-            flush=True,
-        )
-    info = save_model(paths, hp, data.labels, tokenizer, model, {split: report})
+        print(format_metrics({f"test_{name}": value for name, value in scores.items()}), flush=True)
+    info = save_model(paths, hp, data.labels, tokenizer, model, {split: scores})
     write_reports(report, split, paths.output_data_dir)
     card = model_card(info, report, split, label_counts(data.train))
     (paths.model_dir / "README.md").write_text(card, encoding="utf-8")
@@ -265,7 +261,7 @@ def finish(paths, hp, data, tokenizer, model, collate, device, precision) -> Non
     )
 
 
-def save_model(paths, hp, labels, tokenizer, model, reports: dict) -> dict:
+def save_model(paths, hp, labels, tokenizer, model, metrics: dict) -> dict:
     """safetensors weights, tokenizer, config with the label map, and model_info.json."""
     model.save_pretrained(paths.model_dir)  # safetensors; nothing pickled
     tokenizer.save_pretrained(paths.model_dir)
@@ -278,9 +274,7 @@ def save_model(paths, hp, labels, tokenizer, model, reports: dict) -> dict:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "labels": labels,
         "max_length": hp.max_length,
-        "metrics": {
-            split: {k: r[k] for k in ("accuracy", "macro_f1")} for split, r in reports.items()
-        },
+        "metrics": metrics,
         "hyperparameters": hp.model_dump(),
     }
     (paths.model_dir / "model_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")

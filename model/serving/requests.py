@@ -27,7 +27,7 @@ class BadRequest(Exception):
 class EmailInstance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = None
+    id: str | int | None = None  # echoed back as given
     text: str | None = None
     subject: str | None = None
     body: str | None = None
