@@ -153,3 +153,24 @@ def test_several_workers_serve_the_same_port(trained_job):
         assert all(a.status_code == 200 for a in answers)
         parameters = httpx.get(f"{url}/execution-parameters").json()
         assert parameters["MaxConcurrentTransforms"] == 2
+
+
+def test_oversized_body_without_content_length_is_refused(endpoint):
+    def chunks():
+        for _ in range(7):
+            yield b" " * (1024 * 1024)
+
+    answer = httpx.post(
+        f"{endpoint}/invocations",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 413
+
+
+def test_model_server_timeout_answers_504(trained_job):
+    with serving(trained_job, SAGEMAKER_MODEL_SERVER_TIMEOUT="0.000001") as url:
+        answer = invoke(url, {"instances": EMAILS})
+        assert answer.status_code == 504
+        assert "timed out" in answer.json()["error"]
