@@ -40,4 +40,4 @@ bench: install
 	$(PY) -m bench.serving --data $(BANKING77)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache bench/work
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench/work .postwerk

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.jobs import TOPICS, lay_out_job, make_emails, run_train
+from emulation.ministack import MiniStack
+from tests.jobs import TOPICS, free_port, lay_out_job, make_emails, run_train
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +62,21 @@ def tiny_hyperparameters(tiny_bert: Path, **overrides) -> dict:
         "early_stopping_patience": 0,
         "max_length": 64,
     } | overrides
+
+
+@pytest.fixture(scope="session")
+def ministack(tmp_path_factory) -> MiniStack:
+    """One embedded AWS backend for the whole run (starting it takes about a second)."""
+    backend = MiniStack(tmp_path_factory.mktemp("postwerk-state"), free_port())
+    backend.start()
+    yield backend
+    backend.stop()
+
+
+@pytest.fixture
+def aws(ministack: MiniStack, monkeypatch) -> MiniStack:
+    """A clean AWS for each test: the backend is reset, and plain boto3 clients reach it."""
+    ministack.reset()
+    for name, value in ministack.client_environment().items():
+        monkeypatch.setenv(name, value)
+    return ministack

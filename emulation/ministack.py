@@ -1,0 +1,159 @@
+"""The embedded AWS backend: a MiniStack server on 127.0.0.1, from its own virtualenv.
+
+MiniStack pins botocore==1.43.106, so it cannot share the project's environment; its venv
+also gets boto3==1.43.106, because Lambda handlers run on the server's own Python and
+expect boto3 there, as on AWS. Everything it writes stays under one folder (the state dir).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REQUIREMENTS = ["ministack==1.5.33", "boto3==1.43.106"]
+HOST = "127.0.0.1"
+
+
+class BackendError(Exception):
+    """The emulator could not be installed, started or reached; the message says why."""
+
+
+@dataclass(frozen=True)
+class MiniStack:
+    state_dir: Path
+    port: int
+    persist_state: bool = False
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def venv(self) -> Path:
+        return self.state_dir / "ministack-venv"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"ministack-{self.port}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"ministack-{self.port}.log"
+
+    def install(self) -> Path:
+        """Create the emulator's venv once (seconds); returns its Python."""
+        python = self.venv / "bin" / "python"
+        stamp = self.venv / ".installed"
+        if stamp.exists() and stamp.read_text() == " ".join(REQUIREMENTS):
+            return python
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        run([sys.executable, "-m", "venv", "--clear", str(self.venv)], "create MiniStack's venv")
+        run([str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS], "install MiniStack")
+        stamp.write_text(" ".join(REQUIREMENTS))
+        return python
+
+    def start(self, timeout: float = 30) -> str:
+        """Start the server (installing it if needed) and wait until healthy; returns its URL."""
+        if self.running_pid():
+            raise BackendError(f"MiniStack already runs (pid {self.running_pid()}); stop it first")
+        if self.healthy():
+            raise BackendError(f"port {self.port} already answers: another emulator runs there")
+        python = self.install()
+        tmp = self.state_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("wb") as log:
+            process = subprocess.Popen(
+                [str(python), "-m", "ministack"],
+                env=os.environ | self.environment() | {"TMPDIR": str(tmp)},
+                cwd=self.state_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal goes to us, not to it
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise BackendError(f"MiniStack did not become healthy; see {self.log_file}")
+            time.sleep(0.1)
+        return self.endpoint_url
+
+    def environment(self) -> dict[str, str]:
+        env = {"BIND_HOST": HOST, "GATEWAY_PORT": str(self.port)}
+        if self.persist_state:
+            state = self.state_dir / "state"
+            env |= {
+                "PERSIST_STATE": "1",
+                "STATE_DIR": str(state),
+                "S3_PERSIST": "1",
+                "S3_DATA_DIR": str(state / "s3"),
+            }
+        return env
+
+    def stop(self, timeout: float = 10) -> bool:
+        """SIGTERM the server by its PID, SIGKILL after `timeout`; False if none ran."""
+        pid = self.running_pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        return True
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if alive(pid) else None
+
+    def healthy(self) -> bool:
+        try:
+            answer = httpx.get(f"{self.endpoint_url}/_ministack/health", timeout=1)
+        except httpx.TransportError:
+            return False
+        return answer.status_code == 200
+
+    def client_environment(self) -> dict[str, str]:
+        """What plain boto3 (or the aws CLI) needs to talk to this backend."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": "eu-central-1",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+        }
+
+    def reset(self) -> None:
+        """Forget every resource: the quick way to give each test a clean AWS."""
+        answer = httpx.post(f"{self.endpoint_url}/_ministack/reset", timeout=10)
+        if answer.status_code != 200:
+            raise BackendError(f"MiniStack reset failed: {answer.status_code} {answer.text}")
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie we have yet to reap."""
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return finished == 0
+
+
+def run(command: list[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BackendError(f"could not {what}: {result.stderr.strip()[-2000:]}")
