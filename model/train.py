@@ -194,7 +194,9 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, process: Process) -> None:
 
     model.load_state_dict(best_model)
     if process.is_main:
-        finish(paths, hp, data, tokenizer, model, collate, device, opt.precision)
+        finish(
+            paths, hp, data, tokenizer, model, collate, device, opt.precision, validation_features
+        )
 
 
 def job_fingerprint(hp: Hyperparameters, data: Datasets) -> dict:
@@ -238,10 +240,12 @@ def progress_bar(batches: list, epoch: int, hp: Hyperparameters, process: Proces
             log.info("epoch %d/%d: %d/%d batches", epoch, epochs, number, len(batches))
 
 
-def finish(paths, hp, data, tokenizer, model, collate, device, precision) -> None:
+def finish(paths, hp, data, tokenizer, model, collate, device, precision, validation_features):
     """Evaluate the best model on test (or validation), write the model and its reports."""
-    split, examples = ("test", data.test) if data.test else ("validation", data.validation)
-    features = encode(tokenizer, examples, data.labels, hp.max_length)
+    if data.test:
+        split, features = "test", encode(tokenizer, data.test, data.labels, hp.max_length)
+    else:
+        split, features = "validation", validation_features
     _, predicted = evaluate(model, features, collate, hp.eval_batch_size, device, precision)
     truth = np.array([f["labels"] for f in features])
     report = evaluation_report(truth, predicted, data.labels)
