@@ -28,17 +28,19 @@ from bench.common import (
     TEXT,
     Row,
     accuracy,
+    add_training_flags,
     base_parser,
     finish,
     load_banking77,
     predictor_pass,
     print_table,
-    quiet_libraries,
     shuffled,
     stratified_sample,
     train_with_postwerk,
+    training_hyperparameters,
     work_dir,
 )
+from model.console import quiet_libraries
 
 NAME = "accuracy"
 REFERENCE_BERT_BASE_ACCURACY = (0.928, 0.931)
@@ -47,10 +49,7 @@ INFERENCE_BATCH = 64
 
 def parse_args():
     parser = base_parser(__doc__)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=64)
+    add_training_flags(parser, epochs=8)
     parser.add_argument("--early-stopping-patience", type=int, default=2)
     parser.add_argument("--validation-split", type=float, default=0.1)
     parser.add_argument("--train-rows", type=int, default=None, help="default: all")
@@ -64,17 +63,11 @@ def parse_args():
 
 
 def hyperparameters(args) -> dict[str, Any]:
-    return {
-        "epochs": args.epochs,
-        "learning_rate": args.learning_rate,
-        "batch_size": args.batch_size,
-        "max_length": args.max_length,
-        "early_stopping_patience": args.early_stopping_patience,
-        "validation_split": args.validation_split,
-        "seed": args.seed,
-        "text_column": TEXT,
-        "label_column": LABEL,
-    }
+    return training_hyperparameters(
+        args,
+        early_stopping_patience=args.early_stopping_patience,
+        validation_split=args.validation_split,
+    )
 
 
 def train(args, train_rows: list[Row], test_rows: list[Row]) -> tuple[Path, dict[str, Any]]:

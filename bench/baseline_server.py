@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 from transformers import pipeline
 
-from bench.common import quiet_libraries
+from model.console import quiet_libraries
 
 
 def create_app(model_dir: Path) -> FastAPI:

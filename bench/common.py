@@ -58,6 +58,28 @@ def base_parser(description: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def add_training_flags(parser: argparse.ArgumentParser, epochs: int) -> None:
+    """The fine-tuning settings both training benchmarks take."""
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+
+
+def training_hyperparameters(args, **extra: Any) -> dict[str, Any]:
+    """hyperparameters.json for `python -m model train` on Banking77's CSV columns."""
+    return {
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "seed": args.seed,
+        "text_column": TEXT,
+        "label_column": LABEL,
+        **extra,
+    }
+
+
 def reproduce_command(name: str) -> str:
     """The command line that reproduces this run (from the repository root)."""
     return shlex.join(["python", "-m", f"bench.{name}", *sys.argv[1:]])
@@ -241,18 +263,6 @@ def train_with_postwerk(
 
 
 # --- in-process inference ------------------------------------------------------------------
-
-
-def quiet_libraries() -> None:
-    """No weight-loading bars or deprecation notes from transformers and torch in our output."""
-    import warnings
-
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message=".*quantiz.* deprecated", category=UserWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch")
 
 
 @dataclass

@@ -24,7 +24,8 @@ from transformers import (
     set_seed,
 )
 
-from bench.common import quiet_libraries, work_dir
+from bench.common import work_dir
+from model.console import quiet_libraries
 from model.contract import SageMakerPaths, read_config
 from model.data import Example, encode, load_channel
 from model.hyperparameters import Hyperparameters, parse_hyperparameters

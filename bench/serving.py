@@ -52,10 +52,10 @@ from bench.common import (
     load_banking77,
     predictor_pass,
     print_table,
-    quiet_libraries,
     shuffled,
     work_dir,
 )
+from model.console import quiet_libraries
 
 NAME = "serving"
 HOST = "127.0.0.1"

@@ -21,10 +21,9 @@ import json
 from typing import Any
 
 from bench.common import (
-    LABEL,
     PYTHON,
-    TEXT,
     Row,
+    add_training_flags,
     base_parser,
     check_run,
     finish,
@@ -34,6 +33,7 @@ from bench.common import (
     run_tracked,
     stratified_sample,
     train_with_postwerk,
+    training_hyperparameters,
     work_dir,
 )
 from bench.hf_trainer import RESULT_FILE
@@ -46,10 +46,7 @@ def parse_args():
     parser.add_argument("--train-rows", type=int, default=9000)
     parser.add_argument("--validation-rows", type=int, default=500)
     parser.add_argument("--test-rows", type=int, default=3080)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=64)
+    add_training_flags(parser, epochs=2)
     args = parser.parse_args()
     if args.quick:
         args.train_rows, args.validation_rows, args.test_rows = 200, 77, 100
@@ -57,16 +54,8 @@ def parse_args():
 
 
 def hyperparameters(args) -> dict[str, Any]:
-    return {
-        "epochs": args.epochs,
-        "learning_rate": args.learning_rate,
-        "batch_size": args.batch_size,
-        "max_length": args.max_length,
-        "seed": args.seed,
-        "early_stopping_patience": 0,  # the Trainer baseline runs every epoch too
-        "text_column": TEXT,
-        "label_column": LABEL,
-    }
+    # no early stopping: the Trainer baseline runs every epoch too
+    return training_hyperparameters(args, early_stopping_patience=0)
 
 
 def split_data(args) -> dict[str, list[Row]]:

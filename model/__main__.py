@@ -1,7 +1,8 @@
 """The container entry point: SageMaker runs `<image> train` or `<image> serve`."""
 
-import logging
 import sys
+
+from model.console import quiet_libraries
 
 USAGE = "usage: python -m model {train|serve}"
 
@@ -18,15 +19,6 @@ def main(argv: list[str]) -> int:
     from model.serving.server import main as serve
 
     return serve()
-
-
-def quiet_libraries() -> None:
-    """Our own log lines only: no download bars or load reports from transformers."""
-    import transformers
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
 
 
 if __name__ == "__main__":
