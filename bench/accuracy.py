@@ -14,6 +14,10 @@ Measures
 
 The trained model stays in bench/work/accuracy/ml/model for bench.serving.
 
+On a CUDA machine the Predictor serves in fp16 whatever int8 asks (int8 is for CPUs), so both
+predictor rows are the same fp16 model and the first includes CUDA's warm-up: read the
+second (bench/results/accuracy-cuda.json).
+
 Reproduce (from the repository root; minutes on a laptop CPU):
     python -m bench.accuracy --data ../shared/data/banking77
 Smoke run:

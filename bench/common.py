@@ -335,10 +335,13 @@ def _git_commit() -> str | None:
 
 
 def write_results(name: str, results: dict[str, Any], quick: bool) -> Path:
-    """bench/results/<name>.json (bench/work/results/ for --quick), with machine info."""
+    """bench/results/<name>.json (bench/work/results/ for --quick), with machine info;
+    <name>-cuda.json on a GPU machine, so that CPU and GPU figures live side by side."""
+    import torch
+
     folder = QUICK_RESULTS_DIR if quick else RESULTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
+    path = folder / f"{name}{'-cuda' if torch.cuda.is_available() else ''}.json"
     document = {
         "benchmark": name,
         "command": reproduce_command(name),

@@ -62,6 +62,7 @@ def main() -> None:
         id2label=dict(enumerate(labels)),
         label2id=label_ids,
         ignore_mismatched_sizes=True,
+        dtype=torch.float32,
     )
     training_args = TrainingArguments(
         output_dir=str(work_dir("training", "hf_output")),
@@ -80,6 +81,7 @@ def main() -> None:
         report_to="none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # as ours on GPU
         dataloader_pin_memory=False,
     )
     trainer = Trainer(

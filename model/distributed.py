@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from model.contract import InputError
+
 MASTER_PORT = 29500
 
 
@@ -28,10 +30,16 @@ class Topology:
     @classmethod
     def from_resource_config(cls, config: dict, processes_per_host: int | None) -> "Topology":
         hosts = config.get("hosts") or ["localhost"]
+        gpus = torch.cuda.device_count()
+        if gpus and processes_per_host and processes_per_host > gpus:
+            raise InputError(
+                f"POSTWERK_PROCESSES_PER_HOST={processes_per_host} is more than the "
+                f"{gpus} GPU(s) of this host: one process per GPU"
+            )
         return cls(
             hosts=sorted(hosts),
             current_host=config.get("current_host", hosts[0]),
-            processes_per_host=processes_per_host or max(1, torch.cuda.device_count()),
+            processes_per_host=processes_per_host or max(1, gpus),
         )
 
 

@@ -82,6 +82,7 @@ def load_base_model(hp: Hyperparameters, labels: list[str]):
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
             ignore_mismatched_sizes=True,  # a base model that already has another head
+            dtype=torch.float32,  # master weights: hub checkpoints stored in fp16/bf16 too
         )
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]

@@ -62,6 +62,26 @@ def test_metric_lines_match_the_metric_definitions(tiny_bert, tmp_path):
     assert "batches" in result.stdout, "plain progress lines when not on a terminal"
 
 
+def test_half_precision_base_model_trains_in_fp32(tiny_bert, tmp_path):
+    """Many hub checkpoints are stored in fp16/bf16; the trainer keeps fp32 master weights."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    half = tmp_path / "half-bert"
+    AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert, dtype=torch.float16
+    ).save_pretrained(half)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(half)
+    emails = {"train": make_emails(30, 1), "validation": make_emails(9, 2)}
+    base = lay_out_job(tmp_path / "ml", tiny_hyperparameters(half, epochs=1), emails)
+    result = run_train(base)
+    assert result.returncode == 0, result.stderr
+    weights = load_file(base / "model" / "model.safetensors")
+    assert {tensor.dtype for tensor in weights.values() if tensor.is_floating_point()} == {
+        torch.float32
+    }
+
+
 def test_resumes_from_checkpoint(tiny_bert, tmp_path):
     emails = {"train": make_emails(30, 1), "validation": make_emails(9, 2)}
     base = lay_out_job(tmp_path / "ml", tiny_hyperparameters(tiny_bert, epochs=1), emails)

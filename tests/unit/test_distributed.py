@@ -1,7 +1,16 @@
 import subprocess
 
+import pytest
+
 from model import distributed
+from model.contract import InputError
 from model.distributed import Topology
+
+
+@pytest.fixture(autouse=True)
+def cpu_only(monkeypatch):
+    """The same answers on a GPU machine: these tests are about launching, not devices."""
+    monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda: 0)
 
 
 def launched_command(monkeypatch, topology: Topology) -> list[str]:
@@ -38,3 +47,9 @@ def test_processes_default_to_one_per_gpu(monkeypatch):
     assert Topology.from_resource_config({}, None).processes_per_host == 8
     monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda: 0)
     assert Topology.from_resource_config({}, None).world_size == 1
+
+
+def test_more_processes_than_gpus_is_refused(monkeypatch):
+    monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(InputError, match="PROCESSES_PER_HOST=2 is more than the 1 GPU"):
+        Topology.from_resource_config({}, 2)
