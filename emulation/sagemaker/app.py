@@ -1,0 +1,118 @@
+"""The HTTP face of the local SageMaker service.
+
+- POST /  with `X-Amz-Target: SageMaker.<Operation>`: the control plane (awsJson1_1), what
+  `boto3.client("sagemaker")` sends;
+- POST /endpoints/{name}/invocations: InvokeEndpoint (restJson1), what
+  `boto3.client("sagemaker-runtime")` sends.
+Point both at this service with AWS_ENDPOINT_URL_SAGEMAKER and
+AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME.
+"""
+
+import json
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from emulation.sagemaker.containers import LocalProcesses
+from emulation.sagemaker.endpoints import Endpoints
+from emulation.sagemaker.protocol import SageMakerError, required
+from emulation.sagemaker.settings import ServiceSettings
+from emulation.sagemaker.store import Store
+from emulation.sagemaker.training import TrainingJobs
+from emulation.sagemaker.tuning import TuningJobs
+
+JSON_1_1 = "application/x-amz-json-1.1"
+FORWARDED_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
+
+Operation = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def by_name(describe: Callable[[str], Any], key: str) -> Operation:
+    return lambda request: describe(required(request, key))
+
+
+def operations(training: TrainingJobs, tuning: TuningJobs, endpoints: Endpoints):
+    return {
+        "CreateTrainingJob": training.create,
+        "DescribeTrainingJob": by_name(training.describe, "TrainingJobName"),
+        "ListTrainingJobs": training.list,
+        "StopTrainingJob": by_name(training.stop, "TrainingJobName"),
+        "CreateHyperParameterTuningJob": tuning.create,
+        "DescribeHyperParameterTuningJob": by_name(tuning.describe, "HyperParameterTuningJobName"),
+        "StopHyperParameterTuningJob": by_name(tuning.stop, "HyperParameterTuningJobName"),
+        "ListTrainingJobsForHyperParameterTuningJob": tuning.list_training_jobs,
+        "CreateModel": endpoints.create_model,
+        "DescribeModel": by_name(endpoints.describe_model, "ModelName"),
+        "DeleteModel": by_name(endpoints.delete_model, "ModelName"),
+        "ListModels": endpoints.list_models,
+        "CreateEndpointConfig": endpoints.create_endpoint_config,
+        "DescribeEndpointConfig": by_name(endpoints.describe_endpoint_config, "EndpointConfigName"),
+        "DeleteEndpointConfig": by_name(endpoints.delete_endpoint_config, "EndpointConfigName"),
+        "ListEndpointConfigs": endpoints.list_endpoint_configs,
+        "CreateEndpoint": endpoints.create_endpoint,
+        "DescribeEndpoint": by_name(endpoints.describe_endpoint, "EndpointName"),
+        "UpdateEndpoint": endpoints.update_endpoint,
+        "DeleteEndpoint": by_name(endpoints.delete_endpoint, "EndpointName"),
+        "ListEndpoints": endpoints.list_endpoints,
+    }
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+    store = Store(settings.state_dir / "sagemaker.db")
+    containers = LocalProcesses(settings.python)
+    training = TrainingJobs(store, settings, containers)
+    tuning = TuningJobs(store, settings, training)
+    endpoints = Endpoints(store, settings, containers)
+    table = operations(training, tuning, endpoints)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await run_in_threadpool(training.shutdown)
+        await run_in_threadpool(endpoints.shutdown)
+        await endpoints.aclose()
+
+    app = FastAPI(title="postwerk local SageMaker", lifespan=lifespan)
+
+    @app.post("/")
+    async def control_plane(request: Request) -> Response:
+        service, _, name = request.headers.get("x-amz-target", "").partition(".")
+        operation = table.get(name) if service == "SageMaker" else None
+        try:
+            if operation is None:
+                raise SageMakerError(
+                    "UnknownOperationException",
+                    f"the local SageMaker service has no operation '{name}'",
+                )
+            try:
+                payload = json.loads(await request.body() or b"{}")
+            except json.JSONDecodeError as error:
+                raise SageMakerError("SerializationException", str(error)) from error
+            result = await run_in_threadpool(operation, payload)
+        except SageMakerError as error:
+            return Response(json.dumps(error.body()), error.status, media_type=JSON_1_1)
+        return Response(json.dumps(result), media_type=JSON_1_1)
+
+    @app.post("/endpoints/{name}/invocations")
+    async def invoke_endpoint(name: str, request: Request) -> Response:
+        headers = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k)) is not None}
+        try:
+            body, answer_headers = await endpoints.invoke(name, await request.body(), headers)
+        except SageMakerError as error:
+            return Response(
+                json.dumps({"message": error.message, **error.fields}),
+                error.status,
+                headers={"x-amzn-ErrorType": error.code},
+                media_type="application/json",
+            )
+        return Response(body, headers=answer_headers)
+
+    @app.get("/_postwerk/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,67 @@
+"""AWS's error shapes for the two protocols, and helpers to read requests.
+
+Control plane (awsJson1_1): HTTP 400 with `{"__type": code, "message": ...}`.
+Runtime (restJson1): the status of the error shape, the code in `x-amzn-ErrorType`.
+"""
+
+import time
+from typing import Any
+
+
+class SageMakerError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400, **fields: Any):
+        super().__init__(message)
+        self.code, self.message, self.status, self.fields = code, message, status, fields
+
+    def body(self) -> dict[str, Any]:
+        return {"__type": self.code, "message": self.message, **self.fields}
+
+
+def validation(message: str) -> SageMakerError:
+    return SageMakerError("ValidationException", message)
+
+
+def not_found(message: str) -> SageMakerError:
+    return SageMakerError("ResourceNotFound", message)
+
+
+def in_use(message: str) -> SageMakerError:
+    return SageMakerError("ResourceInUse", message)
+
+
+def required(request: dict[str, Any], name: str) -> Any:
+    value = request.get(name)
+    if value in (None, "", [], {}):
+        raise validation(
+            f"1 validation error detected: Value null at '{name}' failed to satisfy "
+            "constraint: Member must not be null"
+        )
+    return value
+
+
+def now() -> float:
+    """AWS JSON timestamps are epoch seconds."""
+    return time.time()
+
+
+def paginate(
+    request: dict[str, Any],
+    items: list[dict[str, Any]],
+    key: str,
+    sort_keys: dict[str, str],
+    default_sort: str = "CreationTime",
+) -> dict[str, Any]:
+    """SortBy/SortOrder/MaxResults/NextToken of AWS's List operations (default 10 per page).
+    The token is the offset: enough for a local service whose lists change slowly."""
+    field = sort_keys.get(request.get("SortBy", default_sort), sort_keys[default_sort])
+    items = sorted(
+        items,
+        key=lambda item: item.get(field, ""),
+        reverse=request.get("SortOrder") == "Descending",
+    )
+    start = int(request.get("NextToken") or 0)
+    size = int(request.get("MaxResults") or 10)
+    page = {key: items[start : start + size]}
+    if start + size < len(items):
+        page["NextToken"] = str(start + size)
+    return page
