@@ -118,7 +118,7 @@ def logarithmic(item: dict[str, Any], low: float) -> bool:
 
 
 def make_study(config: dict[str, Any], parameters: list[Parameter], max_jobs: int):
-    strategy = config.get("Strategy", "Bayesian")
+    strategy = config["Strategy"]
     seed = config.get("RandomSeed")
     direction = (
         "maximize"
@@ -262,7 +262,7 @@ class TuningJobs:
     def _validate(self, name: str, config: dict, definition: dict):
         if not 1 <= len(name) <= 32:
             raise validation("HyperParameterTuningJobName must have 1 to 32 characters")
-        strategy = config.get("Strategy", "Bayesian")
+        strategy = required(config, "Strategy")
         if strategy not in STRATEGIES:
             raise validation(f"Strategy must be one of {', '.join(STRATEGIES)}")
         objective = required(config, "HyperParameterTuningJobObjective")

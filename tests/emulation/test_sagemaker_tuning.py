@@ -1,0 +1,165 @@
+"""Hyperparameter tuning jobs (AWS's request shape, searched by Optuna) through boto3."""
+
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from model.evaluation import METRIC_DEFINITIONS
+from tests.conftest import tiny_hyperparameters
+from tests.emulation.conftest import BUCKET, ROLE, put_jsonl
+from tests.jobs import make_emails
+
+GOOD, HOPELESS = "0.02", "0.0000001"  # validation loss after 4 epochs: ~0.7 vs ~1.1
+
+
+def tuning_request(name: str, s3, tiny_bert, config: dict, epochs: int) -> dict:
+    static = tiny_hyperparameters(tiny_bert, epochs=epochs)
+    static.pop("learning_rate")
+    channels = {"train": make_emails(30, 1), "validation": make_emails(15, 2)}
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "HyperParameterTuningJobObjective": {
+                "Type": "Minimize", "MetricName": "validation_loss",
+            },
+            "ParameterRanges": {"CategoricalParameterRanges": [
+                {"Name": "learning_rate", "Values": [GOOD, HOPELESS]},
+            ]},
+            **config,
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": {k: str(v) for k, v in static.items()},
+            "AlgorithmSpecification": {
+                "TrainingImage": "postwerk-model:latest", "TrainingInputMode": "File",
+                "MetricDefinitions": METRIC_DEFINITIONS,
+            },
+            "RoleArn": ROLE,
+            "InputDataConfig": [
+                {"ChannelName": channel, "ContentType": "application/jsonlines",
+                 "DataSource": {"S3DataSource": {
+                     "S3DataType": "S3Prefix",
+                     "S3Uri": put_jsonl(s3, f"{name}/{channel}/emails.jsonl", rows)}}}
+                for channel, rows in channels.items()
+            ],
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/{name}/artifacts"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                               "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        },
+    }  # fmt: skip
+
+
+def wait(sm, name: str) -> dict:
+    """botocore has no waiter for tuning jobs: poll as a user would."""
+    for _ in range(600):
+        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        if job["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"tuning job {name} did not finish in 300 s")
+
+
+def trials(sm, name: str) -> list[dict]:
+    return sm.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name, SortBy="CreationTime", SortOrder="Ascending"
+    )["TrainingJobSummaries"]
+
+
+def test_bayesian_search_finds_the_better_learning_rate(sagemaker, tiny_bert):
+    sm, _, s3 = sagemaker
+    config = {
+        "Strategy": "Bayesian",
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
+        "RandomSeed": 1,
+    }
+    sm.create_hyper_parameter_tuning_job(**tuning_request("bayes", s3, tiny_bert, config, 4))
+    job = wait(sm, "bayes")
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["TrainingJobStatusCounters"]["Completed"] == 4
+    assert job["ObjectiveStatusCounters"] == {"Succeeded": 4, "Pending": 0, "Failed": 0}
+    best = job["BestTrainingJob"]
+    assert best["TunedHyperParameters"] == {"learning_rate": GOOD}, [
+        (s["TunedHyperParameters"], s.get("FinalHyperParameterTuningJobObjectiveMetric"))
+        for s in trials(sm, "bayes")
+    ]
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["MetricName"] == ("validation_loss")
+    summaries = trials(sm, "bayes")
+    assert [s["TrainingJobName"][:10] for s in summaries] == [
+        "bayes-001-", "bayes-002-", "bayes-003-", "bayes-004-",
+    ]  # fmt: skip
+    assert all(s["TrainingJobName"].startswith("bayes-") for s in summaries)
+    job = sm.describe_training_job(TrainingJobName=best["TrainingJobName"])
+    assert job["TuningJobArn"].endswith("hyper-parameter-tuning-job/bayes")
+    assert job["HyperParameters"]["learning_rate"] == GOOD
+
+
+def test_early_stopping_stops_a_hopeless_trial(sagemaker, tiny_bert):
+    sm, _, s3 = sagemaker
+    config = {
+        "Strategy": "Random",
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 1},
+        "TrainingJobEarlyStoppingType": "Auto",
+        "RandomSeed": 6,  # good, good, hopeless, good: the median rule has two jobs to go by
+    }
+    sm.create_hyper_parameter_tuning_job(**tuning_request("early", s3, tiny_bert, config, 4))
+    job = wait(sm, "early")
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    summaries = trials(sm, "early")
+    rates = [s["TunedHyperParameters"]["learning_rate"] for s in summaries]
+    assert rates == [GOOD, GOOD, HOPELESS, GOOD]
+    assert [s["TrainingJobStatus"] for s in summaries] == [
+        "Completed", "Completed", "Stopped", "Completed",
+    ]  # fmt: skip
+    assert job["TrainingJobStatusCounters"]["Stopped"] == 1
+    assert job["BestTrainingJob"]["TunedHyperParameters"]["learning_rate"] == GOOD
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ParameterRanges": {"ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "0.1", "MaxValue": "0.01"}]}},
+         "must not exceed"),
+        ({"ParameterRanges": {"ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "0", "MaxValue": "0.1",
+             "ScalingType": "Logarithmic"}]}},
+         "MinValue > 0"),
+        ({"ParameterRanges": {"IntegerParameterRanges": [
+            {"Name": "epochs", "MinValue": "one", "MaxValue": "3"}]}},
+         "int"),
+        ({"HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "speed"}},
+         "not among the MetricDefinitions"),
+        ({"Strategy": "Grid", "ParameterRanges": {"ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "0.001", "MaxValue": "0.01"}]}},
+         "Grid strategy takes CategoricalParameterRanges only"),
+        ({"Strategy": "Hyperband", "TrainingJobEarlyStoppingType": "Auto"},
+         "TrainingJobEarlyStoppingType must be Off"),
+        ({"ParameterRanges": {"CategoricalParameterRanges": [
+            {"Name": "batch_size", "Values": ["8", "16"]}]}},
+         "both static and tuned"),
+    ],
+)  # fmt: skip
+def test_invalid_tuning_configs_are_refused(change, message, sagemaker, tiny_bert):
+    sm, _, s3 = sagemaker
+    limits = {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}
+    config = {"Strategy": "Bayesian", "ResourceLimits": limits}
+    request = tuning_request("invalid", s3, tiny_bert, config, 1)
+    request["HyperParameterTuningJobConfig"].update(change)
+    with pytest.raises(ClientError, match=message):
+        sm.create_hyper_parameter_tuning_job(**request)
+    with pytest.raises(sm.exceptions.ResourceNotFound):
+        sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="invalid")
+
+
+def test_stop_ends_a_tuning_job_and_its_trials(sagemaker, tiny_bert):
+    sm, _, s3 = sagemaker
+    limits = {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 1}
+    config = {"Strategy": "Random", "ResourceLimits": limits}
+    sm.create_hyper_parameter_tuning_job(**tuning_request("halt", s3, tiny_bert, config, 500))
+    sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="halt")
+    job = wait(sm, "halt")
+    assert job["HyperParameterTuningJobStatus"] == "Stopped"
+    assert all(s["TrainingJobStatus"] == "Stopped" for s in trials(sm, "halt"))
+    with pytest.raises(ClientError, match="ValidationException"):
+        sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="halt")
