@@ -88,7 +88,10 @@ def load(directory: Path, fingerprint: dict) -> Checkpoint | None:
 
 
 def contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().contiguous().cpu() for name, tensor in weights.items()}
+    """A snapshot on the CPU: always a copy, never a view of the live weights."""
+    return {
+        name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in weights.items()
+    }
 
 
 def fingerprint_differences(saved: dict, current: dict) -> list[str]:

@@ -43,3 +43,13 @@ def test_save_and_load_round_trip_keeps_only_the_newest(tmp_path):
 
 def test_no_checkpoint_is_none(tmp_path):
     assert checkpoint.load(tmp_path, fingerprint()) is None
+
+
+def test_a_weights_snapshot_does_not_follow_training():
+    """The best epoch's weights must survive the epochs after it (CPU tensors included)."""
+    layer = torch.nn.Linear(2, 2)
+    snapshot = checkpoint.contiguous(layer.state_dict())
+    before = snapshot["weight"].clone()
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    assert torch.equal(snapshot["weight"], before)
