@@ -1,0 +1,214 @@
+"""What the `postwerk` commands ask of SageMaker, through plain boto3.
+
+The same calls reach the local SageMaker service (AWS_ENDPOINT_URL_SAGEMAKER set, as
+`postwerk env` prints it) or AWS (nothing set). Nothing here knows which.
+"""
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from model.evaluation import METRIC_DEFINITIONS
+from postwerk.settings import CliSettings
+
+CHANNELS = ("train", "validation", "test")
+FINISHED = ("Completed", "Failed", "Stopped")
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+def job_name(prefix: str) -> str:
+    """Unique and valid for SageMaker: prefix-YYYYmmdd-HHMMSS."""
+    return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def ensure_bucket(bucket: str) -> None:
+    s3 = boto3.client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError:
+        region = s3.meta.region_name
+        location = (
+            {}
+            if region == "us-east-1"
+            else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        )
+        s3.create_bucket(Bucket=bucket, **location)
+
+
+def upload_channels(settings: CliSettings, name: str, channels: dict[str, Path]) -> list[dict]:
+    """Each channel's file or folder to s3://bucket/jobs/<name>/<channel>/; InputDataConfig."""
+    ensure_bucket(settings.bucket)
+    s3 = boto3.client("s3")
+    config = []
+    for channel, path in channels.items():
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if not files:
+            raise ValueError(f"{channel}: no files in {path}")
+        prefix = f"jobs/{name}/{channel}"
+        for file in files:
+            key = f"{prefix}/{file.relative_to(path) if path.is_dir() else file.name}"
+            s3.upload_file(str(file), settings.bucket, key)
+        config.append(
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": f"s3://{settings.bucket}/{prefix}/",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        )
+    return config
+
+
+def training_definition(
+    settings: CliSettings, inputs: list[dict], hyperparameters: dict[str, Any]
+) -> dict[str, Any]:
+    """The job definition that CreateTrainingJob and tuning jobs share."""
+    return {
+        "AlgorithmSpecification": {
+            "TrainingImage": settings.training_image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": METRIC_DEFINITIONS,
+        },
+        "RoleArn": settings.role_arn,
+        "InputDataConfig": inputs,
+        "OutputDataConfig": {"S3OutputPath": f"s3://{settings.bucket}/models"},
+        "ResourceConfig": {
+            "InstanceType": settings.training_instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": 30,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_seconds},
+        "HyperParameters": {
+            k: v if isinstance(v, str) else json.dumps(v) for k, v in hyperparameters.items()
+        },
+    }
+
+
+@dataclass
+class JobProgress:
+    status: str
+    secondary: str
+    message: str
+    new_log_lines: list[str]
+
+
+def follow_training_job(name: str, poll_seconds: float = 1.0) -> Iterator[JobProgress]:
+    """DescribeTrainingJob and the job's CloudWatch log, until the job has finished."""
+    sm, logs = boto3.client("sagemaker"), boto3.client("logs")
+    token: str | None = None
+    stream: str | None = None
+    while True:
+        job = sm.describe_training_job(TrainingJobName=name)
+        stream = stream or find_log_stream(logs, name)
+        lines: list[str] = []
+        if stream:  # read after Describe: a finished job's log is complete
+            lines, token = read_log(logs, stream, token)
+        transitions = job.get("SecondaryStatusTransitions") or [{}]
+        yield JobProgress(
+            job["TrainingJobStatus"],
+            job["SecondaryStatus"],
+            transitions[-1].get("StatusMessage", ""),
+            lines,
+        )
+        if job["TrainingJobStatus"] in FINISHED:
+            return
+        time.sleep(poll_seconds)
+
+
+def find_log_stream(logs, name: str) -> str | None:
+    try:
+        streams = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{name}/")
+    except logs.exceptions.ResourceNotFoundException:
+        return None
+    return streams["logStreams"][0]["logStreamName"] if streams["logStreams"] else None
+
+
+def read_log(logs, stream: str, token: str | None) -> tuple[list[str], str | None]:
+    arguments = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+    if token:
+        arguments["nextToken"] = token
+    answer = logs.get_log_events(**arguments)
+    return [e["message"] for e in answer["events"]], answer.get("nextForwardToken", token)
+
+
+def wait_for_tuning_job(name: str, on_update: Callable[[dict], None], poll_seconds=2.0) -> dict:
+    sm = boto3.client("sagemaker")
+    while True:
+        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        on_update(job)
+        if job["HyperParameterTuningJobStatus"] in FINISHED:
+            return job
+        time.sleep(poll_seconds)
+
+
+def tuning_trials(name: str) -> list[dict]:
+    sm = boto3.client("sagemaker")
+    pages = sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+        HyperParameterTuningJobName=name, SortBy="CreationTime", SortOrder="Ascending"
+    )
+    return [summary for page in pages for summary in page["TrainingJobSummaries"]]
+
+
+def deploy(settings: CliSettings, job: str, endpoint: str, instances: int, must_exist: bool):
+    """Model + endpoint config from a finished training job, then create or update the
+    endpoint (blue/green); returns the endpoint's description once InService."""
+    sm = boto3.client("sagemaker")
+    artifacts = sm.describe_training_job(TrainingJobName=job).get("ModelArtifacts")
+    if not artifacts:
+        raise ValueError(f"training job {job} has no model artifacts (did it complete?)")
+    endpoints = sm.list_endpoints(NameContains=endpoint, MaxResults=100)["Endpoints"]
+    exists = endpoint in [e["EndpointName"] for e in endpoints]
+    if must_exist and not exists:
+        raise ValueError(f"endpoint {endpoint} does not exist; create it with deploy-model")
+    model = job_name(job[:40])
+    sm.create_model(
+        ModelName=model,
+        ExecutionRoleArn=settings.role_arn,
+        PrimaryContainer={
+            "Image": settings.serving_image,
+            "ModelDataUrl": artifacts["S3ModelArtifacts"],
+        },
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=model,
+        ProductionVariants=[
+            {
+                "VariantName": "primary",
+                "ModelName": model,
+                "InitialInstanceCount": instances,
+                "InstanceType": settings.serving_instance_type,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+    )
+    if exists:
+        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=model)
+    else:
+        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=model)
+    while True:
+        description = sm.describe_endpoint(EndpointName=endpoint)
+        if description["EndpointStatus"] in ("InService", "Failed"):
+            return description
+        time.sleep(1)
+
+
+def predict(endpoint: str, instances: list[dict]) -> dict:
+    runtime = boto3.client("sagemaker-runtime")
+    answer = runtime.invoke_endpoint(
+        EndpointName=endpoint,
+        ContentType="application/json",
+        Accept="application/json",
+        Body=json.dumps({"instances": instances}),
+    )
+    return json.loads(answer["Body"].read())
