@@ -24,31 +24,37 @@ FAST_WAITER = {"Delay": 1, "MaxAttempts": 300}
 @pytest.fixture(scope="session")
 def sagemaker_service(ministack, tmp_path_factory):
     """`python -m emulation.sagemaker` with its jobs and endpoints on the MiniStack backend."""
-    port = free_port()
     state_dir = tmp_path_factory.mktemp("sagemaker-state")
-    env = (
-        os.environ
-        | ministack.client_environment()
-        | {
-            "POSTWERK_SAGEMAKER_PORT": str(port),
-            "POSTWERK_SAGEMAKER_STATE_DIR": str(state_dir),
-            "POSTWERK_SAGEMAKER_MAX_TRAINING_JOBS": "2",
-        }
-    )
-    log = (state_dir / "service.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulation.sagemaker"], cwd=ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not healthy(url):
-        assert process.poll() is None, (state_dir / "service.log").read_text()
-        assert time.monotonic() < deadline, "the SageMaker service did not start in 30 s"
-        time.sleep(0.1)
+    process, url = start_service(ministack, state_dir, POSTWERK_SAGEMAKER_MAX_TRAINING_JOBS="2")
     yield process, url, state_dir
     process.terminate()
     process.wait(60)
+
+
+def start_service(ministack, state_dir: Path, **settings: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = (
+        os.environ
+        | ministack.client_environment()
+        | settings
+        | {
+            "POSTWERK_SAGEMAKER_PORT": str(port),
+            "POSTWERK_SAGEMAKER_STATE_DIR": str(state_dir),
+        }
+    )
+    log = state_dir / f"service-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "emulation.sagemaker"], cwd=ROOT, env=env, stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not healthy(url):
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the SageMaker service did not start in 30 s"
+        time.sleep(0.1)
+    return process, url
 
 
 def healthy(url: str) -> bool:

@@ -1,0 +1,58 @@
+"""The `postwerk` commands against the local SageMaker service, as a user runs them."""
+
+import json
+
+import boto3
+from typer.testing import CliRunner
+
+from postwerk.cli import app
+from tests.jobs import make_emails
+
+runner = CliRunner()
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_train_deploy_predict_promote(sagemaker, tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setenv("POSTWERK_BUCKET", "postwerk-cli-tests")
+    train = write_jsonl(tmp_path / "train.jsonl", make_emails(60, 1))
+    validation = write_jsonl(tmp_path / "validation.jsonl", make_emails(15, 2))
+    settings = ["-p", f"model_name_or_path={tiny_bert}", "-p", "learning_rate=0.003",
+                "-p", "batch_size=8", "-p", "epochs=8"]  # fmt: skip
+
+    result = runner.invoke(app, ["train", train, "--validation", validation, *settings,
+                                 "--name", "cli-train"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Training" in result.output and "epoch=8;" in result.output, "status and log"
+    assert "validation_accuracy" in result.output
+    assert "s3://postwerk-cli-tests/models/cli-train/output/model.tar.gz" in result.output
+
+    result = runner.invoke(app, ["deploy-model", "cli-train", "--endpoint", "cli-emails"])
+    assert result.exit_code == 0, result.output
+    assert "InService" in result.output
+
+    result = runner.invoke(app, ["predict", "my invoice is wrong", "--endpoint", "cli-emails"])
+    assert result.exit_code == 0, result.output
+    assert "billing" in result.output
+
+    result = runner.invoke(app, ["promote", "cli-train", "--endpoint", "cli-emails"])
+    assert result.exit_code == 0, result.output
+    runner.invoke(app, ["predict", "x", "--endpoint", "cli-emails"])
+    boto3.client("sagemaker").delete_endpoint(EndpointName="cli-emails")
+
+
+def test_exit_codes_scripts_can_trust(sagemaker, tiny_bert, tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", make_emails(30, 1))
+    failing = runner.invoke(app, ["train", train, "-p", f"model_name_or_path={tiny_bert}",
+                                  "-p", "epochs=many", "--name", "cli-fails"])  # fmt: skip
+    assert failing.exit_code == 1
+    assert "AlgorithmError" in failing.output and "epochs" in failing.output
+
+    assert runner.invoke(app, ["train", train, "-p", "no-equals-sign"]).exit_code == 2
+    missing = runner.invoke(app, ["predict", "hello", "--endpoint", "nowhere"])
+    assert missing.exit_code == 2 and "not found" in missing.output
+    assert runner.invoke(app, ["promote", "cli-fails", "--endpoint", "nowhere"]).exit_code == 2
+    assert runner.invoke(app, ["predict"]).exit_code == 2
