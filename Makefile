@@ -38,6 +38,7 @@ bench: install
 	$(PY) -m bench.accuracy --data $(BANKING77)
 	$(PY) -m bench.training --data $(BANKING77)
 	$(PY) -m bench.serving --data $(BANKING77)
+	$(PY) -m bench.invoke --data $(BANKING77)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/work .postwerk
