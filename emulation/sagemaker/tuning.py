@@ -4,7 +4,8 @@ Strategy          Optuna
 Bayesian          GPSampler (Gaussian-process Bayesian optimisation, as SageMaker's own);
                   the first third of the jobs (at most 10) are random, to fit the process
 Random            RandomSampler
-Grid              GridSampler over the categorical ranges (AWS allows no other range type)
+Grid              every combination of the categorical ranges once (AWS allows no other
+                  range type), enqueued in a seeded order
 Hyperband         RandomSampler + HyperbandPruner on the objective's per-epoch values
 
 TrainingJobEarlyStoppingType=Auto is SageMaker's median stopping rule, Optuna's MedianPruner:
@@ -14,6 +15,7 @@ is stopped. Every trial is a real training job (TrainingJobs.create), named as A
 
 import contextlib
 import math
+import random
 import secrets
 import threading
 import time
@@ -131,9 +133,6 @@ def make_study(config: dict[str, Any], parameters: list[Parameter], max_jobs: in
             n_startup_trials=min(10, max(1, max_jobs // 3)),
             warn_independent_sampling=False,
         )
-    elif strategy == "Grid":
-        grid = {p.name: list(p.distribution.choices) for p in parameters}
-        sampler = optuna.samplers.GridSampler(grid, seed=seed)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     if strategy == "Hyperband":
@@ -148,7 +147,16 @@ def make_study(config: dict[str, Any], parameters: list[Parameter], max_jobs: in
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     else:
         pruner = optuna.pruners.NopPruner()
-    return optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
+    study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
+    if strategy == "Grid":  # every combination once, in a seeded order
+        # (enqueued rather than GridSampler, which calls study.stop() outside optimize())
+        grid = [
+            dict(zip([p.name for p in parameters], values, strict=True))
+            for values in product(*(p.distribution.choices for p in parameters))
+        ]
+        for combination in random.Random(seed).sample(grid, len(grid)):
+            study.enqueue_trial(combination)
+    return study
 
 
 # --- the service's API -------------------------------------------------------------------

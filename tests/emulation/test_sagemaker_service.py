@@ -1,6 +1,7 @@
 """The service as a process: its state survives a restart, and its job slots queue."""
 
 import boto3
+import pytest
 
 from tests.conftest import tiny_hyperparameters
 from tests.emulation.conftest import BUCKET, model_archive, start_service, training_request
@@ -53,6 +54,28 @@ def test_jobs_queue_and_state_survives_a_restart(
         )
         assert invoke(runtime, "durable")["predictions"], "the endpoint serves again"
         sm.delete_endpoint(EndpointName="durable")
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def test_an_invocation_past_the_timeout_is_a_model_error(aws, trained_job, tmp_path, monkeypatch):
+    process, url = start_service(aws, tmp_path, POSTWERK_SAGEMAKER_INVOCATION_TIMEOUT="0.0001")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", url)
+    sm, runtime, s3 = (boto3.client(s) for s in ("sagemaker", "sagemaker-runtime", "s3"))
+    s3.create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    try:
+        deploy_model(sm, s3, "slow", model_archive(trained_job / "model"))
+        create_config(sm, "slow-config", "slow")
+        sm.create_endpoint(EndpointName="slow", EndpointConfigName="slow-config")
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName="slow", WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        )
+        with pytest.raises(runtime.exceptions.ModelError, match="timed out"):
+            invoke(runtime, "slow")
     finally:
         process.terminate()
         process.wait(60)
