@@ -1,0 +1,433 @@
+"""Kinesis -> Lambda event source mappings with AWS's semantics (DESIGN.md section 4).
+
+MiniStack's own Kinesis poller ignores failures and loses records, so locally every mapping
+is created disabled and this runner does the polling: it reads the mappings from the
+backend's Lambda API, reads each shard in order, and invokes the function synchronously
+through the backend's Lambda Invoke API. Honoured settings:
+
+- BatchSize, MaximumBatchingWindowInSeconds (and the 6 MB invoke payload limit);
+- StartingPosition TRIM_HORIZON, LATEST, AT_TIMESTAMP. LATEST is fixed when the runner
+  first sees the mapping (it looks every second), not at its creation: MiniStack reports
+  creation times in whole seconds, which would let in records from before. MiniStack also
+  drops StartingPositionTimestamp, so an AT_TIMESTAMP mapping from it is refused (logged);
+  LocalStack and AWS return it;
+- one batch in flight per shard, records in order;
+- FunctionResponseTypes=[ReportBatchItemFailures]: success up to the lowest failed sequence
+  number, a retry from there; a malformed response fails the whole batch, as on AWS;
+- BisectBatchOnFunctionError: a failing batch is split in two and each half retried
+  (splitting does not count as a retry), so a poison record ends up alone;
+- MaximumRetryAttempts (-1: until the records expire), MaximumRecordAgeInSeconds (-1: never);
+- DestinationConfig.OnFailure to an SQS queue, with AWS's on-failure record;
+- checkpoints on disk (the last sequence number done per mapping and shard), so a restarted
+  runner goes on where it stopped: nothing lost, nothing skipped.
+
+Not handled: ParallelizationFactor > 1 (one batch per shard at a time), resharding, SNS
+destinations, tumbling windows.
+"""
+
+import base64
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024 - 64 * 1024  # the synchronous invoke limit, less headroom
+MAX_BACKOFF_SECONDS = 5.0
+
+log = logging.getLogger("postwerk.esm")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One mapping's settings as ListEventSourceMappings returns them."""
+
+    uuid: str
+    function_arn: str
+    stream_arn: str
+    batch_size: int
+    window_seconds: float
+    starting_position: str
+    starting_timestamp: datetime | None
+    report_item_failures: bool
+    bisect: bool
+    max_retries: int  # -1: forever
+    max_record_age: int  # -1: forever
+    on_failure: str | None
+
+    @classmethod
+    def from_api(cls, doc: dict[str, Any]) -> "Mapping":
+        return cls(
+            uuid=doc["UUID"],
+            function_arn=doc["FunctionArn"],
+            stream_arn=doc["EventSourceArn"],
+            batch_size=int(doc.get("BatchSize") or 100),
+            window_seconds=float(doc.get("MaximumBatchingWindowInSeconds") or 0),
+            starting_position=doc.get("StartingPosition", "TRIM_HORIZON"),
+            starting_timestamp=doc.get("StartingPositionTimestamp"),
+            report_item_failures="ReportBatchItemFailures" in doc.get("FunctionResponseTypes", []),
+            bisect=bool(doc.get("BisectBatchOnFunctionError")),
+            max_retries=int(doc.get("MaximumRetryAttempts", -1)),
+            max_record_age=int(doc.get("MaximumRecordAgeInSeconds", -1)),
+            on_failure=doc.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"),
+        )
+
+    @property
+    def stream_name(self) -> str:
+        return self.stream_arn.rsplit("/", 1)[-1]
+
+
+class Checkpoints:
+    """The last sequence number done, per mapping and shard, one small file each."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def get(self, mapping: str, shard: str) -> str | None:
+        path = self.folder / mapping / shard
+        return path.read_text().strip() if path.is_file() else None
+
+    def put(self, mapping: str, shard: str, sequence_number: str) -> None:
+        write_atomically(self.folder / mapping / shard, sequence_number)
+
+    def latest(self, mapping: str, shard: str) -> datetime:
+        """Where LATEST starts: fixed the first time it is asked, kept across restarts."""
+        path = self.folder / mapping / f"{shard}.latest"
+        if not path.is_file():
+            write_atomically(path, datetime.now(UTC).isoformat())
+        return datetime.fromisoformat(path.read_text())
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)  # a crash leaves the old or the new value
+
+
+@dataclass
+class Invocation:
+    """What the runner did with one batch, kept for tests and status displays."""
+
+    mapping: str
+    shard: str
+    sequence_numbers: list[str]
+    outcome: str  # ok | partial | error | expired | exhausted
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    failed_from: int | None = None  # index of the lowest failed record (partial response)
+    error: str = ""
+
+
+@dataclass
+class ShardWorker:
+    """Reads one shard for one mapping and delivers its records, in order."""
+
+    runner: "MappingRunner"
+    mapping: Mapping
+    shard: str
+    buffer: deque = field(default_factory=deque)
+    iterator: str | None = None
+
+    def run(self) -> None:
+        while not self.runner.stopping.is_set():
+            try:
+                batch = self.next_batch()
+                if batch:
+                    self.deliver(batch)
+                else:
+                    self.runner.stopping.wait(self.runner.poll_seconds)
+            except (ClientError, BotoCoreError) as error:  # the backend is restarting, say
+                log.warning("mapping %s %s: %s", self.mapping.uuid, self.shard, error)
+                self.iterator = None  # reopen from the checkpoint
+                self.buffer.clear()
+                self.runner.stopping.wait(1)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def next_batch(self) -> list[dict]:
+        """Up to BatchSize records; waits up to the batching window for a fuller batch."""
+        deadline = time.monotonic() + self.mapping.window_seconds
+        while True:
+            if len(self.buffer) < self.mapping.batch_size:
+                self.read()
+            full = len(self.buffer) >= self.mapping.batch_size
+            if self.buffer and (full or time.monotonic() >= deadline):
+                return self.take()
+            if not self.buffer:
+                return []
+            if self.runner.stopping.wait(
+                min(self.runner.poll_seconds, deadline - time.monotonic())
+            ):
+                return []
+
+    def read(self) -> None:
+        kinesis = self.runner.kinesis
+        if self.iterator is None:
+            self.iterator = kinesis.get_shard_iterator(
+                StreamName=self.mapping.stream_name, ShardId=self.shard, **self.start()
+            )["ShardIterator"]
+        answer = kinesis.get_records(ShardIterator=self.iterator, Limit=10_000)
+        self.iterator = answer.get("NextShardIterator")
+        self.buffer.extend(answer["Records"])
+
+    def start(self) -> dict[str, Any]:
+        done = self.runner.checkpoints.get(self.mapping.uuid, self.shard)
+        if done:
+            return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": done}
+        position = self.mapping.starting_position
+        if position == "LATEST":
+            latest = self.runner.checkpoints.latest(self.mapping.uuid, self.shard)
+            return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": latest}
+        if position == "AT_TIMESTAMP":
+            return {
+                "ShardIteratorType": "AT_TIMESTAMP",
+                "Timestamp": self.mapping.starting_timestamp,
+            }
+        return {"ShardIteratorType": "TRIM_HORIZON"}
+
+    def take(self) -> list[dict]:
+        batch, size = [], 0
+        while self.buffer and len(batch) < self.mapping.batch_size:
+            record_size = len(self.buffer[0]["Data"]) * 4 // 3 + 600  # base64 + the envelope
+            if batch and size + record_size > MAX_PAYLOAD_BYTES:
+                break
+            batch.append(self.buffer.popleft())
+            size += record_size
+        return batch
+
+    # --- delivering ------------------------------------------------------------------------
+
+    def deliver(self, batch: list[dict]) -> None:
+        """Invoke until every record succeeded or went to the on-failure destination."""
+        pending: deque[tuple[list[dict], int]] = deque([(batch, 0)])
+        while pending and not self.runner.stopping.is_set():
+            records, attempts = pending.popleft()
+            records = self.drop_expired(records)
+            if not records:
+                continue
+            outcome = self.runner.invoke(self.mapping, self.shard, records)
+            if outcome.ok:
+                self.done(records, "ok")
+                continue
+            if outcome.failed_from is not None:  # partial batch response
+                if outcome.failed_from:
+                    self.done(records[: outcome.failed_from], "partial")
+                records = records[outcome.failed_from :]
+            elif self.mapping.bisect and len(records) > 1:
+                self.runner.journal(self.mapping, self.shard, records, "error")
+                middle = len(records) // 2
+                pending.extendleft([(records[middle:], attempts), (records[:middle], attempts)])
+                continue
+            else:
+                self.runner.journal(self.mapping, self.shard, records, "error")
+            attempts += 1
+            if 0 <= self.mapping.max_retries < attempts:
+                self.runner.send_on_failure(
+                    self.mapping,
+                    self.shard,
+                    records,
+                    "RetryAttemptsExhausted",
+                    attempts,
+                    outcome.error,
+                )
+                self.done(records, "exhausted")
+                continue
+            self.runner.stopping.wait(min(MAX_BACKOFF_SECONDS, 0.1 * 2 ** (attempts - 1)))
+            pending.appendleft((records, attempts))
+
+    def drop_expired(self, records: list[dict]) -> list[dict]:
+        """Records past MaximumRecordAgeInSeconds go to the on-failure destination; they
+        are the oldest, so the front of the batch."""
+        if self.mapping.max_record_age < 0:
+            return records
+        oldest = datetime.now(UTC).timestamp() - self.mapping.max_record_age
+        count = 0
+        while (
+            count < len(records)
+            and records[count]["ApproximateArrivalTimestamp"].timestamp() < oldest
+        ):
+            count += 1
+        if count:
+            expired = records[:count]
+            self.runner.send_on_failure(self.mapping, self.shard, expired, "RecordAgeExceeded", 0)
+            self.done(expired, "expired")
+        return records[count:]
+
+    def done(self, records: list[dict], outcome: str | None) -> None:
+        if outcome:
+            self.runner.journal(self.mapping, self.shard, records, outcome)
+        self.runner.checkpoints.put(self.mapping.uuid, self.shard, records[-1]["SequenceNumber"])
+
+
+class MappingRunner:
+    """Runs every Kinesis event source mapping of the backend until stop()."""
+
+    def __init__(self, checkpoint_dir: Path, poll_seconds: float = 0.2, discover_seconds=1.0):
+        config = Config(retries={"max_attempts": 1}, read_timeout=900)  # we retry ourselves
+        self.kinesis = boto3.client("kinesis")
+        self.lambda_ = boto3.client("lambda", config=config)
+        self.sqs = boto3.client("sqs")
+        self.checkpoints = Checkpoints(checkpoint_dir)
+        self.poll_seconds, self.discover_seconds = poll_seconds, discover_seconds
+        self.stopping = threading.Event()
+        self.invocations: deque[Invocation] = deque(maxlen=10_000)
+        self._workers: dict[tuple[str, str], threading.Thread] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "MappingRunner":
+        self._thread = threading.Thread(target=self._discover, name="esm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for worker in [self._thread, *self._workers.values()]:
+            if worker is not None:
+                worker.join(timeout=30)
+
+    def _discover(self) -> None:
+        """New mappings and shards get a worker; a deleted mapping's worker is left to end."""
+        while not self.stopping.is_set():
+            try:
+                for mapping in self.mappings():
+                    if (
+                        mapping.starting_position == "AT_TIMESTAMP"
+                        and not mapping.starting_timestamp
+                    ):
+                        log.error(
+                            "mapping %s: AT_TIMESTAMP without StartingPositionTimestamp "
+                            "(MiniStack drops it); not run",
+                            mapping.uuid,
+                        )
+                        continue
+                    shards = self.kinesis.list_shards(StreamName=mapping.stream_name)["Shards"]
+                    for shard in shards:
+                        key = (mapping.uuid, shard["ShardId"])
+                        if key not in self._workers:
+                            worker = ShardWorker(self, mapping, shard["ShardId"])
+                            thread = threading.Thread(
+                                target=worker.run, daemon=True, name=f"esm-{shard['ShardId']}"
+                            )
+                            self._workers[key] = thread
+                            thread.start()
+            except (ClientError, BotoCoreError) as error:
+                log.warning("cannot list event source mappings: %s", error)
+            self.stopping.wait(self.discover_seconds)
+
+    def mappings(self) -> list[Mapping]:
+        pages = self.lambda_.get_paginator("list_event_source_mappings").paginate()
+        return [
+            Mapping.from_api(doc)
+            for page in pages
+            for doc in page["EventSourceMappings"]
+            if ":kinesis:" in doc.get("EventSourceArn", "")
+        ]
+
+    def invoke(self, mapping: Mapping, shard: str, records: list[dict]) -> Outcome:
+        event = {"Records": [lambda_record(mapping, shard, r) for r in records]}
+        try:
+            answer = self.lambda_.invoke(
+                FunctionName=mapping.function_arn, Payload=json.dumps(event).encode()
+            )
+            payload = answer["Payload"].read()
+        except (ClientError, BotoCoreError) as error:  # throttled, timed out, not found …
+            return Outcome(ok=False, error=str(error))
+        if answer.get("FunctionError"):
+            return Outcome(ok=False, error=payload.decode(errors="replace")[:1000])
+        if mapping.report_item_failures:
+            return partial_outcome(payload, [r["SequenceNumber"] for r in records])
+        return Outcome(ok=True)
+
+    def send_on_failure(self, mapping, shard, records, condition, attempts, error="") -> None:
+        """AWS's on-failure record: where the records are, not the records themselves."""
+        if not mapping.on_failure:
+            log.error(
+                "mapping %s %s: %d records discarded (%s) and no on-failure destination",
+                mapping.uuid,
+                shard,
+                len(records),
+                condition,
+            )
+            return
+        arrival = [r["ApproximateArrivalTimestamp"] for r in records]
+        document = {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": mapping.function_arn,
+                "condition": condition,
+                "approximateInvokeCount": attempts,
+            },
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": "$LATEST",
+                "functionError": "Unhandled" if error else "",
+            },
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "KinesisBatchInfo": {
+                "shardId": shard,
+                "startSequenceNumber": records[0]["SequenceNumber"],
+                "endSequenceNumber": records[-1]["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": min(arrival).isoformat(),
+                "approximateArrivalOfLastRecord": max(arrival).isoformat(),
+                "batchSize": len(records),
+                "streamArn": mapping.stream_arn,
+            },
+        }
+        queue = self.sqs.get_queue_url(QueueName=mapping.on_failure.rsplit(":", 1)[-1])
+        self.sqs.send_message(QueueUrl=queue["QueueUrl"], MessageBody=json.dumps(document))
+
+    def journal(self, mapping: Mapping, shard: str, records: list[dict], outcome: str) -> None:
+        sequence_numbers = [r["SequenceNumber"] for r in records]
+        self.invocations.append(Invocation(mapping.uuid, shard, sequence_numbers, outcome))
+
+
+def lambda_record(mapping: Mapping, shard: str, record: dict) -> dict[str, Any]:
+    """One record of the Kinesis event as Lambda receives it."""
+    region = mapping.stream_arn.split(":")[3]
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": record["PartitionKey"],
+            "sequenceNumber": record["SequenceNumber"],
+            "data": base64.b64encode(record["Data"]).decode(),
+            "approximateArrivalTimestamp": record["ApproximateArrivalTimestamp"].timestamp(),
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"{shard}:{record['SequenceNumber']}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": mapping.function_arn,
+        "awsRegion": region,
+        "eventSourceARN": mapping.stream_arn,
+    }
+
+
+def partial_outcome(payload: bytes, sequence_numbers: list[str]) -> Outcome:
+    """A ReportBatchItemFailures answer; anything malformed fails the whole batch (AWS)."""
+    try:
+        answer = json.loads(payload or b"null")
+    except json.JSONDecodeError:
+        return Outcome(ok=True)  # no JSON object: no failures reported
+    failures = answer.get("batchItemFailures") if isinstance(answer, dict) else None
+    if not failures:
+        return Outcome(ok=True)
+    try:
+        failed = [sequence_numbers.index(item["itemIdentifier"]) for item in failures]
+    except (TypeError, KeyError, ValueError):
+        return Outcome(ok=False, error=f"malformed batchItemFailures: {failures!r}"[:1000])
+    return Outcome(ok=False, failed_from=min(failed), error="batch item failures")
