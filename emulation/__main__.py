@@ -1,8 +1,9 @@
 """`python -m emulation`: the local AWS in the foreground until Ctrl-C.
 
-Starts the embedded AWS backend (MiniStack) and the local SageMaker service on 127.0.0.1,
-prints the exports that point boto3, the aws CLI and `postwerk` at them, and stops both on
-Ctrl-C. State lives under --state-dir (default .postwerk/).
+Starts the embedded AWS backend (MiniStack), the local SageMaker service and the Kinesis
+event source mapping runner on 127.0.0.1, prints the exports that point boto3, the aws CLI
+and `postwerk` at them, and stops them all on Ctrl-C. State lives under --state-dir
+(default .postwerk/).
 """
 
 import argparse
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from emulation.esm import MappingRunner
 from emulation.ministack import MiniStack
 
 
@@ -42,18 +44,24 @@ def main() -> int:
             "POSTWERK_SAGEMAKER_STATE_DIR": str(args.state_dir.resolve() / "sagemaker"),
         },
     )
+    runner = None
     try:
         wait_until_healthy(f"{sagemaker_url}/_postwerk/health", service)
-        print(f"local SageMaker service on {sagemaker_url}\n")
+        print(f"local SageMaker service on {sagemaker_url}")
+        os.environ.update(exports)  # the runner's boto3 clients talk to the backend
+        runner = MappingRunner(args.state_dir.resolve() / "esm-checkpoints").start()
+        print("Kinesis event source mapping runner started\n")
         print("In another shell, point AWS tools at them:\n")
         for name, value in exports.items():
             print(f"export {name}={value}")
-        print("\nCtrl-C stops both.")
+        print("\nCtrl-C stops them all.")
         stop_signals = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # after the children started
         signal.sigwait(stop_signals)
     finally:
         print("stopping ...")
+        if runner is not None:
+            runner.stop()
         service.terminate()
         service.wait(150)
         backend.stop()
