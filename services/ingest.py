@@ -1,0 +1,92 @@
+"""ingest: a raw e-mail lands in S3 -> an `email.v1` record on the Kinesis stream.
+
+Bytes that are not an e-mail are copied to `rejected/<key>` with `<key>.reason.json` beside
+them, so nothing disappears unexplained. Logs name message ids, never addresses or bodies.
+"""
+
+import json
+import time
+from datetime import UTC, datetime
+from urllib.parse import unquote_plus
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+
+from services.mail import NotAnEmail, parse_email
+from services.records import EmailV1
+from services.settings import FunctionSettings
+
+MAX_RECORDS_PER_CALL = 500  # PutRecords' limits
+MAX_BYTES_PER_CALL = 4 * 1024 * 1024
+PUT_ATTEMPTS = 5
+
+logger = Logger(service="ingest")
+
+
+@logger.inject_lambda_context
+@event_source(data_class=S3Event)
+def handler(event: S3Event, context) -> dict:
+    settings = FunctionSettings()
+    s3 = boto3.client("s3")
+    emails, rejected = [], 0
+    for record in event.records:
+        bucket = record.s3.bucket.name
+        key = unquote_plus(record.s3.get_object.key)  # S3 notifications URL-encode keys
+        raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        try:
+            email = parse_email(raw, bucket, key)
+        except NotAnEmail as error:
+            reject(s3, bucket, key, raw, str(error))
+            rejected += 1
+            continue
+        logger.info(
+            "parsed",
+            message_id=email.message_id,
+            language=email.language,
+            attachments=len(email.attachments),
+            truncated=email.body_truncated,
+        )
+        emails.append(email)
+    put_records(boto3.client("kinesis"), settings.emails_stream, emails)
+    return {"emails": len(emails), "rejected": rejected}
+
+
+def reject(s3, bucket: str, key: str, raw: bytes, reason: str) -> None:
+    logger.warning("rejected", key=key, reason=reason)
+    s3.put_object(Bucket=bucket, Key=f"rejected/{key}", Body=raw)
+    explanation = {"reason": reason, "key": key, "rejected_at": datetime.now(UTC).isoformat()}
+    s3.put_object(
+        Bucket=bucket, Key=f"rejected/{key}.reason.json", Body=json.dumps(explanation).encode()
+    )
+
+
+def put_records(kinesis, stream: str, emails: list[EmailV1]) -> None:
+    """PutRecords in chunks; entries the stream refused (throttling) are sent again."""
+    entries = [
+        {"Data": e.model_dump_json(by_alias=True).encode(), "PartitionKey": e.message_id}
+        for e in emails
+    ]
+    for chunk in chunks(entries):
+        for attempt in range(PUT_ATTEMPTS):
+            answer = kinesis.put_records(StreamName=stream, Records=chunk)
+            if not answer.get("FailedRecordCount"):
+                break
+            chunk = [e for e, r in zip(chunk, answer["Records"], strict=True) if "ErrorCode" in r]
+            time.sleep(0.1 * 2**attempt)
+        else:
+            raise RuntimeError(f"Kinesis refused {len(chunk)} records {PUT_ATTEMPTS} times")
+
+
+def chunks(entries: list[dict]) -> list[list[dict]]:
+    result, current, size = [], [], 0
+    for entry in entries:
+        entry_size = len(entry["Data"]) + len(entry["PartitionKey"])
+        if current and (
+            len(current) == MAX_RECORDS_PER_CALL or size + entry_size > MAX_BYTES_PER_CALL
+        ):
+            result.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry_size
+    return [*result, current] if current else result

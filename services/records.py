@@ -1,0 +1,65 @@
+"""The records that flow between the functions (DESIGN.md section 3.2)."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Attachment(BaseModel):
+    filename: str | None
+    content_type: str
+    size: int
+
+
+class Source(BaseModel):
+    bucket: str
+    key: str
+    sha256: str
+
+
+class EmailV1(BaseModel):
+    """One e-mail on the Kinesis stream; the partition key is its message id."""
+
+    schema_: Literal["email.v1"] = Field("email.v1", alias="schema")
+    message_id: str
+    received_at: datetime
+    sender: str
+    recipients: list[str]
+    subject: str
+    body_text: str  # quoted history and signature removed; what the model reads
+    body_truncated: bool = False
+    language: Literal["de", "en", "unknown"]
+    attachments: list[Attachment]
+    source: Source
+
+    model_config = {"populate_by_name": True}
+
+    def model_text(self) -> dict[str, str]:
+        """The instance the serving container takes."""
+        return {"id": self.message_id, "subject": self.subject, "body": self.body_text}
+
+
+class Label(BaseModel):
+    label: str
+    score: float
+
+
+class ModelIdentity(BaseModel):
+    name: str
+    version: str
+
+
+class ClassificationV1(BaseModel):
+    """One result: a DynamoDB item keyed by message id, and a line in the results bucket."""
+
+    schema_: Literal["classification.v1"] = Field("classification.v1", alias="schema")
+    message_id: str
+    label: str
+    score: float
+    top_k: list[Label]
+    needs_review: bool
+    model: ModelIdentity
+    classified_at: datetime
+
+    model_config = {"populate_by_name": True}

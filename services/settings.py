@@ -1,0 +1,14 @@
+"""Settings of the functions (environment prefix POSTWERK_), set by the stack's template."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FunctionSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POSTWERK_", frozen=True)
+
+    emails_stream: str = "emails"
+    results_table: str = "results"
+    results_bucket: str = "results"
+    endpoint_name: str = "postwerk-emails"
+    review_threshold: float = Field(0.5, ge=0, le=1)  # results scoring below need review

@@ -1,0 +1,59 @@
+"""Lambda contract helpers: AWS-shaped events and a Lambda context for in-process calls."""
+
+import base64
+from dataclasses import dataclass
+from urllib.parse import quote_plus
+
+from tests.emulation.conftest import sagemaker, sagemaker_service  # noqa: F401 (fixtures)
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "test-function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:000000000000:function:test"
+    aws_request_id: str = "request-1"
+
+
+def s3_event(bucket: str, *keys: str) -> dict:
+    """An S3 ObjectCreated notification as Lambda receives it (keys URL-encoded)."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "eu-central-1",
+                "eventTime": "2026-11-27T00:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": quote_plus(key, safe="/"), "size": 1},
+                },
+            }
+            for key in keys
+        ]
+    }
+
+
+def kinesis_event(*payloads: bytes, stream: str = "emails") -> dict:
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": f"k{i}",
+                    "sequenceNumber": f"{1000 + i}",
+                    "data": base64.b64encode(p).decode(),
+                    "approximateArrivalTimestamp": 1795000000.0,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"shardId-000000000000:{1000 + i}",
+                "eventName": "aws:kinesis:record",
+                "awsRegion": "eu-central-1",
+                "eventSourceARN": f"arn:aws:kinesis:eu-central-1:000000000000:stream/{stream}",
+            }
+            for i, p in enumerate(payloads)
+        ]
+    }

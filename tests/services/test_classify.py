@@ -1,0 +1,124 @@
+"""The classify function against the embedded backend and a local SageMaker endpoint."""
+
+import json
+import uuid
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from services import classify
+from services.records import EmailV1, Source
+from tests.emulation.conftest import model_archive
+from tests.emulation.test_sagemaker_endpoints import create_config, deploy_model, wait_in_service
+from tests.services.conftest import LambdaContext, kinesis_event
+
+RESULTS = "postwerk-results"
+
+
+def email(message_id: str, subject: str, body: str) -> bytes:
+    record = EmailV1(
+        message_id=message_id,
+        received_at="2026-11-27T08:00:00Z",
+        sender="x@example.com",
+        recipients=[],
+        subject=subject,
+        body_text=body,
+        language="en",
+        attachments=[],
+        source=Source(bucket="raw", key=f"incoming/{message_id}.eml", sha256="0" * 64),
+    )
+    return record.model_dump_json(by_alias=True).encode()
+
+
+@pytest.fixture
+def endpoint(sagemaker, trained_job, monkeypatch):
+    sm, _, s3 = sagemaker
+    name = f"classify-{uuid.uuid4().hex[:8]}"  # the service outlives each test's backend reset
+    deploy_model(sm, s3, name, model_archive(trained_job / "model"))
+    create_config(sm, name, name)
+    sm.create_endpoint(EndpointName="classify-endpoint", EndpointConfigName=name)
+    assert wait_in_service(sm, "classify-endpoint")["EndpointStatus"] == "InService"
+    boto3.client("dynamodb").create_table(
+        TableName="results",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "message_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "message_id", "AttributeType": "S"}],
+    )
+    s3.create_bucket(
+        Bucket=RESULTS, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    for name, value in {
+        "ENDPOINT_NAME": "classify-endpoint",
+        "RESULTS_TABLE": "results",
+        "RESULTS_BUCKET": RESULTS,
+        "REVIEW_THRESHOLD": "0.9",
+    }.items():
+        monkeypatch.setenv(f"POSTWERK_{name}", value)
+    yield sm
+    sm.delete_endpoint(EndpointName="classify-endpoint")
+    sm.get_waiter("endpoint_deleted").wait(
+        EndpointName="classify-endpoint", WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
+    )
+
+
+def stored_results() -> dict[str, dict]:
+    items = boto3.resource("dynamodb").Table("results").scan()["Items"]
+    return {item["message_id"]: item for item in items}
+
+
+def result_lines() -> list[dict]:
+    s3 = boto3.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=RESULTS).get("Contents", [])]
+    assert all(key.startswith("results/date=") for key in keys)
+    return [
+        json.loads(line)
+        for key in keys
+        for line in s3.get_object(Bucket=RESULTS, Key=key)["Body"].read().splitlines()
+    ]
+
+
+def test_a_batch_is_classified_once_and_bad_records_fail_alone(endpoint):
+    event = kinesis_event(
+        email("m1", "Wrong invoice", "my invoice amount is wrong, please correct the bill"),
+        b"{not an email.v1 record",
+        email("m2", "Cancel", "I want to cancel my contract"),
+    )
+    answer = classify.handler(event, LambdaContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "1001"}]}
+    results = stored_results()
+    assert set(results) == {"m1", "m2"}
+    direct = json.loads(
+        boto3.client("sagemaker-runtime")
+        .invoke_endpoint(
+            EndpointName="classify-endpoint",
+            ContentType="application/json",
+            Body=json.dumps(
+                {
+                    "instances": [
+                        {
+                            "id": "m1",
+                            "subject": "Wrong invoice",
+                            "body": "my invoice amount is wrong, please correct the bill",
+                        }
+                    ]
+                }
+            ),
+        )["Body"]
+        .read()
+    )["predictions"][0]
+    assert results["m1"]["label"] == direct["label"]
+    assert results["m1"]["needs_review"] == (direct["score"] < 0.9)
+    assert sorted(line["message_id"] for line in result_lines()) == ["m1", "m2"]
+
+    again = classify.handler(event, LambdaContext())  # the mapping delivers the batch again
+    assert again == answer
+    assert len(stored_results()) == 2 and len(result_lines()) == 2, "no second result"
+
+
+def test_an_unreachable_endpoint_fails_every_record(endpoint, monkeypatch):
+    monkeypatch.setenv("POSTWERK_ENDPOINT_NAME", "no-such-endpoint")
+    event = kinesis_event(email("m3", "Hello", "thanks for the service"))
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        classify.handler(event, LambdaContext())  # a function error: the mapping retries
+    assert stored_results() == {}

@@ -1,0 +1,53 @@
+"""The ingest function against the embedded backend: S3 event in, Kinesis records out."""
+
+import io
+import json
+
+import boto3
+
+from services import ingest
+from services.records import EmailV1
+from tests.services.conftest import LambdaContext, s3_event
+from tests.services.test_mail import simple
+
+RAW = "postwerk-raw"
+
+
+def read_stream(name: str) -> list[dict]:
+    kinesis = boto3.client("kinesis")
+    shard = kinesis.list_shards(StreamName=name)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(
+        StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    return kinesis.get_records(ShardIterator=iterator)["Records"]
+
+
+def test_emails_go_to_the_stream_and_the_rest_is_rejected(aws, monkeypatch):
+    logs = io.StringIO()
+    monkeypatch.setattr(ingest.logger.registered_handler, "stream", logs)
+    monkeypatch.setenv("POSTWERK_EMAILS_STREAM", "emails")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=RAW, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    boto3.client("kinesis").create_stream(StreamName="emails", ShardCount=1)
+    body = "Guten Tag, bitte ändern Sie meine Adresse auf Hauptstraße 5."
+    s3.put_object(Bucket=RAW, Key="incoming/a b.eml", Body=simple(body))
+    s3.put_object(Bucket=RAW, Key="incoming/photo.png", Body=b"\x89PNG\r\n\x1a\n\x00\x00")
+
+    answer = ingest.handler(
+        s3_event(RAW, "incoming/a b.eml", "incoming/photo.png"), LambdaContext()
+    )
+    assert answer == {"emails": 1, "rejected": 1}
+    [record] = read_stream("emails")
+    email = EmailV1.model_validate_json(record["Data"])
+    assert record["PartitionKey"] == email.message_id == "m1@example.de"
+    assert email.body_text == body and email.source.key == "incoming/a b.eml"
+    reason = json.loads(
+        s3.get_object(Bucket=RAW, Key="rejected/incoming/photo.png.reason.json")["Body"].read()
+    )
+    assert "binary" in reason["reason"]
+    assert s3.get_object(Bucket=RAW, Key="rejected/incoming/photo.png")["Body"].read()[:4] == (
+        b"\x89PNG"
+    )
+    logs = logs.getvalue()
+    assert "m1@example.de" in logs, "logs name the message id"
+    assert "kunde@example.de" not in logs and "Hauptstraße" not in logs, "never personal data"

@@ -1,0 +1,164 @@
+"""Real-world e-mail shapes -> email.v1 records (services/mail.py)."""
+
+import base64
+import quopri
+from email.message import EmailMessage
+
+import pytest
+
+from services.mail import MAX_BODY_CHARS, NotAnEmail, parse_email
+
+
+def parse(raw: bytes):
+    return parse_email(raw, "raw-bucket", "incoming/m.eml")
+
+
+def simple(body: str, **headers) -> bytes:
+    message = EmailMessage()
+    message["From"] = headers.get("sender", "Kunde <kunde@example.de>")
+    message["To"] = "service@example.com"
+    message["Subject"] = headers.get("subject", "Rechnung")
+    message["Message-ID"] = "<m1@example.de>"
+    message["Date"] = "Thu, 26 Nov 2026 09:15:00 +0100"
+    message.set_content(body)
+    return message.as_bytes()
+
+
+def test_a_plain_german_email():
+    record = parse(simple("Guten Tag, meine Rechnung ist falsch. Bitte prüfen Sie das."))
+    assert record.message_id == "m1@example.de"
+    assert record.sender == "kunde@example.de" and record.recipients == ["service@example.com"]
+    assert record.received_at.isoformat() == "2026-11-26T09:15:00+01:00"
+    assert record.language == "de" and "prüfen" in record.body_text
+    assert record.source.bucket == "raw-bucket" and len(record.source.sha256) == 64
+
+
+def test_multipart_alternative_prefers_plain_text():
+    message = EmailMessage()
+    message["From"], message["Subject"] = "a@example.com", "Offer"
+    message.set_content("Please send me an offer for the premium plan.")
+    message.add_alternative("<p>HTML <b>version</b></p>", subtype="html")
+    record = parse(message.as_bytes())
+    assert record.body_text == "Please send me an offer for the premium plan."
+    assert record.language == "en"
+
+
+def test_html_only_mail_becomes_text():
+    raw = (
+        b"From: a@example.com\r\nSubject: Beschwerde\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"\r\n<html><head><style>p{color:red}</style></head><body><p>Der Techniker kam "
+        b"<b>nicht</b>.</p><br><p>Mit freundlichen Gr\xc3\xbc\xc3\x9fen</p></body></html>"
+    )
+    record = parse(raw)
+    assert "<" not in record.body_text
+    assert "Der Techniker kam" in record.body_text and "Grüßen" in record.body_text
+
+
+@pytest.mark.parametrize(
+    ("charset", "encoding", "text"),
+    [
+        ("iso-8859-1", "quoted-printable", "Sehr geehrte Damen und Herren, die Zählerstände"),
+        ("windows-1252", "base64", "Grüße – “Kündigung” zum 31.12."),  # noqa: RUF001
+        ("big5", "base64", "我的帳單有問題"),
+        ("iso-2022-jp", "7bit", "請求書が間違っています"),
+        ("utf-8", "quoted-printable", "Adresse geändert: Straße 5"),
+    ],
+)
+def test_charsets_and_transfer_encodings(charset, encoding, text):
+    payload = text.encode(charset)
+    if encoding == "base64":
+        body = base64.encodebytes(payload)
+    elif encoding == "quoted-printable":
+        body = quopri.encodestring(payload)
+    else:
+        body = payload
+    raw = (
+        f"From: a@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset={charset}\r\n"
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+    ).encode() + body
+    assert parse(raw).body_text == text
+
+
+def test_a_wrongly_declared_charset_is_detected():
+    text = "Sehr geehrte Damen und Herren, bitte ändern Sie meine Anschrift. Grüße aus Köln"
+    raw = (
+        b"From: a@example.com\r\nSubject: Adresse\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"\r\n" + text.encode("latin-1")
+    )
+    assert parse(raw).body_text == text
+    unknown = raw.replace(b"charset=utf-8", b"charset=x-no-such-charset")
+    assert parse(unknown).body_text == text
+
+
+def test_missing_headers_get_stable_defaults():
+    raw = b"From: a@example.com\r\n\r\nhello, my card does not work"
+    first, again = parse(raw), parse(raw)
+    assert first.message_id.startswith("sha256-") and first.message_id == again.message_id
+    assert first.subject == "" and first.received_at.tzinfo is not None
+
+
+def test_attachments_are_recorded_not_read():
+    message = EmailMessage()
+    message["From"], message["Subject"] = "a@example.com", "Invoice"
+    message.set_content("See the attached invoice, the amount is wrong.")
+    message.add_attachment(
+        b"%PDF-1.7 " + b"x" * 5000, maintype="application", subtype="pdf", filename="rechnung.pdf"
+    )
+    record = parse(message.as_bytes())
+    assert record.body_text == "See the attached invoice, the amount is wrong."
+    [attachment] = record.attachments
+    assert (attachment.filename, attachment.content_type) == ("rechnung.pdf", "application/pdf")
+    assert attachment.size == 5009
+
+
+def test_a_forwarded_message_without_own_text():
+    inner = EmailMessage()
+    inner["From"], inner["Subject"] = "kunde@example.de", "Kündigung"
+    inner.set_content("Hiermit kündige ich meinen Vertrag.")
+    outer = EmailMessage()
+    outer["From"], outer["Subject"] = "colleague@example.com", "Fwd: Kündigung"
+    outer.add_attachment(inner)
+    assert parse(outer.as_bytes()).body_text == "Hiermit kündige ich meinen Vertrag."
+
+
+def test_defective_headers_do_not_stop_parsing():
+    raw = (
+        b'From: "unterminated <broken@\r\nTo: ;;;@@\r\nSubject: =?utf-8?B?invalid?=\r\n'
+        b"Date: not a date\r\n\r\nMy contract number is 123, please cancel."
+    )
+    record = parse(raw)
+    assert record.body_text == "My contract number is 123, please cancel."
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Thanks, that works now.\n\nOn Mon, 23 Nov 2026 at 10:00, Service <s@x.com> wrote:\n> old",
+        "Thanks, that works now.\n\nAm 23.11.2026 um 10:00 schrieb Service <s@x.com>:\n> alt",
+        "Thanks, that works now.\n-- \nJane Doe\nSales manager",
+        "Thanks, that works now.\n\n-----Ursprüngliche Nachricht-----\nVon: s@x.com",
+        "Thanks, that works now.\n> quoted line in between\n",
+    ],
+)
+def test_quoted_history_and_signatures_are_dropped(reply):
+    assert parse(simple(reply)).body_text == "Thanks, that works now."
+
+
+def test_huge_bodies_are_truncated_and_flagged():
+    record = parse(simple("word " * 10_000))
+    assert len(record.body_text) == MAX_BODY_CHARS and record.body_truncated
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "empty"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\x00\x00", "binary"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"just some text someone uploaded\nwithout any headers", "header line"),
+    ],
+)
+def test_bytes_that_are_not_an_email_are_rejected_with_a_reason(raw, reason):
+    with pytest.raises(NotAnEmail, match=reason):
+        parse(raw)
