@@ -28,6 +28,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint model/Dockerfile
+	$(VENV)/bin/cfn-lint infra/template.yaml
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -5,6 +5,8 @@ printed); 2 the command could not start (bad input, AWS unreachable or refusing)
 """
 
 import json
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from postwerk import deploy as stack
 from postwerk import sagemaker
 from postwerk.settings import CliSettings
 
@@ -264,3 +267,45 @@ def read_eml(path: Path) -> dict[str, str]:
         "subject": str(message["subject"] or ""),
         "body": body.get_content() if body is not None else "",
     }
+
+
+@app.command()
+def deploy(
+    stack_name: Annotated[str, typer.Option("--stack", help="CloudFormation stack")] = "postwerk",
+    endpoint: EndpointName = "postwerk-emails",
+    review_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
+) -> None:
+    """Package the functions and create or update the pipeline's stack.
+
+    With AWS_ENDPOINT_URL set (the local stack), the functions are built for this Python,
+    the emulator's own Kinesis mapping stays disabled (postwerk's runner runs it), and
+    classify reaches the local SageMaker service."""
+    settings = CliSettings()
+    local = bool(os.environ.get("AWS_ENDPOINT_URL"))
+    with clear_failures():
+        console.print("packaging the functions ...")
+        build_dir = stack.REPO_ROOT / ".postwerk" / "build"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        archive = stack.build_package(build_dir, None if local else stack.AWS_LAMBDA_PYTHON)
+        parameters = {
+            "CodeBucket": settings.bucket,
+            "CodeKey": stack.upload_package(archive, settings.bucket),
+            "EndpointName": endpoint,
+            "ReviewThreshold": str(review_threshold),
+        }
+        if local:
+            parameters |= {
+                "EmulatorMapping": "true",
+                "LambdaRuntime": f"python{sys.version_info.major}.{sys.version_info.minor}",
+                "SageMakerRuntimeEndpointUrl": os.environ.get(
+                    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", ""
+                ),
+            }
+        console.print(f"deploying stack [bold]{stack_name}[/] ...")
+        outputs = stack.deploy_stack(stack_name, parameters)
+    table = Table(title=f"stack {stack_name}")
+    table.add_column("output")
+    table.add_column("value")
+    for key, value in outputs.items():
+        table.add_row(key, value)
+    console.print(table)
