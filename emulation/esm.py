@@ -144,6 +144,10 @@ class ShardWorker:
 
     def run(self) -> None:
         while not self.runner.stopping.is_set():
+            current = self.runner.current.get(self.mapping.uuid)
+            if current is None:  # the mapping was deleted
+                return
+            self.mapping = current  # UpdateEventSourceMapping applies from the next batch
             try:
                 batch = self.next_batch()
                 if batch:
@@ -286,6 +290,7 @@ class MappingRunner:
         self.stopping = threading.Event()
         self.invocations: deque[Invocation] = deque(maxlen=10_000)
         self._workers: dict[tuple[str, str], threading.Thread] = {}
+        self.current: dict[str, Mapping] = {}  # the mappings' latest settings, by UUID
         self._thread: threading.Thread | None = None
 
     def start(self) -> "MappingRunner":
@@ -303,7 +308,9 @@ class MappingRunner:
         """New mappings and shards get a worker; a deleted mapping's worker is left to end."""
         while not self.stopping.is_set():
             try:
-                for mapping in self.mappings():
+                mappings = self.mappings()
+                self.current = {mapping.uuid: mapping for mapping in mappings}
+                for mapping in mappings:
                     if (
                         mapping.starting_position == "AT_TIMESTAMP"
                         and not mapping.starting_timestamp

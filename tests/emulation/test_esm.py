@@ -242,3 +242,15 @@ def test_event_shape(stream):
     assert event["eventID"] == "shardId-000000000000:42"
     assert event["eventSourceARN"] == stream and event["awsRegion"] == "eu-central-1"
     assert event["eventSource"] == "aws:kinesis" and event["kinesis"]["partitionKey"] == "m1"
+
+
+def test_an_updated_mapping_applies_from_the_next_batch(stream, runner):
+    first = put(*[f"r{i}" for i in range(4)])
+    uuid = create_mapping(stream, BatchSize=4)
+    started = runner()
+    settled(started, 4)
+    boto3.client("lambda").update_event_source_mapping(UUID=uuid, BatchSize=2)
+    time.sleep(0.5)  # the runner rereads the mappings every 0.1 s here
+    second = put(*[f"s{i}" for i in range(4)])
+    journal = settled(started, 8)
+    assert [i.sequence_numbers for i in journal] == [first, second[:2], second[2:]]

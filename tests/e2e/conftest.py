@@ -1,0 +1,1 @@
+from tests.emulation.conftest import sagemaker_service  # noqa: F401 (fixture)
