@@ -1,4 +1,4 @@
-"""Kinesis -> Lambda event source mappings with AWS's semantics (DESIGN.md section 4).
+"""Kinesis and SQS -> Lambda event source mappings with AWS's semantics (DESIGN section 4).
 
 MiniStack's own Kinesis poller ignores failures and loses records, so locally every mapping
 is created disabled and this runner does the polling: it reads the mappings from the
@@ -21,8 +21,12 @@ through the backend's Lambda Invoke API. Honoured settings:
 - checkpoints on disk (the last sequence number done per mapping and shard), so a restarted
   runner goes on where it stopped: nothing lost, nothing skipped.
 
+SQS mappings (QueueWorker): BatchSize and the batching window, ReportBatchItemFailures
+(only what succeeded is deleted), a fixed number of concurrent pollers; redelivery and the
+dead-letter queue are the queue's own (visibility timeout, RedrivePolicy).
+
 Not handled: ParallelizationFactor > 1 (one batch per shard at a time), resharding, SNS
-destinations, tumbling windows.
+destinations, tumbling windows, SQS FIFO ordering by message group.
 """
 
 import base64
@@ -54,7 +58,7 @@ class Mapping:
 
     uuid: str
     function_arn: str
-    stream_arn: str
+    source_arn: str
     batch_size: int
     window_seconds: float
     starting_position: str
@@ -70,7 +74,7 @@ class Mapping:
         return cls(
             uuid=doc["UUID"],
             function_arn=doc["FunctionArn"],
-            stream_arn=doc["EventSourceArn"],
+            source_arn=doc["EventSourceArn"],
             batch_size=int(doc.get("BatchSize") or 100),
             window_seconds=float(doc.get("MaximumBatchingWindowInSeconds") or 0),
             starting_position=doc.get("StartingPosition", "TRIM_HORIZON"),
@@ -83,8 +87,13 @@ class Mapping:
         )
 
     @property
-    def stream_name(self) -> str:
-        return self.stream_arn.rsplit("/", 1)[-1]
+    def source_name(self) -> str:
+        """The stream's or the queue's name."""
+        return self.source_arn.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+
+    @property
+    def is_queue(self) -> bool:
+        return ":sqs:" in self.source_arn
 
 
 class Checkpoints:
@@ -129,6 +138,7 @@ class Invocation:
 class Outcome:
     ok: bool
     failed_from: int | None = None  # index of the lowest failed record (partial response)
+    failed_ids: tuple[str, ...] = ()  # the item identifiers reported as failed
     error: str = ""
 
 
@@ -182,7 +192,7 @@ class ShardWorker:
         kinesis = self.runner.kinesis
         if self.iterator is None:
             self.iterator = kinesis.get_shard_iterator(
-                StreamName=self.mapping.stream_name, ShardId=self.shard, **self.start()
+                StreamName=self.mapping.source_name, ShardId=self.shard, **self.start()
             )["ShardIterator"]
         answer = kinesis.get_records(ShardIterator=self.iterator, Limit=10_000)
         self.iterator = answer.get("NextShardIterator")
@@ -277,16 +287,88 @@ class ShardWorker:
         self.runner.checkpoints.put(self.mapping.uuid, self.shard, records[-1]["SequenceNumber"])
 
 
+@dataclass
+class QueueWorker:
+    """Polls an SQS queue for one mapping. What succeeded is deleted; failed messages become
+    visible again after the queue's visibility timeout, and the queue's redrive policy moves
+    those that keep failing to its dead-letter queue, as on AWS."""
+
+    runner: "MappingRunner"
+    mapping: Mapping
+
+    def run(self) -> None:
+        sqs = self.runner.sqs
+        queue_url = None
+        while not self.runner.stopping.is_set():
+            current = self.runner.current.get(self.mapping.uuid)
+            if current is None:
+                return
+            self.mapping = current
+            try:
+                queue_url = (
+                    queue_url or sqs.get_queue_url(QueueName=self.mapping.source_name)["QueueUrl"]
+                )
+                messages = self.receive(queue_url)
+                if messages:
+                    self.deliver(queue_url, messages)
+            except (ClientError, BotoCoreError) as error:
+                log.warning("mapping %s: %s", self.mapping.uuid, error)
+                self.runner.stopping.wait(1)
+
+    def receive(self, queue_url: str) -> list[dict]:
+        """Up to BatchSize messages (10 per call), waiting up to the batching window."""
+        messages: list[dict] = []
+        deadline = time.monotonic() + self.mapping.window_seconds
+        while len(messages) < self.mapping.batch_size and not self.runner.stopping.is_set():
+            answer = self.runner.sqs.receive_message(
+                QueueUrl=queue_url,
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                MaxNumberOfMessages=min(10, self.mapping.batch_size - len(messages)),
+            )
+            received = answer.get("Messages", [])
+            messages += received
+            if not received or time.monotonic() >= deadline:
+                break
+        return messages
+
+    def deliver(self, queue_url: str, messages: list[dict]) -> None:
+        outcome = self.runner.invoke(self.mapping, "", messages)
+        if outcome.ok:
+            done, result = messages, "ok"
+        elif outcome.failed_ids:
+            done = [m for m in messages if m["MessageId"] not in outcome.failed_ids]
+            result = "partial"
+        else:
+            done, result = [], "error"
+        for start in range(0, len(done), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(done[start : start + 10])
+            ]
+            self.runner.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        ids = [m["MessageId"] for m in messages]
+        self.runner.invocations.append(Invocation(self.mapping.uuid, "queue", ids, result))
+
+
 class MappingRunner:
     """Runs every Kinesis event source mapping of the backend until stop()."""
 
-    def __init__(self, checkpoint_dir: Path, poll_seconds: float = 0.2, discover_seconds=1.0):
+    def __init__(
+        self,
+        checkpoint_dir: Path,
+        poll_seconds: float = 0.2,
+        discover_seconds: float = 1.0,
+        queue_pollers: int = 2,  # concurrent batches per SQS mapping (AWS starts with 5)
+    ):
         config = Config(retries={"max_attempts": 1}, read_timeout=900)  # we retry ourselves
         self.kinesis = boto3.client("kinesis")
         self.lambda_ = boto3.client("lambda", config=config)
         self.sqs = boto3.client("sqs")
         self.checkpoints = Checkpoints(checkpoint_dir)
         self.poll_seconds, self.discover_seconds = poll_seconds, discover_seconds
+        self.queue_pollers = queue_pollers
         self.stopping = threading.Event()
         self.invocations: deque[Invocation] = deque(maxlen=10_000)
         self._workers: dict[tuple[str, str], threading.Thread] = {}
@@ -311,6 +393,9 @@ class MappingRunner:
                 mappings = self.mappings()
                 self.current = {mapping.uuid: mapping for mapping in mappings}
                 for mapping in mappings:
+                    if mapping.is_queue:
+                        self._start_queue_pollers(mapping)
+                        continue
                     if (
                         mapping.starting_position == "AT_TIMESTAMP"
                         and not mapping.starting_timestamp
@@ -321,7 +406,7 @@ class MappingRunner:
                             mapping.uuid,
                         )
                         continue
-                    shards = self.kinesis.list_shards(StreamName=mapping.stream_name)["Shards"]
+                    shards = self.kinesis.list_shards(StreamName=mapping.source_name)["Shards"]
                     for shard in shards:
                         key = (mapping.uuid, shard["ShardId"])
                         if key not in self._workers:
@@ -335,6 +420,15 @@ class MappingRunner:
                 log.warning("cannot list event source mappings: %s", error)
             self.stopping.wait(self.discover_seconds)
 
+    def _start_queue_pollers(self, mapping: Mapping) -> None:
+        for number in range(self.queue_pollers):
+            key = (mapping.uuid, f"poller-{number}")
+            if key not in self._workers:
+                worker = QueueWorker(self, mapping)
+                thread = threading.Thread(target=worker.run, daemon=True, name=f"esm-sqs-{number}")
+                self._workers[key] = thread
+                thread.start()
+
     def mappings(self) -> list[Mapping]:
         pages = self.lambda_.get_paginator("list_event_source_mappings").paginate()
         return [
@@ -342,10 +436,16 @@ class MappingRunner:
             for page in pages
             for doc in page["EventSourceMappings"]
             if ":kinesis:" in doc.get("EventSourceArn", "")
+            or ":sqs:" in doc.get("EventSourceArn", "")
         ]
 
     def invoke(self, mapping: Mapping, shard: str, records: list[dict]) -> Outcome:
-        event = {"Records": [lambda_record(mapping, shard, r) for r in records]}
+        if mapping.is_queue:
+            event = {"Records": [queue_record(mapping, m) for m in records]}
+            item_ids = [m["MessageId"] for m in records]
+        else:
+            event = {"Records": [lambda_record(mapping, shard, r) for r in records]}
+            item_ids = [r["SequenceNumber"] for r in records]
         try:
             answer = self.lambda_.invoke(
                 FunctionName=mapping.function_arn, Payload=json.dumps(event).encode()
@@ -356,7 +456,7 @@ class MappingRunner:
         if answer.get("FunctionError"):
             return Outcome(ok=False, error=payload.decode(errors="replace")[:1000])
         if mapping.report_item_failures:
-            return partial_outcome(payload, [r["SequenceNumber"] for r in records])
+            return partial_outcome(payload, item_ids)
         return Outcome(ok=True)
 
     def send_on_failure(self, mapping, shard, records, condition, attempts, error="") -> None:
@@ -392,7 +492,7 @@ class MappingRunner:
                 "approximateArrivalOfFirstRecord": min(arrival).isoformat(),
                 "approximateArrivalOfLastRecord": max(arrival).isoformat(),
                 "batchSize": len(records),
-                "streamArn": mapping.stream_arn,
+                "streamArn": mapping.source_arn,
             },
         }
         queue = self.sqs.get_queue_url(QueueName=mapping.on_failure.rsplit(":", 1)[-1])
@@ -405,7 +505,7 @@ class MappingRunner:
 
 def lambda_record(mapping: Mapping, shard: str, record: dict) -> dict[str, Any]:
     """One record of the Kinesis event as Lambda receives it."""
-    region = mapping.stream_arn.split(":")[3]
+    region = mapping.source_arn.split(":")[3]
     return {
         "kinesis": {
             "kinesisSchemaVersion": "1.0",
@@ -420,11 +520,26 @@ def lambda_record(mapping: Mapping, shard: str, record: dict) -> dict[str, Any]:
         "eventName": "aws:kinesis:record",
         "invokeIdentityArn": mapping.function_arn,
         "awsRegion": region,
-        "eventSourceARN": mapping.stream_arn,
+        "eventSourceARN": mapping.source_arn,
     }
 
 
-def partial_outcome(payload: bytes, sequence_numbers: list[str]) -> Outcome:
+def queue_record(mapping: Mapping, message: dict) -> dict[str, Any]:
+    """One record of the SQS event as Lambda receives it."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": mapping.source_arn,
+        "awsRegion": mapping.source_arn.split(":")[3],
+    }
+
+
+def partial_outcome(payload: bytes, item_ids: list[str]) -> Outcome:
     """A ReportBatchItemFailures answer; anything malformed fails the whole batch (AWS)."""
     try:
         answer = json.loads(payload or b"null")
@@ -434,7 +549,12 @@ def partial_outcome(payload: bytes, sequence_numbers: list[str]) -> Outcome:
     if not failures:
         return Outcome(ok=True)
     try:
-        failed = [sequence_numbers.index(item["itemIdentifier"]) for item in failures]
+        failed = [item_ids.index(item["itemIdentifier"]) for item in failures]
     except (TypeError, KeyError, ValueError):
         return Outcome(ok=False, error=f"malformed batchItemFailures: {failures!r}"[:1000])
-    return Outcome(ok=False, failed_from=min(failed), error="batch item failures")
+    return Outcome(
+        ok=False,
+        failed_from=min(failed),
+        error="batch item failures",
+        failed_ids=tuple(item_ids[i] for i in failed),
+    )

@@ -1,7 +1,10 @@
-"""ingest: a raw e-mail lands in S3 -> an `email.v1` record on the Kinesis stream.
+"""ingest: S3 -> SQS -> this function -> an `email.v1` record on the Kinesis stream.
 
-Bytes that are not an e-mail are copied to `rejected/<key>` with `<key>.reason.json` beside
-them, so nothing disappears unexplained. Logs name message ids, never addresses or bodies.
+Each SQS message is an S3 event notification. Bytes that are not an e-mail are copied to
+`rejected/<key>` with `<key>.reason.json` beside them, so nothing disappears unexplained.
+A message that fails (S3 or Kinesis unavailable) is reported as a batch item failure: SQS
+delivers it again, and after five tries moves it to the ingest dead-letter queue. Logs name
+message ids, never addresses or bodies.
 """
 
 import json
@@ -11,7 +14,12 @@ from urllib.parse import unquote_plus
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes import S3Event, SQSRecord
 
 from services.mail import NotAnEmail, parse_email
 from services.records import EmailV1
@@ -22,34 +30,39 @@ MAX_BYTES_PER_CALL = 4 * 1024 * 1024
 PUT_ATTEMPTS = 5
 
 logger = Logger(service="ingest")
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context
-@event_source(data_class=S3Event)
-def handler(event: S3Event, context) -> dict:
+def handler(event: dict, context) -> dict:
     settings = FunctionSettings()
-    s3 = boto3.client("s3")
-    emails, rejected = [], 0
-    for record in event.records:
-        bucket = record.s3.bucket.name
-        key = unquote_plus(record.s3.get_object.key)  # S3 notifications URL-encode keys
-        raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        try:
-            email = parse_email(raw, bucket, key)
-        except NotAnEmail as error:
-            reject(s3, bucket, key, raw, str(error))
-            rejected += 1
-            continue
-        logger.info(
-            "parsed",
-            message_id=email.message_id,
-            language=email.language,
-            attachments=len(email.attachments),
-            truncated=email.body_truncated,
-        )
-        emails.append(email)
-    put_records(boto3.client("kinesis"), settings.emails_stream, emails)
-    return {"emails": len(emails), "rejected": rejected}
+    s3, kinesis = boto3.client("s3"), boto3.client("kinesis")
+
+    def ingest(record: SQSRecord) -> None:
+        notification = json.loads(record.body)
+        if notification.get("Event") == "s3:TestEvent":  # sent once when S3 is configured
+            return
+        emails = []
+        for item in S3Event(notification).records:
+            bucket = item.s3.bucket.name
+            key = unquote_plus(item.s3.get_object.key)  # notifications URL-encode keys
+            raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            try:
+                email = parse_email(raw, bucket, key)
+            except NotAnEmail as error:
+                reject(s3, bucket, key, raw, str(error))
+                continue
+            logger.info(
+                "parsed",
+                message_id=email.message_id,
+                language=email.language,
+                attachments=len(email.attachments),
+                truncated=email.body_truncated,
+            )
+            emails.append(email)
+        put_records(kinesis, settings.emails_stream, emails)
+
+    return process_partial_response(event, ingest, processor, context)
 
 
 def reject(s3, bucket: str, key: str, raw: bytes, reason: str) -> None:

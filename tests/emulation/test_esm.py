@@ -39,9 +39,12 @@ def stream(aws):
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("handler.py", HANDLER)
     boto3.client("lambda").create_function(
-        FunctionName="consumer", Runtime="python3.12", Handler="handler.handler",
-        Role="arn:aws:iam::000000000000:role/consumer", Code={"ZipFile": archive.getvalue()},
-    )  # fmt: skip
+        FunctionName="consumer",
+        Runtime="python3.12",
+        Handler="handler.handler",
+        Role="arn:aws:iam::000000000000:role/consumer",
+        Code={"ZipFile": archive.getvalue()},
+    )
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName="emails", ShardCount=1)
     boto3.client("sqs").create_queue(QueueName=DLQ)
@@ -49,13 +52,19 @@ def stream(aws):
 
 
 def create_mapping(stream_arn: str, **settings) -> str:
-    defaults = {"StartingPosition": "TRIM_HORIZON", "BatchSize": 100,
-                "DestinationConfig": {"OnFailure": {
-                    "Destination": f"arn:aws:sqs:eu-central-1:000000000000:{DLQ}"}}}  # fmt: skip
+    defaults = {
+        "StartingPosition": "TRIM_HORIZON",
+        "BatchSize": 100,
+        "DestinationConfig": {
+            "OnFailure": {"Destination": f"arn:aws:sqs:eu-central-1:000000000000:{DLQ}"}
+        },
+    }
     return boto3.client("lambda").create_event_source_mapping(
-        FunctionName="consumer", EventSourceArn=stream_arn, Enabled=False,
+        FunctionName="consumer",
+        EventSourceArn=stream_arn,
+        Enabled=False,
         **(defaults | settings),
-    )["UUID"]  # fmt: skip
+    )["UUID"]
 
 
 def put(*payloads: str, key: str = "k") -> list[str]:
@@ -138,10 +147,15 @@ def test_at_timestamp(stream, tmp_path):
     time.sleep(1.1)
     moment = datetime.now(UTC)
     later = put("later")
-    mapping = Mapping.from_api({
-        "UUID": "at", "FunctionArn": "consumer", "EventSourceArn": stream,
-        "StartingPosition": "AT_TIMESTAMP", "StartingPositionTimestamp": moment,
-    })  # fmt: skip
+    mapping = Mapping.from_api(
+        {
+            "UUID": "at",
+            "FunctionArn": "consumer",
+            "EventSourceArn": stream,
+            "StartingPosition": "AT_TIMESTAMP",
+            "StartingPositionTimestamp": moment,
+        }
+    )
     runner = MappingRunner(tmp_path)
     worker = ShardWorker(runner, mapping, "shardId-000000000000")
     worker.deliver(worker.next_batch())
@@ -167,8 +181,9 @@ def test_order_per_shard(aws, stream, runner):
 
 def test_partial_batch_response_retries_from_the_first_failure(stream, runner):
     sequence = put("r0", "r1", "bad", "r3", "r4")
-    create_mapping(stream, FunctionResponseTypes=["ReportBatchItemFailures"],
-                   MaximumRetryAttempts=1)  # fmt: skip
+    create_mapping(
+        stream, FunctionResponseTypes=["ReportBatchItemFailures"], MaximumRetryAttempts=1
+    )
     journal = settled(runner(), 5)
     assert (journal[0].outcome, journal[0].sequence_numbers) == ("partial", sequence[:2])
     assert (journal[-1].outcome, journal[-1].sequence_numbers) == ("exhausted", sequence[2:])
@@ -235,8 +250,12 @@ def test_a_restarted_runner_goes_on_from_its_checkpoint(stream, runner, tmp_path
 
 def test_event_shape(stream):
     mapping = Mapping.from_api({"UUID": "u", "FunctionArn": "arn:f", "EventSourceArn": stream})
-    record = {"PartitionKey": "m1", "SequenceNumber": "42", "Data": b"hi",
-              "ApproximateArrivalTimestamp": datetime(2026, 1, 1, tzinfo=UTC)}  # fmt: skip
+    record = {
+        "PartitionKey": "m1",
+        "SequenceNumber": "42",
+        "Data": b"hi",
+        "ApproximateArrivalTimestamp": datetime(2026, 1, 1, tzinfo=UTC),
+    }
     event = lambda_record(mapping, "shardId-000000000000", record)
     assert event["kinesis"]["data"] == base64.b64encode(b"hi").decode()
     assert event["eventID"] == "shardId-000000000000:42"
@@ -249,8 +268,70 @@ def test_an_updated_mapping_applies_from_the_next_batch(stream, runner):
     uuid = create_mapping(stream, BatchSize=4)
     started = runner()
     settled(started, 4)
-    boto3.client("lambda").update_event_source_mapping(UUID=uuid, BatchSize=2)
+    boto3.client("lambda").update_event_source_mapping(
+        UUID=uuid,
+        BatchSize=2,
+        MaximumBatchingWindowInSeconds=1,  # the puts arrive one by one
+    )
     time.sleep(0.5)  # the runner rereads the mappings every 0.1 s here
     second = put(*[f"s{i}" for i in range(4)])
     journal = settled(started, 8)
     assert [i.sequence_numbers for i in journal] == [first, second[:2], second[2:]]
+
+
+QUEUE_HANDLER = """
+def handler(event, context):
+    failures = []
+    for record in event["Records"]:
+        if record["body"].startswith("poison"):
+            raise ValueError("poison message " + record["messageId"])
+        if record["body"].startswith("bad"):
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}
+"""
+
+
+def test_a_queue_mapping_deletes_what_succeeded_and_redrives_the_rest(aws, runner):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("handler.py", QUEUE_HANDLER)
+    boto3.client("lambda").create_function(
+        FunctionName="queue-consumer",
+        Runtime="python3.12",
+        Handler="handler.handler",
+        Role="arn:aws:iam::000000000000:role/consumer",
+        Code={"ZipFile": archive.getvalue()},
+    )
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="incoming-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue = sqs.create_queue(
+        QueueName="incoming",
+        Attributes={
+            "VisibilityTimeout": "1",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}),
+        },
+    )["QueueUrl"]
+    for body in ("ok-1", "bad-1", "ok-2"):
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    boto3.client("lambda").create_event_source_mapping(
+        FunctionName="queue-consumer",
+        Enabled=False,
+        BatchSize=10,
+        EventSourceArn="arn:aws:sqs:eu-central-1:000000000000:incoming",
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
+    started = runner()
+
+    def redriven():
+        return sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages")
+
+    deadline = time.monotonic() + 30
+    while not (dead := redriven()):
+        assert time.monotonic() < deadline, list(started.invocations)
+    assert [m["Body"] for m in dead] == ["bad-1"]
+    assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages") is None
+    outcomes = [i.outcome for i in started.invocations]
+    assert outcomes[0] == "partial" and len(started.invocations[0].sequence_numbers) == 3

@@ -57,3 +57,23 @@ def kinesis_event(*payloads: bytes, stream: str = "emails") -> dict:
             for i, p in enumerate(payloads)
         ]
     }
+
+
+def sqs_event(*bodies: str, queue: str = "postwerk-incoming") -> dict:
+    """An SQS batch as Lambda receives it."""
+    return {
+        "Records": [
+            {
+                "messageId": f"message-{i}",
+                "receiptHandle": f"handle-{i}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795000000000"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:eu-central-1:000000000000:{queue}",
+                "awsRegion": "eu-central-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }

@@ -1,4 +1,5 @@
-"""The ingest function against the embedded backend: S3 event in, Kinesis records out."""
+"""The ingest function against the embedded backend: SQS batch of S3 notifications in,
+Kinesis records out."""
 
 import io
 import json
@@ -7,7 +8,7 @@ import boto3
 
 from services import ingest
 from services.records import EmailV1
-from tests.services.conftest import LambdaContext, s3_event
+from tests.services.conftest import LambdaContext, s3_event, sqs_event
 from tests.services.test_mail import simple
 
 RAW = "postwerk-raw"
@@ -33,10 +34,13 @@ def test_emails_go_to_the_stream_and_the_rest_is_rejected(aws, monkeypatch):
     s3.put_object(Bucket=RAW, Key="incoming/a b.eml", Body=simple(body))
     s3.put_object(Bucket=RAW, Key="incoming/photo.png", Body=b"\x89PNG\r\n\x1a\n\x00\x00")
 
-    answer = ingest.handler(
-        s3_event(RAW, "incoming/a b.eml", "incoming/photo.png"), LambdaContext()
+    event = sqs_event(
+        json.dumps(s3_event(RAW, "incoming/a b.eml", "incoming/photo.png")),
+        json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"}),
+        json.dumps(s3_event(RAW, "incoming/vanished.eml")),  # deleted before ingest read it
     )
-    assert answer == {"emails": 1, "rejected": 1}
+    answer = ingest.handler(event, LambdaContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "message-2"}]}, "SQS retries it"
     [record] = read_stream("emails")
     email = EmailV1.model_validate_json(record["Data"])
     assert record["PartitionKey"] == email.message_id == "m1@example.de"
