@@ -40,6 +40,7 @@ bench: install
 	$(PY) -m bench.training --data $(BANKING77)
 	$(PY) -m bench.serving --data $(BANKING77)
 	$(PY) -m bench.invoke --data $(BANKING77)
+	$(PY) -m bench.pipeline --data $(BANKING77)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/work .postwerk

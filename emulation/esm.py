@@ -132,6 +132,7 @@ class Invocation:
     shard: str
     sequence_numbers: list[str]
     outcome: str  # ok | partial | error | expired | exhausted
+    finished_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -360,7 +361,7 @@ class MappingRunner:
         checkpoint_dir: Path,
         poll_seconds: float = 0.2,
         discover_seconds: float = 1.0,
-        queue_pollers: int = 2,  # concurrent batches per SQS mapping (AWS starts with 5)
+        queue_pollers: int = 4,  # concurrent batches per SQS mapping (AWS starts with 5)
     ):
         config = Config(retries={"max_attempts": 1}, read_timeout=900)  # we retry ourselves
         self.kinesis = boto3.client("kinesis")

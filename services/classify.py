@@ -15,8 +15,10 @@ keeps failing to the dead-letter queue. When every record fails, the function ra
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -28,6 +30,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamRecord,
 )
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
@@ -35,6 +38,8 @@ from services.records import ClassificationV1, EmailV1
 from services.settings import FunctionSettings
 
 MAX_REQUEST_BYTES = 5 * 1024 * 1024  # InvokeEndpoint takes 6 MB; leave room for the envelope
+WRITERS = 16  # concurrent DynamoDB puts: a batch's writes overlap instead of queueing
+SERIALIZER = TypeSerializer()
 
 logger = Logger(service="classify")
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
@@ -58,6 +63,15 @@ def handler(event: dict, context) -> dict:
     done_before = already_stored(table, list(results))
     # The results bucket first: a failure here retries the whole batch and loses nothing.
     write_lines(settings.results_bucket, [r for m, r in results.items() if m not in done_before])
+    new = [r for m, r in results.items() if m not in done_before]
+    with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
+        failed = dict(
+            zip(
+                (r.message_id for r in new),
+                pool.map(partial(put_once, boto3.client("dynamodb"), settings.results_table), new),
+                strict=True,
+            )
+        )
 
     def store(record: KinesisStreamRecord) -> None:
         email = emails.get(record.kinesis.sequence_number)
@@ -67,7 +81,8 @@ def handler(event: dict, context) -> dict:
         if isinstance(prediction, Exception):
             raise prediction
         result = results[email.message_id]
-        put_once(table, result)
+        if error := failed.get(email.message_id):
+            raise error
         logger.info(
             "classified",
             message_id=email.message_id,
@@ -149,14 +164,18 @@ def already_stored(table, message_ids: list[str]) -> set[str]:
     return found
 
 
-def put_once(table, result: ClassificationV1) -> None:
-    """Store the result unless this e-mail has one already (then do nothing)."""
-    item = json.loads(result.model_dump_json(by_alias=True), parse_float=Decimal)
+def put_once(dynamodb, table_name: str, result: ClassificationV1) -> Exception | None:
+    """Store the result unless this e-mail has one already; returns what went wrong."""
+    document = json.loads(result.model_dump_json(by_alias=True), parse_float=Decimal)
+    item = {key: SERIALIZER.serialize(value) for key, value in document.items()}
     try:
-        table.put_item(Item=item, ConditionExpression="attribute_not_exists(message_id)")
+        dynamodb.put_item(  # a client: thread-safe, where resources are not
+            TableName=table_name, Item=item, ConditionExpression="attribute_not_exists(message_id)"
+        )
     except ClientError as error:
         if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
+            return error
+    return None
 
 
 def write_lines(bucket: str, results: list[ClassificationV1]) -> None:

@@ -36,33 +36,49 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     settings = FunctionSettings()
-    s3, kinesis = boto3.client("s3"), boto3.client("kinesis")
+    s3 = boto3.client("s3")
+    outcomes: dict[str, list[EmailV1] | Exception] = {}
+    for record in event["Records"]:
+        try:
+            outcomes[record["messageId"]] = read_notification(s3, json.loads(record["body"]))
+        except Exception as error:  # this message is retried by SQS; the others go on
+            outcomes[record["messageId"]] = error
+    emails = [e for outcome in outcomes.values() if isinstance(outcome, list) for e in outcome]
+    try:  # one PutRecords for the whole batch
+        put_records(boto3.client("kinesis"), settings.emails_stream, emails)
+    except Exception as error:
+        outcomes = {m: error if isinstance(o, list) and o else o for m, o in outcomes.items()}
 
-    def ingest(record: SQSRecord) -> None:
-        notification = json.loads(record.body)
-        if notification.get("Event") == "s3:TestEvent":  # sent once when S3 is configured
-            return
-        emails = []
-        for item in S3Event(notification).records:
-            bucket = item.s3.bucket.name
-            key = unquote_plus(item.s3.get_object.key)  # notifications URL-encode keys
-            raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            try:
-                email = parse_email(raw, bucket, key)
-            except NotAnEmail as error:
-                reject(s3, bucket, key, raw, str(error))
-                continue
-            logger.info(
-                "parsed",
-                message_id=email.message_id,
-                language=email.language,
-                attachments=len(email.attachments),
-                truncated=email.body_truncated,
-            )
-            emails.append(email)
-        put_records(kinesis, settings.emails_stream, emails)
+    def check(record: SQSRecord) -> None:
+        if isinstance(outcome := outcomes[record.message_id], Exception):
+            raise outcome
 
-    return process_partial_response(event, ingest, processor, context)
+    return process_partial_response(event, check, processor, context)
+
+
+def read_notification(s3, notification: dict) -> list[EmailV1]:
+    """The e-mails of one S3 event notification; non-e-mails are rejected on the way."""
+    if notification.get("Event") == "s3:TestEvent":  # sent once when S3 is configured
+        return []
+    emails = []
+    for item in S3Event(notification).records:
+        bucket = item.s3.bucket.name
+        key = unquote_plus(item.s3.get_object.key)  # notifications URL-encode keys
+        raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        try:
+            email = parse_email(raw, bucket, key)
+        except NotAnEmail as error:
+            reject(s3, bucket, key, raw, str(error))
+            continue
+        logger.info(
+            "parsed",
+            message_id=email.message_id,
+            language=email.language,
+            attachments=len(email.attachments),
+            truncated=email.body_truncated,
+        )
+        emails.append(email)
+    return emails
 
 
 def reject(s3, bucket: str, key: str, raw: bytes, reason: str) -> None:
