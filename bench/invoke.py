@@ -25,7 +25,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -36,7 +35,6 @@ import psutil
 from botocore.exceptions import WaiterError
 
 from bench.common import (
-    REPO_ROOT,
     TEXT,
     base_parser,
     finish,
@@ -47,6 +45,7 @@ from bench.common import (
 )
 from bench.serving import free_port, resolve_model
 from emulation.ministack import MiniStack
+from emulation.sagemaker.launcher import start_service
 from model.evaluation import METRIC_DEFINITIONS
 
 NAME = "invoke"
@@ -63,34 +62,6 @@ def parse_args():
     if args.quick:
         args.requests = 100
     return args
-
-
-def start_service(state: Path, aws_env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = (
-        os.environ
-        | aws_env
-        | {
-            "POSTWERK_SAGEMAKER_PORT": str(port),
-            "POSTWERK_SAGEMAKER_STATE_DIR": str(state / "sagemaker"),
-        }
-    )
-    log = (state / "sagemaker.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulation.sagemaker"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/_postwerk/health", trust_env=False).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"the SageMaker service did not start; see {state / 'sagemaker.log'}")
 
 
 def deploy(sm, s3, model_dir: Path) -> float:
@@ -232,7 +203,7 @@ def main() -> None:
     backend.start()
     aws_env = backend.client_environment()
     os.environ.update(aws_env)
-    service, url = start_service(state, aws_env)
+    service, url = start_service(state / "sagemaker", free_port(), aws_env)
     os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = (
         url
     )

@@ -39,10 +39,11 @@ import httpx
 import psutil
 
 from bench.common import TEXT, base_parser, finish, load_banking77, print_table, work_dir
-from bench.invoke import BUCKET, deploy, replica_url, start_service
+from bench.invoke import BUCKET, deploy, replica_url
 from bench.serving import free_port, resolve_model
 from emulation.esm import MappingRunner
 from emulation.ministack import MiniStack
+from emulation.sagemaker.launcher import start_service
 from postwerk import deploy as stack
 
 NAME = "pipeline"
@@ -195,7 +196,7 @@ def main() -> None:
     backend = MiniStack(state, free_port())
     backend.start()
     os.environ.update(backend.client_environment())
-    service, url = start_service(state, backend.client_environment())
+    service, url = start_service(state / "sagemaker", free_port(), backend.client_environment())
     os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = (
         url
     )

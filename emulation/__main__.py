@@ -9,15 +9,12 @@ and `postwerk` at them, and stops them all on Ctrl-C. State lives under --state-
 import argparse
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 from emulation.esm import MappingRunner
 from emulation.ministack import MiniStack
+from emulation.sagemaker.launcher import ServiceError, start_service
 
 
 def main() -> int:
@@ -30,27 +27,25 @@ def main() -> int:
     backend = MiniStack(args.state_dir.resolve(), args.port, persist_state=True)
     print(f"starting MiniStack on {backend.endpoint_url} (first run: installs it) ...")
     backend.start()
-    sagemaker_url = f"http://127.0.0.1:{args.sagemaker_port}"
+    try:
+        service, sagemaker_url = start_service(
+            args.state_dir.resolve() / "sagemaker",
+            args.sagemaker_port,
+            backend.client_environment(),
+        )
+    except ServiceError:
+        backend.stop()
+        raise
     exports = backend.client_environment() | {
         "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker_url,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": sagemaker_url,
     }
-    service = subprocess.Popen(
-        [sys.executable, "-m", "emulation.sagemaker"],
-        env=os.environ
-        | exports
-        | {
-            "POSTWERK_SAGEMAKER_PORT": str(args.sagemaker_port),
-            "POSTWERK_SAGEMAKER_STATE_DIR": str(args.state_dir.resolve() / "sagemaker"),
-        },
-    )
     runner = None
     try:
-        wait_until_healthy(f"{sagemaker_url}/_postwerk/health", service)
         print(f"local SageMaker service on {sagemaker_url}")
         os.environ.update(exports)  # the runner's boto3 clients talk to the backend
         runner = MappingRunner(args.state_dir.resolve() / "esm-checkpoints").start()
-        print("Kinesis event source mapping runner started\n")
+        print("event source mapping runner started (Kinesis and SQS)\n")
         print("In another shell, point AWS tools at them:\n")
         for name, value in exports.items():
             print(f"export {name}={value}")
@@ -66,19 +61,6 @@ def main() -> int:
         service.wait(150)
         backend.stop()
     return 0
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the SageMaker service exited with code {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1, trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"the SageMaker service did not answer {url} within {timeout:.0f} s")
 
 
 if __name__ == "__main__":

@@ -2,19 +2,16 @@
 
 import io
 import json
-import os
 import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import boto3
-import httpx
 import pytest
 
+from emulation.sagemaker import launcher
 from model.evaluation import METRIC_DEFINITIONS
-from tests.jobs import ROOT, free_port, make_emails
+from tests.jobs import free_port, make_emails
 
 BUCKET = "postwerk-tests"
 ROLE = "arn:aws:iam::000000000000:role/postwerk"
@@ -32,36 +29,9 @@ def sagemaker_service(ministack, tmp_path_factory):
 
 
 def start_service(ministack, state_dir: Path, **settings: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = (
-        os.environ
-        | ministack.client_environment()
-        | settings
-        | {
-            "POSTWERK_SAGEMAKER_PORT": str(port),
-            "POSTWERK_SAGEMAKER_STATE_DIR": str(state_dir),
-        }
+    return launcher.start_service(
+        state_dir, free_port(), ministack.client_environment(), **settings
     )
-    log = state_dir / f"service-{port}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "emulation.sagemaker"], cwd=ROOT, env=env, stdout=output,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not healthy(url):
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the SageMaker service did not start in 30 s"
-        time.sleep(0.1)
-    return process, url
-
-
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_postwerk/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture

@@ -35,20 +35,25 @@ DLQ = "esm-dlq"
 @pytest.fixture
 def stream(aws):
     """A function, a 1-shard stream and a dead-letter queue; returns the stream's ARN."""
+    create_function("consumer", HANDLER)
+    kinesis = boto3.client("kinesis")
+    kinesis.create_stream(StreamName="emails", ShardCount=1)
+    boto3.client("sqs").create_queue(QueueName=DLQ)
+    return kinesis.describe_stream(StreamName="emails")["StreamDescription"]["StreamARN"]
+
+
+def create_function(name: str, code: str) -> None:
+    """A Python function in the backend whose handler.py is `code`."""
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("handler.py", HANDLER)
+        zipped.writestr("handler.py", code)
     boto3.client("lambda").create_function(
-        FunctionName="consumer",
+        FunctionName=name,
         Runtime="python3.12",
         Handler="handler.handler",
         Role="arn:aws:iam::000000000000:role/consumer",
         Code={"ZipFile": archive.getvalue()},
     )
-    kinesis = boto3.client("kinesis")
-    kinesis.create_stream(StreamName="emails", ShardCount=1)
-    boto3.client("sqs").create_queue(QueueName=DLQ)
-    return kinesis.describe_stream(StreamName="emails")["StreamDescription"]["StreamARN"]
 
 
 def create_mapping(stream_arn: str, **settings) -> str:
@@ -292,16 +297,7 @@ def handler(event, context):
 
 
 def test_a_queue_mapping_deletes_what_succeeded_and_redrives_the_rest(aws, runner):
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("handler.py", QUEUE_HANDLER)
-    boto3.client("lambda").create_function(
-        FunctionName="queue-consumer",
-        Runtime="python3.12",
-        Handler="handler.handler",
-        Role="arn:aws:iam::000000000000:role/consumer",
-        Code={"ZipFile": archive.getvalue()},
-    )
+    create_function("queue-consumer", QUEUE_HANDLER)
     sqs = boto3.client("sqs")
     dlq = sqs.create_queue(QueueName="incoming-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][

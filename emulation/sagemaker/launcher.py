@@ -1,0 +1,60 @@
+"""Start the local SageMaker service as a subprocess and wait until it answers.
+
+One way for `python -m emulation`, the tests and the benchmarks to start it.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HOST = "127.0.0.1"
+
+
+class ServiceError(Exception):
+    """The service exited or did not answer in time; the message holds the end of its log."""
+
+
+def start_service(
+    state_dir: Path, port: int, aws_environment: dict[str, str], timeout: float = 30, **settings
+) -> tuple[subprocess.Popen, str]:
+    """`python -m emulation.sagemaker` on HOST:port with its state (and log) in state_dir;
+    its jobs and endpoints use the AWS backend that aws_environment names. Extra settings
+    are POSTWERK_SAGEMAKER_* variables. Returns the process and the service's URL."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = state_dir / f"service-{port}.log"
+    environment = (
+        os.environ
+        | aws_environment
+        | settings
+        | {
+            "POSTWERK_SAGEMAKER_PORT": str(port),
+            "POSTWERK_SAGEMAKER_STATE_DIR": str(state_dir),
+        }
+    )
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "emulation.sagemaker"],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://{HOST}:{port}"
+    deadline = time.monotonic() + timeout
+    while not healthy(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            tail = log.read_text(errors="replace")[-2000:]
+            raise ServiceError(f"the SageMaker service did not start on {url}: {tail}")
+        time.sleep(0.1)
+    return process, url
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_postwerk/health", timeout=1, trust_env=False).status_code == 200
+    except httpx.TransportError:
+        return False
