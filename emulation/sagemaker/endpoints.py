@@ -169,7 +169,8 @@ class Endpoints:
         return {}
 
     def list_models(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self._list(MODEL, request, "Models", "ModelName", ("ModelName", "ModelArn"))
+        keys = ("ModelName", "ModelArn")
+        return self._list(self.store.all(MODEL), request, "Models", "ModelName", keys)
 
     # --- endpoint configs ------------------------------------------------------------------
 
@@ -201,7 +202,8 @@ class Endpoints:
 
     def list_endpoint_configs(self, request: dict[str, Any]) -> dict[str, Any]:
         keys = ("EndpointConfigName", "EndpointConfigArn")
-        return self._list(CONFIG, request, "EndpointConfigs", "EndpointConfigName", keys)
+        documents = self.store.all(CONFIG)
+        return self._list(documents, request, "EndpointConfigs", "EndpointConfigName", keys)
 
     # --- endpoints -------------------------------------------------------------------------
 
@@ -248,8 +250,7 @@ class Endpoints:
         if "StatusEquals" in request:
             documents = [d for d in documents if d["EndpointStatus"] == request["StatusEquals"]]
         keys = ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
-        request = request | {"_documents": documents}
-        return self._list(ENDPOINT, request, "Endpoints", "EndpointName", keys)
+        return self._list(documents, request, "Endpoints", "EndpointName", keys)
 
     # --- InvokeEndpoint --------------------------------------------------------------------
 
@@ -520,8 +521,7 @@ class Endpoints:
         with contextlib.suppress(KeyError):
             self.store.update(ENDPOINT, name, change)
 
-    def _list(self, kind, request, key, name_key, summary_keys) -> dict[str, Any]:
-        documents = request.get("_documents") or self.store.all(kind)
+    def _list(self, documents, request, key, name_key, summary_keys) -> dict[str, Any]:
         if "NameContains" in request:
             documents = [d for d in documents if request["NameContains"] in d[name_key]]
         summaries = [

@@ -67,6 +67,9 @@ def test_endpoint_lifecycle_with_a_blue_green_update(sagemaker, archive):
     endpoint = wait_in_service(sm, "emails")
     assert endpoint["EndpointStatus"] == "InService", endpoint.get("FailureReason")
     assert endpoint["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+    names = [e["EndpointName"] for e in sm.list_endpoints(StatusEquals="InService")["Endpoints"]]
+    assert "emails" in names
+    assert sm.list_endpoints(StatusEquals="Failed", NameContains="emails")["Endpoints"] == []
     predictions = invoke(runtime, "emails")["predictions"]
     assert len(predictions) == 2 and predictions[0]["label"]
 
