@@ -34,7 +34,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from services.records import ClassificationV1, EmailV1
+from services.records import ClassificationV1, EmailV1, chunked
 from services.settings import FunctionSettings
 
 MAX_REQUEST_BYTES = 5 * 1024 * 1024  # InvokeEndpoint takes 6 MB; leave room for the envelope
@@ -59,19 +59,14 @@ def handler(event: dict, context) -> dict:
         for email in emails.values()
         if isinstance(prediction := predictions.get(email.message_id), dict)
     }
-    table = boto3.resource("dynamodb").Table(settings.results_table)
-    done_before = already_stored(table, list(results))
+    dynamodb = boto3.client("dynamodb")  # a client: thread-safe, where resources are not
+    done_before = already_stored(dynamodb, settings.results_table, list(results))
+    new = [result for message_id, result in results.items() if message_id not in done_before]
     # The results bucket first: a failure here retries the whole batch and loses nothing.
-    write_lines(settings.results_bucket, [r for m, r in results.items() if m not in done_before])
-    new = [r for m, r in results.items() if m not in done_before]
+    write_lines(settings.results_bucket, new)
     with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
-        failed = dict(
-            zip(
-                (r.message_id for r in new),
-                pool.map(partial(put_once, boto3.client("dynamodb"), settings.results_table), new),
-                strict=True,
-            )
-        )
+        writes = pool.map(partial(put_once, dynamodb, settings.results_table), new)
+        failed = dict(zip((r.message_id for r in new), writes, strict=True))
 
     def store(record: KinesisStreamRecord) -> None:
         email = emails.get(record.kinesis.sequence_number)
@@ -109,7 +104,9 @@ def classify(endpoint: str, emails: list[EmailV1]) -> dict[str, dict | Exception
     """Predictions by message id; a failed chunk maps its e-mails to the error."""
     runtime = boto3.client("sagemaker-runtime")
     answers: dict[str, dict | Exception] = {}
-    for chunk in chunks(emails):
+    for chunk in chunked(
+        emails, lambda email: len(json.dumps(email.model_text())), MAX_REQUEST_BYTES
+    ):
         body = json.dumps({"instances": [email.model_text() for email in chunk]})
         try:
             answer = runtime.invoke_endpoint(
@@ -126,18 +123,6 @@ def classify(endpoint: str, emails: list[EmailV1]) -> dict[str, dict | Exception
     return answers
 
 
-def chunks(emails: list[EmailV1]) -> list[list[EmailV1]]:
-    result, current, size = [], [], 0
-    for email in emails:
-        email_size = len(json.dumps(email.model_text()))
-        if current and size + email_size > MAX_REQUEST_BYTES:
-            result.append(current)
-            current, size = [], 0
-        current.append(email)
-        size += email_size
-    return [*result, current] if current else result
-
-
 def to_result(email: EmailV1, prediction: dict, threshold: float) -> ClassificationV1:
     return ClassificationV1(
         message_id=email.message_id,
@@ -150,16 +135,16 @@ def to_result(email: EmailV1, prediction: dict, threshold: float) -> Classificat
     )
 
 
-def already_stored(table, message_ids: list[str]) -> set[str]:
+def already_stored(dynamodb, table_name: str, message_ids: list[str]) -> set[str]:
     """The message ids that have a result already (a retried or re-delivered batch)."""
     found: set[str] = set()
-    dynamodb = boto3.resource("dynamodb")
     for start in range(0, len(message_ids), 100):  # BatchGetItem's limit
-        keys = [{"message_id": m} for m in message_ids[start : start + 100]]
-        request = {table.name: {"Keys": keys, "ProjectionExpression": "message_id"}}
+        keys = [{"message_id": {"S": m}} for m in message_ids[start : start + 100]]
+        request = {table_name: {"Keys": keys, "ProjectionExpression": "message_id"}}
         while request:
             answer = dynamodb.batch_get_item(RequestItems=request)
-            found |= {item["message_id"] for item in answer["Responses"].get(table.name, [])}
+            items = answer["Responses"].get(table_name, [])
+            found |= {item["message_id"]["S"] for item in items}
             request = answer.get("UnprocessedKeys") or None
     return found
 
@@ -169,7 +154,7 @@ def put_once(dynamodb, table_name: str, result: ClassificationV1) -> Exception |
     document = json.loads(result.model_dump_json(by_alias=True), parse_float=Decimal)
     item = {key: SERIALIZER.serialize(value) for key, value in document.items()}
     try:
-        dynamodb.put_item(  # a client: thread-safe, where resources are not
+        dynamodb.put_item(
             TableName=table_name, Item=item, ConditionExpression="attribute_not_exists(message_id)"
         )
     except ClientError as error:

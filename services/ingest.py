@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSRecord
 
 from services.mail import NotAnEmail, parse_email
-from services.records import EmailV1
+from services.records import EmailV1, chunked
 from services.settings import FunctionSettings
 
 MAX_RECORDS_PER_CALL = 500  # PutRecords' limits
@@ -96,7 +96,11 @@ def put_records(kinesis, stream: str, emails: list[EmailV1]) -> None:
         {"Data": e.model_dump_json(by_alias=True).encode(), "PartitionKey": e.message_id}
         for e in emails
     ]
-    for chunk in chunks(entries):
+
+    def size(entry: dict) -> int:
+        return len(entry["Data"]) + len(entry["PartitionKey"])
+
+    for chunk in chunked(entries, size, MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL):
         for attempt in range(PUT_ATTEMPTS):
             answer = kinesis.put_records(StreamName=stream, Records=chunk)
             if not answer.get("FailedRecordCount"):
@@ -105,17 +109,3 @@ def put_records(kinesis, stream: str, emails: list[EmailV1]) -> None:
             time.sleep(0.1 * 2**attempt)
         else:
             raise RuntimeError(f"Kinesis refused {len(chunk)} records {PUT_ATTEMPTS} times")
-
-
-def chunks(entries: list[dict]) -> list[list[dict]]:
-    result, current, size = [], [], 0
-    for entry in entries:
-        entry_size = len(entry["Data"]) + len(entry["PartitionKey"])
-        if current and (
-            len(current) == MAX_RECORDS_PER_CALL or size + entry_size > MAX_BYTES_PER_CALL
-        ):
-            result.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += entry_size
-    return [*result, current] if current else result

@@ -1,7 +1,9 @@
-"""The records that flow between the functions (DESIGN.md section 3.2)."""
+"""The records that flow between the functions (DESIGN.md section 3.2), and how a batch of
+them is cut into chunks that fit an API's limits."""
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -63,3 +65,25 @@ class ClassificationV1(BaseModel):
     classified_at: datetime
 
     model_config = {"populate_by_name": True}
+
+
+Item = TypeVar("Item")
+
+
+def chunked(
+    items: list[Item], size: Callable[[Item], int], max_bytes: int, max_items: int | None = None
+) -> list[list[Item]]:
+    """Consecutive chunks under an API's limits: at most max_bytes (as size() counts them)
+    and max_items per chunk; an item over max_bytes alone gets a chunk of its own."""
+    result: list[list[Item]] = []
+    current: list[Item] = []
+    total = 0
+    for item in items:
+        item_size = size(item)
+        full = max_items is not None and len(current) == max_items
+        if current and (full or total + item_size > max_bytes):
+            result.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += item_size
+    return [*result, current] if current else result
