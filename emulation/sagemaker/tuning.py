@@ -342,7 +342,8 @@ class Search:
         deadline = self.config["ResourceLimits"].get("MaxRuntimeInSeconds")
         deadline = time.monotonic() + deadline if deadline else math.inf
         while True:
-            self._collect_finished()
+            if self._collect_finished():
+                self._count()
             stopping = self.stop_requested.is_set() or time.monotonic() > deadline
             if stopping:
                 for job in list(self.running):
@@ -354,6 +355,7 @@ class Search:
             ):
                 launched += 1
                 self._launch(launched)
+                self._count()
                 continue
             if not self.running:
                 break
@@ -429,17 +431,19 @@ class Search:
         with contextlib.suppress(Exception):
             self.jobs.training.stop(job)
 
-    def _collect_finished(self) -> None:
+    def _collect_finished(self) -> bool:
+        """Tell Optuna the results of the jobs that ended; True if any did."""
+        finished = False
         for job in list(self.running):
-            document = self.jobs.training.describe(job)
-            if document["TrainingJobStatus"] not in ("Completed", "Failed", "Stopped"):
+            status = self.jobs.training.describe(job)["TrainingJobStatus"]
+            if status not in ("Completed", "Failed", "Stopped"):
                 continue
-            self.jobs.training.wait(job)  # its metrics and artifacts are in
-            document = self.jobs.training.describe(job)
+            document = self.jobs.training.wait(job)  # its metrics and artifacts are in
             with self.lock:
                 trial = self.running.pop(job)
             self._record(job, trial, document)
-        self._count()
+            finished = True
+        return finished
 
     def _record(self, job: str, trial: optuna.Trial, document: Document) -> None:
         values = {m["MetricName"]: m["Value"] for m in document.get("FinalMetricDataList", [])}
