@@ -29,7 +29,6 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -55,6 +54,7 @@ from bench.common import (
     shuffled,
     work_dir,
 )
+from emulation.sagemaker.launcher import free_port
 from model.console import quiet_libraries
 
 NAME = "serving"
@@ -152,12 +152,6 @@ class ServerSpec:
 
     def argv(self, port: int) -> list[str]:
         return [*self.command, "--port", str(port)] if self.port_flag else self.command
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def server_specs(model_dir: Path) -> list[ServerSpec]:

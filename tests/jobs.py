@@ -3,7 +3,6 @@
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from emulation.sagemaker.launcher import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,12 +93,6 @@ def run_train(base: Path, **environment) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import random
 import shutil
-import socket
 import tarfile
 import threading
 import time
@@ -26,6 +25,7 @@ import httpx
 
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
 from emulation.sagemaker.containers import LocalProcesses, terminate
+from emulation.sagemaker.launcher import free_port
 from emulation.sagemaker.protocol import SageMakerError, now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
@@ -551,9 +551,3 @@ def variant_summaries(config: Document, current: int | None) -> list[Document]:
 
 def runtime_error(code: str, status: int, message: str, **fields: Any) -> SageMakerError:
     return SageMakerError(code, message, status, **fields)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -1,9 +1,10 @@
-"""Start the local SageMaker service as a subprocess and wait until it answers.
+"""Start the local SageMaker service as a subprocess and wait until it answers; free ports.
 
 One way for `python -m emulation`, the tests and the benchmarks to start it.
 """
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +52,13 @@ def start_service(
             raise ServiceError(f"the SageMaker service did not start on {url}: {tail}")
         time.sleep(0.1)
     return process, url
+
+
+def free_port() -> int:
+    """A port nobody listens on now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
 
 
 def healthy(url: str) -> bool:
