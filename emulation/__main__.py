@@ -3,10 +3,12 @@
 Starts the embedded AWS backend (MiniStack), the local SageMaker service and the Kinesis
 event source mapping runner on 127.0.0.1, prints the exports that point boto3, the aws CLI
 and `postwerk` at them, and stops them all on Ctrl-C. State lives under --state-dir
-(default .postwerk/).
+(default .postwerk/). With --ready-file, the exports and the PIDs go to that JSON file once
+everything answers (how `postwerk up` learns it is ready), and it is removed on the way out.
 """
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -22,6 +24,7 @@ def main() -> int:
     parser.add_argument("--state-dir", type=Path, default=Path(".postwerk"))
     parser.add_argument("--port", type=int, default=4566, help="the AWS backend")
     parser.add_argument("--sagemaker-port", type=int, default=4567)
+    parser.add_argument("--ready-file", type=Path, help="written once ready, removed on stop")
     args = parser.parse_args()
 
     backend = MiniStack(args.state_dir.resolve(), args.port, persist_state=True)
@@ -50,17 +53,29 @@ def main() -> int:
         for name, value in exports.items():
             print(f"export {name}={value}")
         print("\nCtrl-C stops them all.")
+        if args.ready_file:
+            pids = [os.getpid(), backend.running_pid(), service.pid]
+            ready = {"backend": "embedded", "env": exports, "pids": pids}
+            write_atomically(args.ready_file, ready)
         stop_signals = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # after the children started
         signal.sigwait(stop_signals)
     finally:
         print("stopping ...")
+        if args.ready_file:
+            args.ready_file.unlink(missing_ok=True)
         if runner is not None:
             runner.stop()
         service.terminate()
         service.wait(150)
         backend.stop()
     return 0
+
+
+def write_atomically(path: Path, content: dict) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(content, indent=2))
+    partial.rename(path)
 
 
 if __name__ == "__main__":

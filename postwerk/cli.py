@@ -5,23 +5,18 @@ printed); 2 the command could not start (bad input, AWS unreachable or refusing)
 """
 
 import json
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Annotated
 
 import boto3
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
+from botocore.exceptions import ClientError
 from rich.live import Live
 from rich.table import Table
 
-from postwerk import deploy as stack
-from postwerk import sagemaker
+from postwerk import local_commands, pipeline_commands, sagemaker
+from postwerk.output import clear_failures, console, fail, follow_training_job
 from postwerk.settings import CliSettings
 
 app = typer.Typer(
@@ -29,7 +24,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
+
+for command in (local_commands.up, local_commands.down, local_commands.status, local_commands.env):
+    app.command()(command)
+for command in (pipeline_commands.send, pipeline_commands.results, pipeline_commands.deploy):
+    app.command()(command)
 
 DataPath = Annotated[Path, typer.Argument(exists=True, help="a .jsonl/.csv file or a folder")]
 OptionalData = Annotated[Path | None, typer.Option(exists=True, help="file or folder")]
@@ -37,35 +36,6 @@ Hyperparameters = Annotated[
     list[str], typer.Option("--hyperparameter", "-p", help="name=value (repeatable)")
 ]
 EndpointName = Annotated[str, typer.Option(help="the endpoint's name")]
-
-
-@contextmanager
-def clear_failures() -> Iterator[None]:
-    """AWS and input errors as one red line and exit code 2, not a traceback."""
-    try:
-        yield
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        fail(f"AWS refused: {details.get('Code')}: {details.get('Message')}", 2)
-    except BotoCoreError as error:
-        fail(f'cannot reach AWS: {error}\n(for the local stack: eval "$(postwerk env)")', 2)
-    except ValueError as error:
-        fail(str(error), 2)
-
-
-def fail(message: str, code: int) -> None:
-    console.print(f"[red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
-    parsed = {}
-    for pair in pairs:
-        name, sign, value = pair.partition("=")
-        if not sign or not name:
-            raise ValueError(f"hyperparameter '{pair}' is not name=value")
-        parsed[name.strip()] = value.strip()
-    return parsed
 
 
 def channels(train: Path, validation: Path | None, test: Path | None) -> dict[str, Path]:
@@ -86,31 +56,17 @@ def train(
     settings = CliSettings()
     job = name or sagemaker.job_name("postwerk")
     with clear_failures():
-        hyperparameters = parse_hyperparameters(hyperparameter)
+        hyperparameters = sagemaker.parse_hyperparameters(hyperparameter)
         inputs = sagemaker.upload_channels(settings, job, channels(data, validation, test))
         definition = sagemaker.training_definition(settings, inputs, hyperparameters)
         boto3.client("sagemaker").create_training_job(TrainingJobName=job, **definition)
         console.print(f"training job [bold]{job}[/] created")
         if not wait:
             return
-        status = follow(job)
+        status = follow_training_job(job)
     show_metrics(job)
     if status != "Completed":
         fail(f"training job {job} {status.lower()}: {failure_reason(job)}", 1)
-
-
-def follow(job: str) -> str:
-    """Secondary status changes and the job's log as they come; returns the final status."""
-    shown = ""
-    status = "InProgress"
-    for progress in sagemaker.follow_training_job(job):
-        for line in progress.new_log_lines:
-            console.out(f"  | {line}", highlight=False)
-        if progress.secondary != shown:
-            shown = progress.secondary
-            console.print(f"[cyan]{progress.secondary}[/] {progress.message}")
-        status = progress.status
-    return status
 
 
 def show_metrics(job: str) -> None:
@@ -152,7 +108,7 @@ def tune(
             raise ValueError(f"{config}: not JSON ({error})") from error
         inputs = sagemaker.upload_channels(settings, job, channels(data, validation, test))
         definition = sagemaker.training_definition(settings, inputs, {})
-        definition["StaticHyperParameters"] = parse_hyperparameters(hyperparameter)
+        definition["StaticHyperParameters"] = sagemaker.parse_hyperparameters(hyperparameter)
         del definition["HyperParameters"]
         boto3.client("sagemaker").create_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=job,
@@ -267,45 +223,3 @@ def read_eml(path: Path) -> dict[str, str]:
         "subject": str(message["subject"] or ""),
         "body": body.get_content() if body is not None else "",
     }
-
-
-@app.command()
-def deploy(
-    stack_name: Annotated[str, typer.Option("--stack", help="CloudFormation stack")] = "postwerk",
-    endpoint: EndpointName = "postwerk-emails",
-    review_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
-) -> None:
-    """Package the functions and create or update the pipeline's stack.
-
-    With AWS_ENDPOINT_URL set (the local stack), the functions are built for this Python,
-    the emulator's own Kinesis mapping stays disabled (postwerk's runner runs it), and
-    classify reaches the local SageMaker service."""
-    settings = CliSettings()
-    local = bool(os.environ.get("AWS_ENDPOINT_URL"))
-    with clear_failures():
-        console.print("packaging the functions ...")
-        build_dir = stack.REPO_ROOT / ".postwerk" / "build"
-        build_dir.mkdir(parents=True, exist_ok=True)
-        archive = stack.build_package(build_dir, None if local else stack.AWS_LAMBDA_PYTHON)
-        parameters = {
-            "CodeBucket": settings.bucket,
-            "CodeKey": stack.upload_package(archive, settings.bucket),
-            "EndpointName": endpoint,
-            "ReviewThreshold": str(review_threshold),
-        }
-        if local:
-            parameters |= {
-                "EmulatorMapping": "true",
-                "LambdaRuntime": f"python{sys.version_info.major}.{sys.version_info.minor}",
-                "SageMakerRuntimeEndpointUrl": os.environ.get(
-                    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", ""
-                ),
-            }
-        console.print(f"deploying stack [bold]{stack_name}[/] ...")
-        outputs = stack.deploy_stack(stack_name, parameters)
-    table = Table(title=f"stack {stack_name}")
-    table.add_column("output")
-    table.add_column("value")
-    for key, value in outputs.items():
-        table.add_row(key, value)
-    console.print(table)

@@ -1,10 +1,13 @@
-"""`postwerk deploy`: package the functions, upload them, create or update the stack.
+"""`postwerk deploy`: package the functions, upload them, create or update the stack; on
+AWS also push the model image and serve a model.
 
 One zip holds `services/` and its dependencies (the `services` extra of pyproject.toml;
 boto3 comes with the Lambda runtime). Its key is a hash of its content, so the functions
-update exactly when their code or dependencies change.
+update exactly when their code or dependencies change. The same steps deploy to the
+embedded emulator, to Docker Compose and to AWS; a `Target` holds what differs.
 """
 
+import base64
 import hashlib
 import importlib.metadata
 import os
@@ -12,17 +15,73 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 from botocore.exceptions import ClientError, WaiterError
 
+from postwerk.local import docker_engine_reachable
 from postwerk.sagemaker import ensure_bucket
+from postwerk.settings import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "infra" / "template.yaml"
 AWS_LAMBDA_PYTHON = "3.12"  # the template's LambdaRuntime default
+COMPOSE_SAGEMAKER_URL = "http://sagemaker:4567"  # the service, seen from Lambda containers
+
+
+@dataclass(frozen=True)
+class Target:
+    """What differs between the places the stack goes: template parameters, no code."""
+
+    backend: str  # embedded | compose | aws
+    lambda_python: str | None  # None: this interpreter (the embedded emulator runs handlers)
+    emulator_mapping: bool  # the emulator's own mappings off, postwerk's runner on
+    sagemaker_runtime_url: str  # where classify calls InvokeEndpoint; "" = AWS's default
+
+    def parameters(self) -> dict[str, str]:
+        python = self.lambda_python or f"{sys.version_info.major}.{sys.version_info.minor}"
+        parameters = {"LambdaRuntime": f"python{python}"}
+        if self.emulator_mapping:
+            parameters |= {
+                "EmulatorMapping": "true",
+                "SageMakerRuntimeEndpointUrl": self.sagemaker_runtime_url,
+            }
+        return parameters
+
+
+def target_for(backend: str) -> Target:
+    if backend == "embedded":
+        url = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "")
+        return Target(backend, None, emulator_mapping=True, sagemaker_runtime_url=url)
+    if backend == "compose":
+        return Target(backend, AWS_LAMBDA_PYTHON, True, COMPOSE_SAGEMAKER_URL)
+    return Target("aws", AWS_LAMBDA_PYTHON, emulator_mapping=False, sagemaker_runtime_url="")
+
+
+def deploy_pipeline(
+    target: Target,
+    stack_name: str,
+    bucket: str,
+    settings: dict[str, str],
+    say: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """Package, upload and deploy the stack; returns its outputs. settings: the template's
+    own parameters (EndpointName, ReviewThreshold)."""
+    say("packaging the functions ...")
+    archive = build_package(build_folder(), target.lambda_python)
+    code = {"CodeBucket": bucket, "CodeKey": upload_package(archive, bucket)}
+    say(f"deploying stack {stack_name} ...")
+    return deploy_stack(stack_name, code | settings | target.parameters())
+
+
+def build_folder() -> Path:
+    folder = REPO_ROOT / ".postwerk" / "build"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def requirements() -> list[str]:
@@ -89,30 +148,41 @@ def digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
+def package_key(archive: Path) -> str:
+    return f"functions/{digest(archive.read_bytes())[:16]}.zip"
+
+
 def upload_package(archive: Path, bucket: str) -> str:
     ensure_bucket(bucket)
-    key = f"functions/{digest(archive.read_bytes())[:16]}.zip"
+    key = package_key(archive)
     boto3.client("s3").upload_file(str(archive), bucket, key)
     return key
 
 
-def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
-    """Create or update the stack and wait; returns its outputs."""
-    cloudformation = boto3.client("cloudformation")
-    arguments = {
+def stack_arguments(name: str, parameters: dict[str, str]) -> dict:
+    return {
         "StackName": name,
         "TemplateBody": TEMPLATE.read_text(),
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         "Capabilities": ["CAPABILITY_IAM"],
     }
+
+
+def stack_exists(name: str) -> bool:
+    try:
+        stack = boto3.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+    except ClientError:
+        return False
+    return stack["StackStatus"] != "REVIEW_IN_PROGRESS"  # a change set's placeholder
+
+
+def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
+    """Create or update the stack and wait; returns its outputs."""
+    cloudformation = boto3.client("cloudformation")
+    arguments = stack_arguments(name, parameters)
     waiter_config = {"Delay": 1 if os.environ.get("AWS_ENDPOINT_URL") else 10, "MaxAttempts": 720}
     try:
-        cloudformation.describe_stacks(StackName=name)
-        exists = True
-    except ClientError:
-        exists = False
-    try:
-        if exists:
+        if stack_exists(name):
             cloudformation.update_stack(**arguments)
             waiter = "stack_update_complete"
         else:
@@ -125,6 +195,43 @@ def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
     except WaiterError as error:
         raise ValueError(f"stack {name} did not deploy: {stack_failure(name)}") from error
     return stack_outputs(name)
+
+
+def plan_stack(name: str, parameters: dict[str, str]) -> list[str]:
+    """What deploying would change, from a change set that is deleted again: one line per
+    resource ("Add RawBucket (AWS::S3::Bucket)"). Nothing is created or modified."""
+    cloudformation = boto3.client("cloudformation")
+    exists = stack_exists(name)
+    change_set = f"postwerk-plan-{int(time.time())}"
+    cloudformation.create_change_set(
+        ChangeSetName=change_set,
+        ChangeSetType="UPDATE" if exists else "CREATE",
+        **stack_arguments(name, parameters),
+    )
+    try:
+        described = wait_for_change_set(name, change_set)
+    finally:
+        cloudformation.delete_change_set(StackName=name, ChangeSetName=change_set)
+        if not exists:  # CREATE change sets leave an empty REVIEW_IN_PROGRESS stack
+            cloudformation.delete_stack(StackName=name)
+    if described["Status"] == "FAILED":
+        reason = described.get("StatusReason", "")
+        if "didn't contain changes" in reason or "No updates" in reason:
+            return []
+        raise ValueError(f"stack {name}: the change set failed: {reason}")
+    return [
+        f"{change['Action']} {change['LogicalResourceId']} ({change['ResourceType']})"
+        for change in (item["ResourceChange"] for item in described.get("Changes", []))
+    ]
+
+
+def wait_for_change_set(stack: str, change_set: str) -> dict:
+    cloudformation = boto3.client("cloudformation")
+    while True:
+        described = cloudformation.describe_change_set(StackName=stack, ChangeSetName=change_set)
+        if described["Status"] in ("CREATE_COMPLETE", "FAILED"):
+            return described
+        time.sleep(1)
 
 
 def stack_outputs(name: str) -> dict[str, str]:
@@ -140,3 +247,48 @@ def stack_failure(name: str) -> str:
         if e["ResourceStatus"].endswith("FAILED")
     ]
     return "; ".join(failed[:3]) or "no failed resource reported"
+
+
+def upload_model(archive: Path, bucket: str) -> str:
+    """A model.tar.gz to s3://bucket/models/uploaded/<hash>/: the same model, the same URL."""
+    if not archive.is_file():
+        raise ValueError(f"no model archive at {archive} (make up writes one; or pass --model)")
+    ensure_bucket(bucket)
+    key = f"models/uploaded/{digest(archive.read_bytes())[:16]}/model.tar.gz"
+    boto3.client("s3").upload_file(str(archive), bucket, key)
+    return f"s3://{bucket}/{key}"
+
+
+def image_tag() -> str:
+    """The commit the image is built from (with -dirty for uncommitted changes)."""
+    describe = ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"]
+    result = subprocess.run(describe, capture_output=True, text=True, check=False)
+    return result.stdout.strip() or "latest"
+
+
+def push_image(repository: str, say: Callable[[str], None] = print) -> str:
+    """Build model/Dockerfile and push it to the ECR repository (created when missing)."""
+    if not docker_engine_reachable():
+        raise ValueError(
+            "building the model image needs a Docker engine; build and push it elsewhere "
+            "and pass --image URI"
+        )
+    ecr = boto3.client("ecr")
+    try:
+        uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0][
+            "repositoryUri"
+        ]
+    except ecr.exceptions.RepositoryNotFoundException:
+        uri = ecr.create_repository(
+            repositoryName=repository, imageScanningConfiguration={"scanOnPush": True}
+        )["repository"]["repositoryUri"]
+    image = f"{uri}:{image_tag()}"
+    say(f"building and pushing {image} ...")
+    authorization = ecr.get_authorization_token()["authorizationData"][0]
+    user, password = base64.b64decode(authorization["authorizationToken"]).decode().split(":", 1)
+    docker = ["docker", "build", "--file", "model/Dockerfile", "--tag", image, "."]
+    subprocess.run(docker, cwd=REPO_ROOT, check=True)
+    login = ["docker", "login", "--username", user, "--password-stdin"]
+    subprocess.run([*login, authorization["proxyEndpoint"]], input=password.encode(), check=True)
+    subprocess.run(["docker", "push", image], check=True)
+    return image

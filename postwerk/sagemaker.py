@@ -4,7 +4,9 @@ The same calls reach the local SageMaker service (AWS_ENDPOINT_URL_SAGEMAKER set
 `postwerk env` prints it) or AWS (nothing set). Nothing here knows which.
 """
 
+import functools
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,9 +44,29 @@ def ensure_bucket(bucket: str) -> None:
         s3.create_bucket(Bucket=bucket, **location)
 
 
+def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        name, sign, value = pair.partition("=")
+        if not sign or not name:
+            raise ValueError(f"hyperparameter '{pair}' is not name=value")
+        parsed[name.strip()] = value.strip()
+    return parsed
+
+
+@functools.cache
+def artifact_bucket(configured: str) -> str:
+    """POSTWERK_BUCKET, else postwerk-artifacts-<account>-<region> (bucket names are global)."""
+    if configured:
+        return configured
+    account = boto3.client("sts").get_caller_identity()["Account"]
+    return f"postwerk-artifacts-{account}-{boto3.session.Session().region_name}"
+
+
 def upload_channels(settings: CliSettings, name: str, channels: dict[str, Path]) -> list[dict]:
     """Each channel's file or folder to s3://bucket/jobs/<name>/<channel>/; InputDataConfig."""
-    ensure_bucket(settings.bucket)
+    bucket = artifact_bucket(settings.bucket)
+    ensure_bucket(bucket)
     s3 = boto3.client("s3")
     config = []
     for channel, path in channels.items():
@@ -54,14 +76,14 @@ def upload_channels(settings: CliSettings, name: str, channels: dict[str, Path])
         prefix = f"jobs/{name}/{channel}"
         for file in files:
             key = f"{prefix}/{file.relative_to(path) if path.is_dir() else file.name}"
-            s3.upload_file(str(file), settings.bucket, key)
+            s3.upload_file(str(file), bucket, key)
         config.append(
             {
                 "ChannelName": channel,
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"s3://{settings.bucket}/{prefix}/",
+                        "S3Uri": f"s3://{bucket}/{prefix}/",
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
@@ -82,7 +104,7 @@ def training_definition(
         },
         "RoleArn": settings.role_arn,
         "InputDataConfig": inputs,
-        "OutputDataConfig": {"S3OutputPath": f"s3://{settings.bucket}/models"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{artifact_bucket(settings.bucket)}/models"},
         "ResourceConfig": {
             "InstanceType": settings.training_instance_type,
             "InstanceCount": 1,
@@ -161,24 +183,46 @@ def tuning_trials(name: str) -> list[dict]:
 
 
 def deploy(settings: CliSettings, job: str, endpoint: str, instances: int, must_exist: bool):
-    """Model + endpoint config from a finished training job, then create or update the
-    endpoint (blue/green); returns the endpoint's description once InService."""
+    """Serve a finished training job's model (see serve_model)."""
     sm = boto3.client("sagemaker")
     artifacts = sm.describe_training_job(TrainingJobName=job).get("ModelArtifacts")
     if not artifacts:
         raise ValueError(f"training job {job} has no model artifacts (did it complete?)")
-    endpoints = sm.list_endpoints(NameContains=endpoint, MaxResults=100)["Endpoints"]
-    exists = endpoint in [e["EndpointName"] for e in endpoints]
+    served = Served(settings.serving_image, artifacts["S3ModelArtifacts"], settings.role_arn)
+    return serve_model(settings, served, job[:40], endpoint, instances, must_exist)
+
+
+@dataclass(frozen=True)
+class Served:
+    image: str
+    model_data_url: str  # s3://.../model.tar.gz
+    role_arn: str
+
+
+def endpoint_exists(endpoint: str) -> bool:
+    endpoints = boto3.client("sagemaker").list_endpoints(NameContains=endpoint, MaxResults=100)
+    return endpoint in [e["EndpointName"] for e in endpoints["Endpoints"]]
+
+
+def serve_model(
+    settings: CliSettings,
+    served: Served,
+    name_prefix: str,
+    endpoint: str,
+    instances: int,
+    must_exist: bool,
+) -> dict:
+    """Model + endpoint config, then create or update the endpoint (blue/green); returns
+    the endpoint's description once InService or Failed."""
+    sm = boto3.client("sagemaker")
+    exists = endpoint_exists(endpoint)
     if must_exist and not exists:
         raise ValueError(f"endpoint {endpoint} does not exist; create it with deploy-model")
-    model = job_name(job[:40])
+    model = job_name(name_prefix)
     sm.create_model(
         ModelName=model,
-        ExecutionRoleArn=settings.role_arn,
-        PrimaryContainer={
-            "Image": settings.serving_image,
-            "ModelDataUrl": artifacts["S3ModelArtifacts"],
-        },
+        ExecutionRoleArn=served.role_arn,
+        PrimaryContainer={"Image": served.image, "ModelDataUrl": served.model_data_url},
     )
     sm.create_endpoint_config(
         EndpointConfigName=model,
@@ -196,11 +240,17 @@ def deploy(settings: CliSettings, job: str, endpoint: str, instances: int, must_
         sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=model)
     else:
         sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=model)
+    return wait_for_endpoint(endpoint)
+
+
+def wait_for_endpoint(endpoint: str) -> dict:
+    """The endpoint's description once it is no longer creating or updating."""
+    poll = 1 if os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER") else 15
     while True:
-        description = sm.describe_endpoint(EndpointName=endpoint)
-        if description["EndpointStatus"] in ("InService", "Failed"):
+        description = boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+        if description["EndpointStatus"] in ("InService", "Failed", "OutOfService"):
             return description
-        time.sleep(1)
+        time.sleep(poll)
 
 
 def predict(endpoint: str, instances: list[dict]) -> dict:

@@ -4,13 +4,24 @@ AWS endpoints, region and credentials come from the standard AWS variables and c
 (`eval "$(postwerk env)"` sets them for the local stack); these are postwerk's own.
 """
 
+from pathlib import Path
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class CliSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POSTWERK_", frozen=True)
 
-    bucket: str = "postwerk-artifacts"  # training data and models; created when missing
+    stack_name: str = "postwerk"
+    endpoint_name: str = "postwerk-emails"
+    # Training data, models, the functions' zip; created when missing. Empty: a name that is
+    # unique on AWS, postwerk-artifacts-<account>-<region>.
+    bucket: str = ""
+    state_dir: Path = REPO_ROOT / ".postwerk"  # the local AWS's state, logs, build folder
+    aws_port: int = 4566  # the local AWS (embedded backend)
+    sagemaker_port: int = 4567  # the local SageMaker service
     role_arn: str = "arn:aws:iam::000000000000:role/postwerk-sagemaker"  # AWS: a real role
     training_image: str = "postwerk-model:latest"  # AWS: the ECR image of model/Dockerfile
     serving_image: str = "postwerk-model:latest"

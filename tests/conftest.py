@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from emulation.ministack import MiniStack
+from postwerk import samples
 from tests.jobs import TOPICS, free_port, lay_out_job, make_emails, run_train
 
 
@@ -17,6 +18,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     texts = [f"{subject} {body}" for emails in TOPICS.values() for subject, body in emails]
+    texts += [f"{e.subject} {e.body}" for e in samples.generate(**samples.TRAINING)]
     words = {word for text in texts for word in re.findall(r"\w+|[^\w\s]", text.lower())}
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
     tokenizer = BertTokenizer(

@@ -1,74 +1,90 @@
-"""The whole pipeline on the embedded backend: stack deployed, a tiny model trained and
-served through the local SageMaker service, e-mails uploaded, results checked.
+"""The whole pipeline on the embedded backend, brought up as a user does: `postwerk up
+--detach` starts the local AWS, deploys the stack, trains a tiny model on the bundled
+samples through a SageMaker training job, serves it and sends the sample e-mails; the tests
+then feed it more mail and faults; `postwerk down` must leave no process and no port.
 
-Order matters within this module (one deployed pipeline for all three tests): varied mail,
-then the endpoint fault, then the dead-letter path.
+Order matters within this module (one pipeline for all tests): varied mail, the endpoint
+fault, the dead-letter path, then down and up again.
 """
 
 import contextlib
 import json
+import os
+import subprocess
 import sys
 import time
 from email.message import EmailMessage
+from pathlib import Path
 
 import boto3
 import psutil
 import pytest
 
-from emulation.esm import MappingRunner
-from postwerk import deploy, sagemaker
-from postwerk.settings import CliSettings
+from postwerk import pipeline as operations
+from postwerk.local import port_in_use
+from postwerk.samples import DEMO
 from services.mail import NotAnEmail, parse_email
 from tests.conftest import tiny_hyperparameters
-from tests.emulation.conftest import FAST_WAITER, training_request
-from tests.jobs import TOPICS
+from tests.jobs import TOPICS, free_port
 
 ENDPOINT = "postwerk-emails"
 
 
+POSTWERK = Path(sys.executable).parent / "postwerk"  # the installed command
+
+
+def postwerk(environment: dict, *arguments: str, timeout: float = 600):
+    return subprocess.run(
+        [str(POSTWERK), *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
-def pipeline(ministack, sagemaker_service, tiny_bert, tmp_path_factory):
-    service, url, _ = sagemaker_service
+def local_stack(tiny_bert, tmp_path_factory):
+    """`postwerk up --detach` in a state folder and on ports of its own."""
+    state_dir = tmp_path_factory.mktemp("up")
+    environment = os.environ | {
+        "BACKEND": "embedded",
+        "POSTWERK_STATE_DIR": str(state_dir),
+        "POSTWERK_AWS_PORT": str(free_port()),
+        "POSTWERK_SAGEMAKER_PORT": str(free_port()),
+        "COLUMNS": "200",
+    }
+    tiny = [f"-p{name}={value}" for name, value in tiny_hyperparameters(tiny_bert).items()]
+    up = postwerk(environment, "up", "--detach", *tiny)
+    yield environment, up
+    down = postwerk(environment, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+@pytest.fixture(scope="module")
+def pipeline(local_stack):
+    environment, up = local_stack
+    assert up.returncode == 0, up.stdout + up.stderr
+    ready = json.loads((Path(environment["POSTWERK_STATE_DIR"]) / "local.json").read_text())
     with pytest.MonkeyPatch.context() as env:
-        ministack.reset()
-        for name, value in ministack.client_environment().items():
+        for name, value in ready["env"].items():
             env.setenv(name, value)
-        env.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
-        env.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", url)
-        env.setenv("POSTWERK_BUCKET", "postwerk-e2e")
-        settings = CliSettings()
-        build_dir = deploy.REPO_ROOT / ".postwerk" / "build"
-        build_dir.mkdir(parents=True, exist_ok=True)
-        archive = deploy.build_package(build_dir, python_version=None)
-        outputs = deploy.deploy_stack(
-            "postwerk-e2e",
-            {
-                "CodeBucket": settings.bucket,
-                "CodeKey": deploy.upload_package(archive, settings.bucket),
-                "EndpointName": ENDPOINT,
-                "EmulatorMapping": "true",
-                "LambdaRuntime": f"python{sys.version_info.major}.{sys.version_info.minor}",
-                "SageMakerRuntimeEndpointUrl": url,
-                "ReviewThreshold": "0.5",
-            },
-        )
-        sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
-        job = f"e2e-{int(time.time())}"
-        s3.create_bucket(
-            Bucket="postwerk-tests",
-            CreateBucketConfiguration={"LocationConstraint": "eu-central-1"},
-        )
-        sm.create_training_job(**training_request(job, s3, tiny_hyperparameters(tiny_bert)))
-        sm.get_waiter("training_job_completed_or_stopped").wait(
-            TrainingJobName=job, WaiterConfig=FAST_WAITER
-        )
-        endpoint = sagemaker.deploy(settings, job, ENDPOINT, instances=1, must_exist=False)
-        assert endpoint["EndpointStatus"] == "InService", endpoint.get("FailureReason")
-        runner = MappingRunner(tmp_path_factory.mktemp("esm")).start()
-        yield outputs | {"service_pid": service.pid}
-        runner.stop()
-        sm.delete_endpoint(EndpointName=ENDPOINT)
-        sm.get_waiter("endpoint_deleted").wait(EndpointName=ENDPOINT, WaiterConfig=FAST_WAITER)
+        stack = boto3.client("cloudformation").describe_stacks(StackName="postwerk")["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        yield outputs | {"service_pid": ready["pids"][2], "pids": ready["pids"]}
+
+
+def test_up_trains_serves_and_classifies_the_samples(local_stack, pipeline):
+    _, up = local_stack
+    assert "backend: embedded" in up.stdout
+    assert "no model yet: training postwerk-default-" in up.stdout
+    assert "Training" in up.stdout and "epoch=8;" in up.stdout, "the job's progress is shown"
+    assert f"sent {DEMO['count']} sample e-mails" in up.stdout
+    assert "pending" not in up.stdout and "rejected" not in up.stdout
+    stored = {item["message_id"] for item in operations.results(pipeline["ResultsTable"])}
+    assert stored == {f"sample-{DEMO['seed']}-{n:04d}@kunden.example" for n in range(42)}
+    assert "****@kunden.example" in up.stdout and "schmidt@" not in up.stdout, "redacted"
 
 
 def varied_emails() -> dict[str, bytes]:
@@ -137,7 +153,8 @@ def test_every_email_gets_one_result_or_an_explained_rejection(pipeline):
     upload(pipeline, mails)
     ids = expected_ids(mails)
     stored = results_when(lambda items: {i["message_id"] for i in items} >= ids)
-    assert sorted(i["message_id"] for i in stored) == sorted(ids), "one result per e-mail"
+    e2e = sorted(i["message_id"] for i in stored if not i["message_id"].startswith("sample-"))
+    assert e2e == sorted(ids), "one result per e-mail"
     s3 = boto3.client("s3")
     reason = s3.get_object(
         Bucket=pipeline["RawBucket"], Key="rejected/incoming/not-an-email.png.reason.json"
@@ -167,7 +184,7 @@ def test_every_email_gets_one_result_or_an_explained_rejection(pipeline):
         .read()
         .splitlines()
     ]
-    assert sorted(line["message_id"] for line in lines) == sorted(ids)
+    assert sorted(line["message_id"] for line in lines if line["message_id"] in ids) == sorted(ids)
 
 
 def test_an_endpoint_that_dies_mid_stream_loses_nothing(pipeline):
@@ -209,3 +226,19 @@ def test_a_record_that_keeps_failing_goes_to_the_dead_letter_queue(pipeline):
     record = json.loads(message["Body"])
     assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert record["KinesisBatchInfo"]["batchSize"] == 1  # where the record is in the stream
+
+
+def test_down_leaves_nothing_and_up_again_reuses_the_model(local_stack, pipeline):
+    environment, _ = local_stack
+    down = postwerk(environment, "down")
+    assert down.returncode == 0 and "stopped (embedded)" in down.stdout, down.stdout
+    assert not [pid for pid in pipeline["pids"] if psutil.pid_exists(pid)]
+    for port in ("POSTWERK_AWS_PORT", "POSTWERK_SAGEMAKER_PORT"):
+        assert not port_in_use(int(environment[port]))
+
+    again = postwerk(environment, "up", "--detach", "--no-send-samples")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "training" not in again.stdout and "in service with" in again.stdout
+    env = postwerk(environment, "env")
+    assert f"AWS_ENDPOINT_URL=http://127.0.0.1:{environment['POSTWERK_AWS_PORT']}" in env.stdout
+    assert postwerk(environment, "status").returncode == 0

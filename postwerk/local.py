@@ -1,0 +1,173 @@
+"""The local AWS behind `postwerk up` and `postwerk down`: start it in the background, find
+it again, stop it.
+
+embedded: `python -m emulation` (MiniStack, the SageMaker service, the mapping runner) as
+one background process. It writes the ready file (`<state dir>/local.json`: the exports
+and its PIDs) once everything answers, which is how `up` knows it may go on and how
+`env`, `status` and `down` find it later.
+compose: `docker compose up --wait` with the project's docker-compose.yml; the ready file
+then holds the fixed exports of its published ports.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from postwerk.settings import REPO_ROOT
+
+BACKENDS = ("embedded", "compose")
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+DUMMY_CREDENTIALS = {
+    "AWS_DEFAULT_REGION": "eu-central-1",
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+}
+
+
+class LocalError(Exception):
+    """The local AWS could not start or stop; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    backend: str
+    env: dict[str, str]  # what boto3 and the aws CLI need to reach it
+    pids: list[int]  # embedded: the launcher first, then MiniStack and the SageMaker service
+
+
+def choose_backend(requested: str | None) -> tuple[str, str]:
+    """The backend to use and why: the requested one, else compose when Docker answers."""
+    if requested:
+        if requested not in BACKENDS:
+            raise LocalError(f"BACKEND={requested}: choose one of {', '.join(BACKENDS)}")
+        return requested, f"BACKEND={requested}"
+    if docker_engine_reachable():
+        return "compose", "a Docker engine answers"
+    return "embedded", "no Docker engine reachable"
+
+
+def docker_engine_reachable() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return probe.returncode == 0
+
+
+def ready_file(state_dir: Path) -> Path:
+    return state_dir / "local.json"
+
+
+def find(state_dir: Path) -> LocalAws | None:
+    """The local AWS that `up` started, if it still runs (a stale ready file is removed)."""
+    try:
+        recorded = json.loads(ready_file(state_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    found = LocalAws(recorded["backend"], recorded["env"], recorded["pids"])
+    if found.backend == "embedded" and not alive(found.pids[0]):
+        ready_file(state_dir).unlink(missing_ok=True)
+        return None
+    return found
+
+
+def start_embedded(state_dir: Path, aws_port: int, sagemaker_port: int) -> LocalAws:
+    """`python -m emulation` in the background, in its own session, until it is ready."""
+    for port in (aws_port, sagemaker_port):
+        if port_in_use(port):
+            raise LocalError(
+                f"port {port} is in use by another program; stop it, or choose other ports "
+                f"(POSTWERK_AWS_PORT, POSTWERK_SAGEMAKER_PORT)"
+            )
+    log = state_dir / "logs" / "emulation.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    ready = ready_file(state_dir)
+    command = [
+        *(sys.executable, "-m", "emulation", "--state-dir", str(state_dir)),
+        *("--port", str(aws_port), "--sagemaker-port", str(sagemaker_port)),
+        *("--ready-file", str(ready)),
+    ]
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT
+        )
+    deadline = time.monotonic() + 600  # the first run installs MiniStack into its own venv
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            tail = log.read_text(errors="replace")[-1500:]
+            raise LocalError(f"the local AWS did not start (log {log}):\n{tail}")
+        time.sleep(0.2)
+    recorded = json.loads(ready.read_text())
+    return LocalAws("embedded", recorded["env"], recorded["pids"])
+
+
+def start_compose(state_dir: Path, emulator: str) -> LocalAws:
+    """`docker compose up --wait`: builds the emulation image, waits for the healthchecks."""
+    compose(["--profile", emulator, "up", "--detach", "--wait", "--build"])
+    env = DUMMY_CREDENTIALS | {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:4566",
+        "AWS_ENDPOINT_URL_SAGEMAKER": "http://127.0.0.1:4567",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": "http://127.0.0.1:4567",
+    }
+    ready_file(state_dir).write_text(json.dumps({"backend": "compose", "env": env, "pids": []}))
+    return LocalAws("compose", env, [])
+
+
+def stop(state_dir: Path, timeout: float = 180) -> LocalAws | None:
+    """Stop what `up` started: SIGTERM to the launcher (it stops its children), SIGKILL to
+    every recorded PID still there after the timeout. None when nothing ran."""
+    found = find(state_dir)
+    if found is None:
+        return None
+    if found.backend == "compose":
+        compose(["--profile", "localstack", "--profile", "ministack", "down"])
+    else:
+        os.kill(found.pids[0], signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while alive(found.pids[0]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in found.pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    ready_file(state_dir).unlink(missing_ok=True)
+    return found
+
+
+def compose(arguments: list[str]) -> None:
+    command = ["docker", "compose", "--file", str(COMPOSE_FILE), *arguments]
+    result = subprocess.run(command, check=False)
+    if result.returncode != 0:
+        raise LocalError(f"`{' '.join(command)}` failed with exit code {result.returncode}")
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now holds that PID
+        return False
+    return not zombie(pid)
+
+
+def zombie(pid: int) -> bool:
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its parent reaps it
+        return False
+    return finished != 0

@@ -1,0 +1,229 @@
+"""`postwerk up`, `down`, `status` and `env`: the whole pipeline on this machine.
+
+`up` starts the local AWS (embedded or Docker Compose), deploys the stack, makes sure a
+model serves (training the default one on the bundled samples the first time), sends the
+sample e-mails and shows their results, then shows live counts until Ctrl-C.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import boto3
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from postwerk import deploy as stack
+from postwerk import local, pipeline, pipeline_commands, sagemaker, samples
+from postwerk.output import clear_failures, console, fail, follow_training_job
+from postwerk.settings import REPO_ROOT, CliSettings
+
+SAMPLE_EMAILS = REPO_ROOT / "examples" / "emails"
+DEFAULT_JOB_PREFIX = "postwerk-default"
+DEFAULT_HYPERPARAMETERS = {"epochs": "3", "learning_rate": "3e-4", "batch_size": "16"}
+
+
+def up(
+    detach: Annotated[bool, typer.Option(help="return once ready (for scripts)")] = False,
+    backend: Annotated[
+        str | None, typer.Option(envvar="BACKEND", help="embedded or compose (default: auto)")
+    ] = None,
+    emulator: Annotated[str, typer.Option(help="compose: localstack or ministack")] = "localstack",
+    hyperparameter: Annotated[
+        list[str], typer.Option("--hyperparameter", "-p", help="for the first training")
+    ] = [],  # noqa: B006 (Typer reads the default)
+    send_samples: Annotated[bool, typer.Option(help="send the bundled e-mails")] = True,
+) -> None:
+    """Bring the whole pipeline up on this machine and show it working."""
+    settings = CliSettings()
+    started = time.monotonic()
+    with clear_failures():
+        running = start_local_aws(settings, backend, emulator)
+        os.environ.update(running.env)  # every boto3 client from here on talks to it
+        outputs = stack.deploy_pipeline(
+            stack.target_for(running.backend),
+            settings.stack_name,
+            sagemaker.artifact_bucket(settings.bucket),
+            {"EndpointName": settings.endpoint_name},
+            say=console.print,
+        )
+        ensure_model(settings, sagemaker.parse_hyperparameters(hyperparameter))
+    console.print(f"[green]ready[/] in {time.monotonic() - started:.1f} s")
+    if send_samples:
+        with clear_failures():
+            sent = pipeline.send(pipeline.email_files([SAMPLE_EMAILS]), outputs["RawBucket"])
+        console.print(f"sent {len(sent)} sample e-mails ...")
+        pipeline_commands.show_sent_results(sent, outputs)
+    console.print(
+        '\nIn another shell: [bold]eval "$(postwerk env)"[/], then `postwerk send FOLDER`, '
+        "`postwerk results`, the aws CLI or boto3."
+    )
+    if detach:
+        console.print("`make down` (or `postwerk down`) stops it.")
+        return
+    watch(outputs, settings)
+
+
+def start_local_aws(settings: CliSettings, backend: str | None, emulator: str) -> local.LocalAws:
+    running = local.find(settings.state_dir)
+    if running is not None:
+        console.print(f"the local AWS already runs ({running.backend}); using it")
+        return running
+    chosen, why = local.choose_backend(backend)
+    console.print(f"backend: [bold]{chosen}[/] ({why})")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if chosen == "compose":
+        return local.start_compose(settings.state_dir, emulator)
+    console.print("starting MiniStack, the SageMaker service and the mapping runner ...")
+    return local.start_embedded(settings.state_dir, settings.aws_port, settings.sagemaker_port)
+
+
+def ensure_model(settings: CliSettings, hyperparameters: dict[str, str]) -> None:
+    """An endpoint in service: the one there, else the last default model, else a new one
+    trained on the bundled samples."""
+    endpoint = settings.endpoint_name
+    if sagemaker.endpoint_exists(endpoint):
+        description = sagemaker.wait_for_endpoint(endpoint)  # a restart brings it back
+        if description["EndpointStatus"] == "InService":
+            serving = description["EndpointConfigName"]
+            console.print(f"endpoint [bold]{endpoint}[/] in service with {serving}")
+            return
+    job = last_default_job() or train_default_model(settings, hyperparameters)
+    console.print(f"deploying the model of {job} to endpoint [bold]{endpoint}[/] ...")
+    description = sagemaker.deploy(settings, job, endpoint, instances=1, must_exist=False)
+    if description["EndpointStatus"] != "InService":
+        raise ValueError(f"endpoint {endpoint}: {description.get('FailureReason', 'failed')}")
+
+
+def last_default_job() -> str | None:
+    jobs = boto3.client("sagemaker").list_training_jobs(
+        NameContains=DEFAULT_JOB_PREFIX,
+        StatusEquals="Completed",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+    )["TrainingJobSummaries"]
+    return jobs[0]["TrainingJobName"] if jobs else None
+
+
+def train_default_model(settings: CliSettings, hyperparameters: dict[str, str]) -> str:
+    """A SageMaker training job on the generated training e-mails; keeps model.tar.gz in
+    the state folder for `make deploy`."""
+    data = settings.state_dir / "samples" / "train.jsonl"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    rows = samples.training_rows(samples.generate(**samples.TRAINING))
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    job = sagemaker.job_name(DEFAULT_JOB_PREFIX)
+    console.print(f"no model yet: training [bold]{job}[/] on {len(rows)} generated e-mails")
+    inputs = sagemaker.upload_channels(settings, job, {"train": data})
+    definition = sagemaker.training_definition(
+        settings, inputs, DEFAULT_HYPERPARAMETERS | hyperparameters
+    )
+    boto3.client("sagemaker").create_training_job(TrainingJobName=job, **definition)
+    status = follow_training_job(job)
+    if status != "Completed":
+        described = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+        fail(f"training job {job} {status.lower()}: {described.get('FailureReason')}", 1)
+    keep_model(job, settings.state_dir / "models" / "model.tar.gz")
+    return job
+
+
+def keep_model(job: str, archive: Path) -> None:
+    described = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+    bucket, _, key = described["ModelArtifacts"]["S3ModelArtifacts"][5:].partition("/")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    boto3.client("s3").download_file(bucket, key, str(archive))
+
+
+def watch(outputs: dict[str, str], settings: CliSettings) -> None:
+    """Live counts until Ctrl-C, which then stops everything `up` started."""
+    console.print("Ctrl-C stops the pipeline.")
+    try:
+        with Live(console=console, refresh_per_second=1) as live:
+            while True:
+                live.update(counts_table(pipeline.counts(outputs)))
+                time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    stop(settings)
+
+
+def counts_table(counts: pipeline.Counts) -> Table:
+    table = Table(title="pipeline (live)")
+    for column in ("received", "classified", "in flight", "rejected", "dead-lettered"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(counts.received),
+        str(counts.classified),
+        str(counts.in_flight),
+        str(counts.rejected),
+        f"[red]{counts.dead_lettered}[/]" if counts.dead_lettered else "0",
+    )
+    return table
+
+
+def down() -> None:
+    """Stop everything `postwerk up` started (by PID), leaving no process and no port."""
+    stop(CliSettings())
+
+
+def stop(settings: CliSettings) -> None:
+    console.print("stopping the local pipeline ...")
+    with clear_failures():
+        stopped = local.stop(settings.state_dir)
+    if stopped is None:
+        console.print("nothing was running")
+        return
+    ports = (settings.aws_port, settings.sagemaker_port)
+    busy = [port for port in ports if local.port_in_use(port)]
+    if stopped.backend == "embedded" and busy:
+        fail(f"stopped, but ports {busy} still answer: another program holds them", 1)
+    console.print(f"stopped ({stopped.backend})")
+
+
+def env() -> None:
+    """Shell exports for the running local stack: eval "$(postwerk env)"."""
+    settings = CliSettings()
+    running = local.find(settings.state_dir)
+    if running is None:
+        fail("the local AWS is not running: start it with `make up`", 2)
+    exports = running.env | {
+        "AWS_REGION": running.env["AWS_DEFAULT_REGION"],
+        "POSTWERK_STACK_NAME": settings.stack_name,
+    }
+    for name, value in exports.items():
+        print(f"export {name}={value}")
+
+
+def status() -> None:
+    """What runs where: the local AWS, the stack, the endpoint, the pipeline's counts."""
+    settings = CliSettings()
+    running = local.find(settings.state_dir)
+    if running is not None:
+        os.environ.update(running.env)
+        alive = [pid for pid in running.pids if local.alive(pid)]
+        console.print(f"local AWS: [bold]{running.backend}[/], processes {alive}")
+        console.print(f"  AWS {running.env['AWS_ENDPOINT_URL']}")
+        console.print(f"  SageMaker {running.env['AWS_ENDPOINT_URL_SAGEMAKER']}")
+    elif os.environ.get("AWS_ENDPOINT_URL"):
+        console.print(f"AWS endpoint override: {os.environ['AWS_ENDPOINT_URL']}")
+    else:
+        console.print("local AWS: not running; looking at AWS (the default credential chain)")
+    with clear_failures():
+        if not stack.stack_exists(settings.stack_name):
+            fail(f"stack {settings.stack_name}: not deployed (make up, or postwerk deploy)", 1)
+        outputs = stack.stack_outputs(settings.stack_name)
+        console.print(f"stack [bold]{settings.stack_name}[/]: deployed")
+        if sagemaker.endpoint_exists(settings.endpoint_name):
+            endpoint = boto3.client("sagemaker").describe_endpoint(
+                EndpointName=settings.endpoint_name
+            )
+            console.print(
+                f"endpoint [bold]{settings.endpoint_name}[/]: {endpoint['EndpointStatus']} "
+                f"({endpoint['EndpointConfigName']})"
+            )
+        else:
+            console.print(f"endpoint {settings.endpoint_name}: [yellow]none[/]")
+        console.print(counts_table(pipeline.counts(outputs)))

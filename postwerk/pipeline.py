@@ -1,0 +1,138 @@
+"""What the operator does with a deployed pipeline: send e-mails, read results, count.
+
+Plain boto3 against the stack's outputs, so it works on the local stack and on AWS alike.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import boto3
+
+
+@dataclass(frozen=True)
+class Sent:
+    path: Path
+    key: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Counts:
+    received: int  # e-mails in the raw bucket's incoming/ prefix
+    classified: int  # results in the table
+    rejected: int  # not e-mails, with a reason under rejected/
+    dead_lettered: int  # records that kept failing (ingest and classify dead-letter queues)
+
+    @property
+    def in_flight(self) -> int:
+        return max(0, self.received - self.classified - self.rejected - self.dead_lettered)
+
+
+def email_files(paths: list[Path]) -> list[Path]:
+    """Files as given, and the .eml files under folders (sorted)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.rglob("*.eml"))
+            if not found:
+                raise ValueError(f"{path}: no .eml files in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+    return files
+
+
+def send(files: list[Path], raw_bucket: str) -> list[Sent]:
+    """Upload each file to incoming/, keyed by its content: the same e-mail twice is one
+    object (and the pipeline gives it one result whatever the key)."""
+    s3 = boto3.client("s3")
+    sent = []
+    for path in files:
+        raw = path.read_bytes()
+        key = f"incoming/{hashlib.sha256(raw).hexdigest()[:16]}-{path.name}"
+        s3.put_object(Bucket=raw_bucket, Key=key, Body=raw, ContentType="message/rfc822")
+        sent.append(Sent(path, key, message_id(raw)))
+    return sent
+
+
+def message_id(raw: bytes) -> str:
+    """The id the pipeline gives an e-mail (DESIGN.md 3.2): its Message-ID without the
+    angle brackets, else a hash of its bytes."""
+    value = str(message_from_bytes(raw, policy=policy.default)["Message-ID"] or "")
+    return value.strip("<> \t") or f"sha256-{hashlib.sha256(raw).hexdigest()[:32]}"
+
+
+def headers(raw: bytes) -> dict[str, str]:
+    """Sender address and subject, for showing an e-mail next to its result."""
+    message = message_from_bytes(raw, policy=policy.default)
+    try:
+        senders = message["From"].addresses if message["From"] else ()
+    except (AttributeError, IndexError):  # a From the parser could not split
+        senders = ()
+    return {
+        "from": senders[0].addr_spec if senders else "",
+        "subject": str(message["Subject"] or ""),
+    }
+
+
+def results(table_name: str) -> list[dict]:
+    """Every classification.v1 item, oldest first, numbers as floats."""
+    table = boto3.resource("dynamodb").Table(table_name)
+    items, page = [], {}
+    while True:
+        answer = table.scan(**page)
+        items += answer["Items"]
+        if "LastEvaluatedKey" not in answer:
+            break
+        page = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
+    items = json.loads(json.dumps(items, default=float))  # DynamoDB numbers are Decimals
+    return sorted(items, key=lambda item: (item.get("classified_at", ""), item["message_id"]))
+
+
+def rejection(raw_bucket: str, key: str) -> str | None:
+    """Why ingest rejected the object at key (rejected/<key>.reason.json), if it did."""
+    s3 = boto3.client("s3")
+    try:
+        answer = s3.get_object(Bucket=raw_bucket, Key=f"rejected/{key}.reason.json")
+    except s3.exceptions.NoSuchKey:
+        return None
+    return json.loads(answer["Body"].read()).get("reason", "no reason given")
+
+
+def counts(outputs: dict[str, str]) -> Counts:
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    pages = (
+        boto3.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(TableName=outputs["ResultsTable"], Select="COUNT")
+    )
+    dead = 0
+    for queue in ("DeadLetterQueueUrl", "IngestDeadLetterQueueUrl"):
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=outputs[queue], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        dead += int(attributes["ApproximateNumberOfMessages"])
+    return Counts(
+        received=count_objects(s3, outputs["RawBucket"], "incoming/"),
+        classified=sum(page["Count"] for page in pages),
+        rejected=count_objects(s3, outputs["RawBucket"], "rejected/", suffix=".reason.json"),
+        dead_lettered=dead,
+    )
+
+
+def count_objects(s3, bucket: str, prefix: str, suffix: str = "") -> int:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sum(
+        1 for page in pages for obj in page.get("Contents", []) if obj["Key"].endswith(suffix)
+    )
+
+
+def redact(address: str) -> str:
+    """a****@example.com: enough to tell senders apart on screen, not to read them."""
+    local, at, domain = address.partition("@")
+    return f"{local[:1]}****{at}{domain}" if at else "****"

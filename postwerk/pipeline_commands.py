@@ -1,0 +1,231 @@
+"""`postwerk deploy`, `send` and `results`: put the pipeline somewhere, feed it, read it."""
+
+import csv
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import boto3
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from postwerk import deploy as stack
+from postwerk import local, pipeline, sagemaker
+from postwerk.output import clear_failures, console, fail
+from postwerk.settings import CliSettings
+
+Paths = Annotated[list[Path], typer.Argument(help=".eml files, or folders of them")]
+
+
+def deploy(
+    target: Annotated[str, typer.Option(help="local (the running local AWS) or aws")] = "local",
+    dry_run: Annotated[bool, typer.Option(help="print the plan, change nothing")] = False,
+    region: Annotated[str | None, typer.Option(help="AWS region (default: your config)")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile (default chain)")] = None,
+    image: Annotated[str | None, typer.Option(help="aws: a pushed model image URI")] = None,
+    model: Annotated[Path | None, typer.Option(help="aws: model.tar.gz to serve")] = None,
+    instances: Annotated[int, typer.Option(min=1, help="aws: endpoint replicas")] = 1,
+    review_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
+) -> None:
+    """Deploy the pipeline's stack; with --target aws also push the model image, upload the
+    model and create or update the endpoint. The same steps as the local deploy."""
+    settings = CliSettings()
+    if target not in ("local", "aws"):
+        fail(f"--target {target}: choose local or aws", 2)
+    with clear_failures():
+        if region or profile:
+            boto3.setup_default_session(region_name=region, profile_name=profile)
+        if target == "local":
+            running = local.find(settings.state_dir)
+            if running is None:
+                raise ValueError("the local AWS is not running: start it with `make up`")
+            deploy_target = stack.target_for(running.backend)
+        else:
+            deploy_target = stack.target_for("aws")
+        bucket = sagemaker.artifact_bucket(settings.bucket)
+        template = {
+            "EndpointName": settings.endpoint_name,
+            "ReviewThreshold": str(review_threshold),
+        }
+        if dry_run:
+            show_plan(settings, deploy_target, bucket, template, image, model)
+            return
+        outputs = stack.deploy_pipeline(
+            deploy_target, settings.stack_name, bucket, template, say=console.print
+        )
+        show_outputs(settings.stack_name, outputs)
+        if target == "aws":
+            serve_on_aws(settings, outputs, bucket, image, model, instances)
+
+
+def serve_on_aws(settings, outputs, bucket, image, model, instances) -> None:
+    image = image or stack.push_image("postwerk-model", say=console.print)
+    model_url = stack.upload_model(model or default_model(settings), bucket)
+    console.print(f"serving {model_url} with {image} on [bold]{settings.endpoint_name}[/] ...")
+    served = sagemaker.Served(image, model_url, outputs["SageMakerRoleArn"])
+    description = sagemaker.serve_model(
+        settings, served, "postwerk", settings.endpoint_name, instances, must_exist=False
+    )
+    if description["EndpointStatus"] != "InService":
+        fail(f"endpoint: {description.get('FailureReason', 'failed')}", 1)
+    console.print(f"endpoint [bold]{settings.endpoint_name}[/] InService")
+
+
+def default_model(settings: CliSettings) -> Path:
+    return settings.state_dir / "models" / "model.tar.gz"
+
+
+def show_plan(settings, deploy_target, bucket, template, image, model) -> None:
+    archive = stack.build_package(stack.build_folder(), deploy_target.lambda_python)
+    parameters = (
+        {"CodeBucket": bucket, "CodeKey": stack.package_key(archive)}
+        | template
+        | deploy_target.parameters()
+    )
+    changes = stack.plan_stack(settings.stack_name, parameters)
+    console.print(f"[bold]plan[/] for {deploy_target.backend} (nothing was changed):")
+    console.print(f"  upload {archive.name} to s3://{bucket}/{parameters['CodeKey']}")
+    console.print(f"  stack {settings.stack_name}: {len(changes) or 'no'} change(s)")
+    for change in changes:
+        console.print(f"    {change}")
+    if deploy_target.backend == "aws":
+        console.print(f"  image: {image or 'build model/Dockerfile, push to ECR postwerk-model'}")
+        console.print(f"  model: upload {model or default_model(settings)} to s3://{bucket}")
+        verb = "update" if sagemaker.endpoint_exists(settings.endpoint_name) else "create"
+        console.print(f"  endpoint {settings.endpoint_name}: {verb} (blue/green)")
+
+
+def show_outputs(stack_name: str, outputs: dict[str, str]) -> None:
+    table = Table(title=f"stack {stack_name}")
+    table.add_column("output")
+    table.add_column("value")
+    for key, value in outputs.items():
+        table.add_row(key, value)
+    console.print(table)
+
+
+def send(
+    paths: Paths,
+    wait: Annotated[bool, typer.Option(help="wait for their results and show them")] = False,
+) -> None:
+    """Upload e-mails into the pipeline (the raw bucket's incoming/ prefix)."""
+    settings = CliSettings()
+    with clear_failures():
+        outputs = stack.stack_outputs(settings.stack_name)
+        sent = pipeline.send(pipeline.email_files(paths), outputs["RawBucket"])
+    console.print(f"sent {len(sent)} e-mail(s) to s3://{outputs['RawBucket']}/incoming/")
+    if wait:
+        show_sent_results(sent, outputs)
+
+
+def show_sent_results(sent: list[pipeline.Sent], outputs: dict[str, str], timeout=300) -> None:
+    """Wait (with a progress bar) until every sent e-mail has a result or was rejected with
+    a reason; show them."""
+    wanted = {item.message_id for item in sent}
+    found: dict[str, dict] = {}
+    rejected: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("classifying", total=len(sent))
+        while len(found) + len(rejected) < len(sent) and time.monotonic() < deadline:
+            found = {
+                item["message_id"]: item
+                for item in pipeline.results(outputs["ResultsTable"])
+                if item["message_id"] in wanted
+            }
+            for item in sent:
+                if item.message_id not in found and item.key not in rejected:
+                    reason = pipeline.rejection(outputs["RawBucket"], item.key)
+                    if reason:
+                        rejected[item.key] = reason
+            progress.update(task, completed=len(found) + len(rejected))
+            time.sleep(0.5)
+    console.print(sent_table(sent, found, rejected))
+    missing = len(sent) - len(found) - len(rejected)
+    if missing:
+        fail(f"{missing} e-mail(s) without a result after {timeout} s; see `postwerk status`", 1)
+
+
+def sent_table(sent: list[pipeline.Sent], found: dict[str, dict], rejected: dict[str, str]):
+    table = Table(title="results")
+    for column in ("sender", "subject", "category", "score", "review"):
+        table.add_column(column)
+    for item in sent:
+        headers = pipeline.headers(item.path.read_bytes())
+        result = found.get(item.message_id)
+        if result:
+            outcome = [result["label"], f"{result['score']:.2f}"]
+        elif item.key in rejected:
+            outcome = [f"[red]rejected[/]: {rejected[item.key]}", ""]
+        else:
+            outcome = ["[yellow]pending[/]", ""]
+        review = "[red]yes[/]" if result and result["needs_review"] else ""
+        table.add_row(pipeline.redact(headers["from"]), headers["subject"][:48], *outcome, review)
+    return table
+
+
+FORMATS = ("table", "jsonl", "csv")
+
+
+def results(
+    output_format: Annotated[str, typer.Option("--format", help="table, jsonl or csv")] = "table",
+    output: Annotated[Path | None, typer.Option(help="write to this file instead")] = None,
+    needs_review: Annotated[bool, typer.Option(help="only results that need review")] = False,
+) -> None:
+    """Show or export the classification results (classification.v1)."""
+    if output_format not in FORMATS:
+        fail(f"--format {output_format}: choose one of {', '.join(FORMATS)}", 2)
+    settings = CliSettings()
+    with clear_failures():
+        outputs = stack.stack_outputs(settings.stack_name)
+        items = pipeline.results(outputs["ResultsTable"])
+    if needs_review:
+        items = [item for item in items if item["needs_review"]]
+    if output_format == "table":
+        console.print(results_table(items))
+        return
+    with open(output, "w", newline="") if output else nullcontext(sys.stdout) as stream:
+        if output_format == "jsonl":
+            for item in items:
+                stream.write(json.dumps(item) + "\n")
+        else:
+            write_csv(items, stream)
+    if output:
+        console.print(f"wrote {len(items)} result(s) to {output}")
+
+
+def write_csv(items: list[dict], stream) -> None:
+    columns = ["message_id", "label", "score", "needs_review", "model_version", "classified_at"]
+    writer = csv.writer(stream)
+    writer.writerow(columns)
+    for item in items:
+        writer.writerow(
+            [
+                item["message_id"],
+                item["label"],
+                item["score"],
+                item["needs_review"],
+                item["model"]["version"],
+                item["classified_at"],
+            ]
+        )
+
+
+def results_table(items: list[dict]) -> Table:
+    review = sum(item["needs_review"] for item in items)
+    table = Table(title=f"{len(items)} result(s), {review} need review")
+    for column in ("message id", "category", "score", "review", "classified at"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(
+            item["message_id"],
+            item["label"],
+            f"{item['score']:.2f}",
+            "[red]yes[/]" if item["needs_review"] else "",
+            item["classified_at"][:19],
+        )
+    return table
