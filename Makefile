@@ -39,7 +39,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/hadolint model/Dockerfile
+	$(VENV)/bin/hadolint model/Dockerfile emulation/Dockerfile
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
 format: install

@@ -33,6 +33,7 @@ import base64
 import json
 import logging
 import os
+import signal
 import threading
 import time
 import uuid
@@ -559,3 +560,18 @@ def partial_outcome(payload: bytes, item_ids: list[str]) -> Outcome:
         error="batch item failures",
         failed_ids=tuple(item_ids[i] for i in failed),
     )
+
+
+def main() -> None:
+    """`python -m emulation.esm`: the runner alone (Docker Compose runs it so), until SIGTERM.
+    Checkpoints go to POSTWERK_ESM_CHECKPOINT_DIR."""
+    checkpoints = Path(os.environ.get("POSTWERK_ESM_CHECKPOINT_DIR", ".postwerk/esm-checkpoints"))
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # before the threads start
+    runner = MappingRunner(checkpoints).start()
+    signal.sigwait(stop_signals)
+    runner.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -112,7 +112,10 @@ def start_embedded(state_dir: Path, aws_port: int, sagemaker_port: int) -> Local
 
 
 def start_compose(state_dir: Path, emulator: str) -> LocalAws:
-    """`docker compose up --wait`: builds the emulation image, waits for the healthchecks."""
+    """`docker compose up --wait`: builds the images, waits for the healthchecks."""
+    if emulator not in ("localstack", "ministack"):
+        raise LocalError(f"--emulator {emulator}: choose localstack or ministack")
+    compose(["--profile", "model", "build", "model"])  # what training jobs and replicas run
     compose(["--profile", emulator, "up", "--detach", "--wait", "--build"])
     env = DUMMY_CREDENTIALS | {
         "AWS_ENDPOINT_URL": "http://127.0.0.1:4566",

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from emulation.sagemaker.containers import LocalProcesses
+from emulation.sagemaker.containers import containers_from
 from emulation.sagemaker.endpoints import Endpoints
 from emulation.sagemaker.protocol import SageMakerError, required
 from emulation.sagemaker.settings import ServiceSettings
@@ -63,7 +63,7 @@ def operations(training: TrainingJobs, tuning: TuningJobs, endpoints: Endpoints)
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     store = Store(settings.state_dir / "sagemaker.db")
-    containers = LocalProcesses(settings.python)
+    containers = containers_from(settings)
     training = TrainingJobs(store, settings, containers)
     tuning = TuningJobs(store, settings, training)
     endpoints = Endpoints(store, settings, containers)

@@ -24,8 +24,7 @@ import aiohttp
 import httpx
 
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
-from emulation.sagemaker.containers import LocalProcesses, terminate
-from emulation.sagemaker.launcher import free_port
+from emulation.sagemaker.containers import DockerContainers, LocalProcesses
 from emulation.sagemaker.protocol import SageMakerError, now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
@@ -44,9 +43,12 @@ class ReplicaError(Exception):
 class Replica:
     """One serving container on a free local port."""
 
-    def __init__(self, endpoint: str, variant: str, number: int, base_dir: Path, env: dict):
+    def __init__(
+        self, endpoint: str, variant: str, number: int, image: str, base_dir: Path, env: dict
+    ):
         self.endpoint, self.variant, self.number = endpoint, variant, number
-        self.base_dir, self.environment = base_dir, env
+        self.image, self.base_dir, self.environment = image, base_dir, env
+        self.containers: LocalProcesses | DockerContainers | None = None
         self.process = None
         self.url = ""
         self.ready = False  # answers /ping and takes traffic
@@ -56,10 +58,9 @@ class Replica:
         self.last_lines: list[str] = []
         self.log_stream_name = f"{variant}/replica-{number}"
 
-    def start(self, containers: LocalProcesses) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.process = containers.serve(self.base_dir, port, self.environment)
+    def start(self, containers: LocalProcesses | DockerContainers) -> None:
+        self.containers = containers
+        self.process, self.url = containers.serve(self.image, self.base_dir, self.environment)
         threading.Thread(target=self._pump_log, daemon=True).start()
 
     def wait_ready(self, timeout: float) -> None:
@@ -82,7 +83,7 @@ class Replica:
     def stop(self) -> None:
         self.stopping, self.ready = True, False
         if self.process is not None:
-            terminate(self.process, grace_seconds=30)
+            self.containers.terminate(self.process, grace_seconds=30)
 
     def died(self) -> bool:
         return not self.stopping and self.process is not None and self.process.poll() is not None
@@ -133,7 +134,12 @@ class Fleet:
 
 
 class Endpoints:
-    def __init__(self, store: Store, settings: ServiceSettings, containers: LocalProcesses):
+    def __init__(
+        self,
+        store: Store,
+        settings: ServiceSettings,
+        containers: LocalProcesses | DockerContainers,
+    ):
         self.store, self.settings, self.containers = store, settings, containers
         self._fleets: dict[str, Fleet] = {}
         self._session: aiohttp.ClientSession | None = None  # made in the event loop
@@ -374,6 +380,7 @@ class Endpoints:
                     name,
                     variant["VariantName"],
                     number,
+                    model["PrimaryContainer"]["Image"],
                     self._replica_folder(name, model_dir),
                     environment,
                 )

@@ -2,6 +2,7 @@
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,7 +15,13 @@ class ServiceSettings(BaseSettings):
     port: PositiveInt = 4567
     state_dir: Path = Path(".postwerk/sagemaker")  # SQLite, job folders, model copies
     max_training_jobs: PositiveInt = 1  # more are queued (InProgress/Starting)
-    python: str = sys.executable  # the interpreter that runs `python -m model`
+    # How jobs and replicas run: processes of `python` (embedded backend) or Docker
+    # containers of the job's image (compose backend; see containers.py).
+    containers: Literal["processes", "docker"] = "processes"
+    python: str = sys.executable  # processes: the interpreter that runs `python -m model`
+    docker_network: str = ""  # docker: replicas join it and are addressed by name
+    docker_state_volume: str = ""  # docker: the named volume mounted at state_dir
+    gpus: Literal["auto", "all", "none"] = "auto"  # docker: auto = when NVIDIA's runtime is there
     region: str = Field(
         "eu-central-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
-from emulation.sagemaker.containers import LocalProcesses, terminate
+from emulation.sagemaker.containers import DockerContainers, LocalProcesses
 from emulation.sagemaker.protocol import in_use, not_found, now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
@@ -53,7 +53,12 @@ class JobStopped(Exception):
 
 
 class TrainingJobs:
-    def __init__(self, store: Store, settings: ServiceSettings, containers: LocalProcesses):
+    def __init__(
+        self,
+        store: Store,
+        settings: ServiceSettings,
+        containers: LocalProcesses | DockerContainers,
+    ):
         self.store, self.settings, self.containers = store, settings, containers
         self._slots = threading.Semaphore(settings.max_training_jobs)
         self._runs: dict[str, Run] = {}
@@ -286,7 +291,8 @@ class TrainingJobs:
             for d in document["AlgorithmSpecification"].get("MetricDefinitions", [])
         ]
         stream = LogStream(LOG_GROUP, f"{name}/algo-1-{int(document['CreationTime'])}")
-        process = self.containers.train(job_dir, document["Environment"])
+        image = document["AlgorithmSpecification"]["TrainingImage"]
+        process = self.containers.train(image, job_dir, document["Environment"])
         watchdog = threading.Thread(target=self._watch, args=(run, process, document), daemon=True)
         watchdog.start()
         final: dict[str, dict] = {}
@@ -315,7 +321,7 @@ class TrainingJobs:
             if deadline and time.monotonic() > deadline:
                 run.max_runtime_exceeded = True
                 break
-        terminate(process, STOP_GRACE_SECONDS)
+        self.containers.terminate(process, STOP_GRACE_SECONDS)
 
     def _upload(self, name: str, document: Document, job_dir: Path, s3: S3) -> None:
         prefix = f"{document['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from postwerk import pipeline as operations
-from postwerk.local import port_in_use
+from postwerk.local import docker_engine_reachable, port_in_use
 from postwerk.samples import DEMO
 from services.mail import NotAnEmail, parse_email
 from tests.conftest import tiny_hyperparameters
@@ -242,3 +242,40 @@ def test_down_leaves_nothing_and_up_again_reuses_the_model(local_stack, pipeline
     env = postwerk(environment, "env")
     assert f"AWS_ENDPOINT_URL=http://127.0.0.1:{environment['POSTWERK_AWS_PORT']}" in env.stdout
     assert postwerk(environment, "status").returncode == 0
+
+
+def test_deploy_to_aws_is_the_same_path_and_its_dry_run_changes_nothing(local_stack, pipeline):
+    """`postwerk deploy --target aws` against the local AWS (the endpoint overrides stand in
+    for AWS): the plan first, then the real thing. Last in the module: on a real AWS target
+    the stack's emulator parameters are off, so the local pipeline stops classifying."""
+    environment, _ = local_stack
+    aws = (
+        environment
+        | json.loads((Path(environment["POSTWERK_STATE_DIR"]) / "local.json").read_text())["env"]
+    )
+    sm = boto3.client("sagemaker")
+    before = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+
+    plan = postwerk(aws, "deploy", "--target", "aws", "--dry-run", "--image", "postwerk-model")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "plan for aws (nothing was changed)" in plan.stdout
+    assert "Modify" in plan.stdout and f"endpoint {ENDPOINT}: update" in plan.stdout
+    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == before
+    parameters = boto3.client("cloudformation").describe_stacks(StackName="postwerk")["Stacks"][0]
+    assert {"ParameterKey": "EmulatorMapping", "ParameterValue": "true"} in parameters["Parameters"]
+
+    if not docker_engine_reachable():  # these machines: building the image is refused
+        no_docker = postwerk(aws, "deploy", "--target", "aws")
+        assert no_docker.returncode == 2 and "pass --image" in no_docker.stdout
+
+    deployed = postwerk(aws, "deploy", "--target", "aws", "--image", "postwerk-model:test")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    assert config != before
+    model_name = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0][
+        "ModelName"
+    ]
+    container = sm.describe_model(ModelName=model_name)
+    assert container["PrimaryContainer"]["Image"] == "postwerk-model:test"
+    assert "/models/uploaded/" in container["PrimaryContainer"]["ModelDataUrl"]
+    assert container["ExecutionRoleArn"] == pipeline["SageMakerRoleArn"]

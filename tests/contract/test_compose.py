@@ -1,0 +1,84 @@
+"""docker-compose.yml and the Dockerfiles, checked without a Docker engine (none runs on
+these machines): the Compose Specification schema, references that must resolve, and the
+choices the README promises (pinned emulator, ports on 127.0.0.1 only, healthchecks)."""
+
+import copy
+import json
+import re
+import subprocess
+import tomllib
+
+import pytest
+import yaml
+from compose_spec import PyCompose
+
+from tests.jobs import ROOT
+
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def interpolated(text: str) -> str:
+    """${NAME:-default} as Compose resolves it with NAME unset."""
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda match: match.group(2) or "", text)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    # PyYAML resolves the anchors and merge keys (as Compose does) before the schema check.
+    return yaml.safe_load(interpolated(COMPOSE.read_text()))
+
+
+def test_the_file_follows_the_compose_specification(compose):
+    spec = PyCompose.from_json(json.dumps(compose)).to_spec()
+    assert set(spec.services) == {"localstack", "ministack", "sagemaker", "mapping-runner", "model"}
+
+
+def test_a_broken_file_would_fail_the_check(compose):
+    broken = copy.deepcopy(compose)
+    broken["services"]["sagemaker"]["ports"] = 4567
+    with pytest.raises(ValueError, match="invalid type"):
+        PyCompose.from_json(json.dumps(broken)).to_spec()
+
+
+def test_references_resolve(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        if "build" in service:
+            assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if service["depends_on"][dependency]["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], dependency
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert source.startswith("/") or source in compose["volumes"], volume
+    built = {service["image"] for service in services.values() if "build" in service}
+    used = {service["image"] for service in services.values() if "build" not in service}
+    assert "postwerk-emulation:latest" in built & used, "the runner uses the image built here"
+    assert "postwerk-model:latest" in built, "the image the SageMaker service starts"
+
+
+def test_published_ports_are_local_only_and_the_emulator_is_pinned(compose):
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
+    assert compose["services"]["localstack"]["image"] == "localstack/localstack:4.14.0"
+
+
+def test_the_emulation_image_installs_exactly_the_emulation_extra():
+    dockerfile = (ROOT / "emulation" / "Dockerfile").read_text()
+    installed = set(re.findall(r'"([A-Za-z][\w.-]*[<>=!~][^"]*)"', dockerfile))
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert installed == set(extras["optional-dependencies"]["emulation"])
+    assert "torch" not in dockerfile
+
+
+@pytest.mark.parametrize("dockerfile", ["model/Dockerfile", "emulation/Dockerfile"])
+def test_dockerfiles_pass_hadolint(dockerfile):
+    hadolint = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "hadolint"), str(ROOT / dockerfile)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert hadolint.returncode == 0, hadolint.stdout + hadolint.stderr

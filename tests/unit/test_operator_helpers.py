@@ -1,0 +1,74 @@
+"""The `postwerk` command's own logic: which files it sends, which id it expects, what it
+shows, which backend it picks, how it finds the local AWS again."""
+
+import json
+import os
+
+import pytest
+
+from postwerk import local, pipeline
+from services.mail import parse_email
+
+
+def test_folders_give_their_eml_files_and_bad_paths_are_named(tmp_path):
+    (tmp_path / "a.eml").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.eml").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    assert pipeline.email_files([tmp_path]) == [tmp_path / "a.eml", tmp_path / "sub" / "b.eml"]
+    assert pipeline.email_files([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]
+    with pytest.raises(ValueError, match="no such file or folder"):
+        pipeline.email_files([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no \.eml files in this folder"):
+        pipeline.email_files([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize("raw", [
+    b"Message-ID: <abc@example.com>\r\nSubject: hi\r\n\r\nbody",
+    b"Subject: no id\r\n\r\nbody",
+])  # fmt: skip
+def test_the_expected_id_is_the_one_the_pipeline_gives(raw):
+    assert pipeline.message_id(raw) == parse_email(raw, "b", "k").message_id
+
+
+def test_senders_are_redacted_and_counts_never_go_negative():
+    assert pipeline.redact("anna.schmidt@kunden.example") == "a****@kunden.example"
+    assert pipeline.redact("not an address") == "****"
+    assert pipeline.Counts(received=5, classified=3, rejected=1, dead_lettered=0).in_flight == 1
+    assert pipeline.Counts(received=1, classified=2, rejected=0, dead_lettered=0).in_flight == 0
+
+
+def test_backend_choice(monkeypatch):
+    assert local.choose_backend("embedded") == ("embedded", "BACKEND=embedded")
+    with pytest.raises(local.LocalError, match="choose one of embedded, compose"):
+        local.choose_backend("kubernetes")
+    monkeypatch.setattr(local, "docker_engine_reachable", lambda: False)
+    assert local.choose_backend(None)[0] == "embedded"
+    monkeypatch.setattr(local, "docker_engine_reachable", lambda: True)
+    assert local.choose_backend(None)[0] == "compose"
+
+
+def test_a_stale_ready_file_is_forgotten(tmp_path):
+    ready = local.ready_file(tmp_path)
+    ready.write_text(json.dumps({"backend": "embedded", "env": {}, "pids": [os.getpid()]}))
+    assert local.find(tmp_path).pids == [os.getpid()]
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    ready.write_text(json.dumps({"backend": "embedded", "env": {}, "pids": [dead]}))
+    assert local.find(tmp_path) is None and not ready.exists()
+    assert local.stop(tmp_path) is None, "nothing to stop"
+
+
+def test_a_busy_port_is_refused_before_anything_starts(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(local.LocalError, match=f"port {port} is in use"):
+            local.start_embedded(tmp_path, port, port + 1)
+    assert not (tmp_path / "logs").exists()
