@@ -8,6 +8,8 @@ sample e-mails and shows their results, then shows live counts until Ctrl-C.
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -40,7 +42,7 @@ def up(
     """Bring the whole pipeline up on this machine and show it working."""
     settings = CliSettings()
     started = time.monotonic()
-    with clear_failures():
+    with clear_failures(), interrupted_while_starting():
         running = start_local_aws(settings, backend, emulator)
         os.environ.update(running.env)  # every boto3 client from here on talks to it
         outputs = stack.deploy_pipeline(
@@ -65,6 +67,16 @@ def up(
         console.print("`make down` (or `postwerk down`) stops it.")
         return
     watch(outputs, settings)
+
+
+@contextmanager
+def interrupted_while_starting() -> Iterator[None]:
+    """Ctrl-C before ready: say what still runs instead of a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print("\ninterrupted; what started still runs: `make down` stops it")
+        raise typer.Exit(130) from None
 
 
 def start_local_aws(settings: CliSettings, backend: str | None, emulator: str) -> local.LocalAws:
@@ -146,7 +158,7 @@ def watch(outputs: dict[str, str], settings: CliSettings) -> None:
                 live.update(counts_table(pipeline.counts(outputs)))
                 time.sleep(1)
     except KeyboardInterrupt:
-        pass
+        console.print()
     stop(settings)
 
 
