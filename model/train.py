@@ -253,9 +253,11 @@ def finish(paths, hp, data, tokenizer, model, collate, device, precision, valida
     scores = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
     if split == "test":
         print(format_metrics({f"test_{name}": value for name, value in scores.items()}), flush=True)
-    info = save_model(paths, hp, data.labels, tokenizer, model, {split: scores})
+    info = save_model(paths, hp, data, tokenizer, model, {split: scores})
     write_reports(report, split, paths.output_data_dir)
-    card = model_card(info, report, split, label_counts(data.train))
+    # Beside the reports too: output.tar.gz is small, so the model registry reads it there.
+    (paths.output_data_dir / "model_info.json").write_text(json.dumps(info, indent=2))
+    card = model_card(info, report, split, info["train_label_counts"])
     (paths.model_dir / "README.md").write_text(card, encoding="utf-8")
     log.info(
         "model %s saved to %s (%s accuracy %.4f)",
@@ -266,7 +268,7 @@ def finish(paths, hp, data, tokenizer, model, collate, device, precision, valida
     )
 
 
-def save_model(paths, hp, labels, tokenizer, model, metrics: dict) -> dict:
+def save_model(paths, hp, data, tokenizer, model, metrics: dict) -> dict:
     """safetensors weights, tokenizer, config with the label map, and model_info.json."""
     model.save_pretrained(paths.model_dir)  # safetensors; nothing pickled
     tokenizer.save_pretrained(paths.model_dir)
@@ -277,7 +279,8 @@ def save_model(paths, hp, labels, tokenizer, model, metrics: dict) -> dict:
         "base_model": hp.model_name_or_path,
         "training_job": os.environ.get("TRAINING_JOB_NAME"),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "labels": labels,
+        "labels": data.labels,
+        "train_label_counts": label_counts(data.train),  # the monitor's reference
         "max_length": hp.max_length,
         "metrics": metrics,
         "hyperparameters": hp.model_dump(),

@@ -15,9 +15,10 @@ from botocore.exceptions import ClientError
 from rich.live import Live
 from rich.table import Table
 
-from postwerk import local_commands, pipeline_commands, sagemaker
+from postwerk import local_commands, models, pipeline_commands, sagemaker
 from postwerk.output import clear_failures, console, fail, follow_training_job
 from postwerk.settings import CliSettings
+from services import registry
 
 app = typer.Typer(
     help="postwerk: route customer e-mails with a BERT classifier on SageMaker (local or AWS).",
@@ -27,7 +28,12 @@ app = typer.Typer(
 
 for command in (local_commands.up, local_commands.down, local_commands.status, local_commands.env):
     app.command()(command)
-for command in (pipeline_commands.send, pipeline_commands.results, pipeline_commands.deploy):
+for command in (
+    pipeline_commands.send,
+    pipeline_commands.results,
+    pipeline_commands.monitor,
+    pipeline_commands.deploy,
+):
     app.command()(command)
 
 DataPath = Annotated[Path, typer.Argument(exists=True, help="a .jsonl/.csv file or a folder")]
@@ -158,14 +164,17 @@ def trials_table(job: str, state: dict, objective: str) -> Table:
     return table
 
 
-def deploy_job(job: str, endpoint: str, instances: int, must_exist: bool) -> None:
+def deploy_job(job: str, endpoint: str, instances: int, must_exist: bool, reason: str) -> None:
     with clear_failures():
         console.print(f"deploying the model of {job} to endpoint [bold]{endpoint}[/] ...")
-        description = sagemaker.deploy(CliSettings(), job, endpoint, instances, must_exist)
+        description = models.promote(
+            CliSettings(), job, endpoint, reason, instances, must_exist=must_exist
+        )
     if description["EndpointStatus"] != "InService" or description.get("FailureReason"):
         fail(f"endpoint {endpoint}: {description.get('FailureReason', 'failed')}", 1)
     console.print(
-        f"endpoint [bold]{endpoint}[/] InService with {description['EndpointConfigName']}"
+        f"endpoint [bold]{endpoint}[/] InService with {description['EndpointConfigName']}; "
+        f"champion: {job}"
     )
 
 
@@ -176,17 +185,54 @@ def deploy_model(
     instances: Annotated[int, typer.Option(min=1, help="replicas")] = 1,
 ) -> None:
     """Serve a training job's model: create the endpoint, or update it blue/green."""
-    deploy_job(job, endpoint, instances, must_exist=False)
+    deploy_job(job, endpoint, instances, must_exist=False, reason="postwerk deploy-model")
 
 
 @app.command()
 def promote(
-    job: Annotated[str, typer.Argument(help="a completed training job")],
+    version: Annotated[str, typer.Argument(help="a model version (its training job's name)")],
     endpoint: EndpointName = "postwerk-emails",
     instances: Annotated[int, typer.Option(min=1, help="replicas")] = 1,
 ) -> None:
-    """Swap an existing endpoint to a training job's model (blue/green, no failed request)."""
-    deploy_job(job, endpoint, instances, must_exist=True)
+    """Make a version the champion: swap the endpoint to it (blue/green, no failed request)."""
+    deploy_job(version, endpoint, instances, must_exist=True, reason="postwerk promote")
+
+
+@app.command()
+def rollback(
+    endpoint: EndpointName = "postwerk-emails",
+    instances: Annotated[int, typer.Option(min=1, help="replicas")] = 1,
+) -> None:
+    """Serve the previous champion again."""
+    with clear_failures():
+        version = models.previous_champion(sagemaker.artifact_bucket(CliSettings().bucket))
+    deploy_job(version, endpoint, instances, must_exist=True, reason="postwerk rollback")
+
+
+@app.command("models")
+def list_models() -> None:
+    """The registered model versions, oldest first; the champion is marked."""
+    with clear_failures():
+        bucket = sagemaker.artifact_bucket(CliSettings().bucket)
+        entries = registry.versions(bucket)
+        current = (registry.champion(bucket) or {}).get("version")
+    table = Table(title=f"model versions in s3://{bucket}/registry/")
+    for column in ("", "version", "registered", "model", "split", "accuracy", "macro-F1", "data"):
+        table.add_column(column)
+    for entry in entries:
+        info = entry["model_info"]
+        split, scores = next(iter(info["metrics"].items()), ("", {}))
+        table.add_row(
+            "[green]champion[/]" if entry["version"] == current else "",
+            entry["version"],
+            entry["registered_at"][:19],
+            f"{info['name']} {info['version']}",
+            split,
+            f"{scores.get('accuracy', float('nan')):.4f}",
+            f"{scores.get('macro_f1', float('nan')):.4f}",
+            f"{len(entry['data_manifest'])} object(s)",
+        )
+    console.print(table)
 
 
 @app.command()

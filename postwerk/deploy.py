@@ -135,13 +135,22 @@ def build_package(build_dir: Path, python_version: str | None) -> Path:
             check=True,
         )
         staging.rename(deps)
-    archive = build_dir / "functions.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+    code = sorted(p for p in (REPO_ROOT / "services").rglob("*") if p.suffix in (".py", ".html"))
+    content = hashlib.sha256(deps.name.encode())
+    for path in code:
+        content.update(path.relative_to(REPO_ROOT).as_posix().encode() + path.read_bytes())
+    archive = build_dir / f"functions-{target}-{content.hexdigest()[:16]}.zip"
+    if archive.is_file():  # the same code and dependencies: zipping again takes seconds
+        return archive
+    partial = archive.with_suffix(".partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zipped:
         for path in sorted(p for p in deps.rglob("*") if p.is_file()):
             zipped.write(path, path.relative_to(deps).as_posix())
-        for path in sorted((REPO_ROOT / "services").rglob("*.py")):
+        for path in code:  # the functions and the review page
             zipped.write(path, path.relative_to(REPO_ROOT).as_posix())
-    return archive
+    for stale in build_dir.glob(f"functions-{target}-*.zip"):
+        stale.unlink()
+    return partial.rename(archive)
 
 
 def digest(content: bytes) -> str:

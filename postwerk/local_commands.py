@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from postwerk import deploy as stack
-from postwerk import local, pipeline, pipeline_commands, sagemaker, samples
+from postwerk import local, models, pipeline, pipeline_commands, sagemaker, samples
 from postwerk.output import clear_failures, console, fail, follow_training_job
 from postwerk.settings import REPO_ROOT, CliSettings
 
@@ -54,6 +54,7 @@ def up(
         )
         ensure_model(settings, sagemaker.parse_hyperparameters(hyperparameter))
     console.print(f"[green]ready[/] in {time.monotonic() - started:.1f} s")
+    console.print(f"review page: [bold]{pipeline.review_url(outputs)}[/]")
     if send_samples:
         with clear_failures():
             sent = pipeline.send(pipeline.email_files([SAMPLE_EMAILS]), outputs["RawBucket"])
@@ -105,7 +106,7 @@ def ensure_model(settings: CliSettings, hyperparameters: dict[str, str]) -> None
             return
     job = last_default_job() or train_default_model(settings, hyperparameters)
     console.print(f"deploying the model of {job} to endpoint [bold]{endpoint}[/] ...")
-    description = sagemaker.deploy(settings, job, endpoint, instances=1, must_exist=False)
+    description = models.promote(settings, job, endpoint, reason="make up: the default model")
     if description["EndpointStatus"] != "InService":
         raise ValueError(f"endpoint {endpoint}: {description.get('FailureReason', 'failed')}")
 
@@ -123,13 +124,20 @@ def last_default_job() -> str | None:
 def train_default_model(settings: CliSettings, hyperparameters: dict[str, str]) -> str:
     """A SageMaker training job on the generated training e-mails; keeps model.tar.gz in
     the state folder for `make deploy`."""
-    data = settings.state_dir / "samples" / "train.jsonl"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    rows = samples.training_rows(samples.generate(**samples.TRAINING))
-    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    folder = settings.state_dir / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    channels = {"train": samples.TRAINING, "test": samples.HELD_OUT}
+    for channel, generated in channels.items():
+        rows = samples.training_rows(samples.generate(**generated))
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        (folder / f"{channel}.jsonl").write_text(text)
     job = sagemaker.job_name(DEFAULT_JOB_PREFIX)
-    console.print(f"no model yet: training [bold]{job}[/] on {len(rows)} generated e-mails")
-    inputs = sagemaker.upload_channels(settings, job, {"train": data})
+    console.print(
+        f"no model yet: training [bold]{job}[/] on {samples.TRAINING['count']} generated "
+        f"e-mails (held out: {samples.HELD_OUT['count']})"
+    )
+    paths = {channel: folder / f"{channel}.jsonl" for channel in channels}
+    inputs = sagemaker.upload_channels(settings, job, paths)
     definition = sagemaker.training_definition(
         settings, inputs, DEFAULT_HYPERPARAMETERS | hyperparameters
     )
@@ -228,6 +236,7 @@ def status() -> None:
             fail(f"stack {settings.stack_name}: not deployed (make up, or postwerk deploy)", 1)
         outputs = stack.stack_outputs(settings.stack_name)
         console.print(f"stack [bold]{settings.stack_name}[/]: deployed")
+        console.print(f"review page: {pipeline.review_url(outputs)}")
         if sagemaker.endpoint_exists(settings.endpoint_name):
             endpoint = boto3.client("sagemaker").describe_endpoint(
                 EndpointName=settings.endpoint_name

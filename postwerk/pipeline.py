@@ -5,6 +5,7 @@ Plain boto3 against the stack's outputs, so it works on the local stack and on A
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -130,6 +131,16 @@ def count_objects(s3, bucket: str, prefix: str, suffix: str = "") -> int:
     return sum(
         1 for page in pages for obj in page.get("Contents", []) if obj["Key"].endswith(suffix)
     )
+
+
+def review_url(outputs: dict[str, str]) -> str:
+    """The review page. Emulators serve an HTTP API under their own address, path-style
+    (`/_aws/execute-api/<id>/$default/`, LocalStack and MiniStack alike), which every
+    browser and curl reach; on AWS it is the API's own endpoint."""
+    emulator = os.environ.get("AWS_ENDPOINT_URL")
+    if emulator:
+        return f"{emulator.rstrip('/')}/_aws/execute-api/{outputs['ReviewApiId']}/$default/"
+    return f"{outputs['ReviewUrl'].rstrip('/')}/"
 
 
 def redact(address: str) -> str:

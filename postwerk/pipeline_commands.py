@@ -1,4 +1,5 @@
-"""`postwerk deploy`, `send` and `results`: put the pipeline somewhere, feed it, read it."""
+"""`postwerk deploy`, `send`, `results` and `monitor`: put the pipeline somewhere, feed it,
+read it, watch it."""
 
 import csv
 import json
@@ -10,6 +11,7 @@ from typing import Annotated
 
 import boto3
 import typer
+from botocore.config import Config
 from rich.progress import Progress
 from rich.table import Table
 
@@ -229,3 +231,82 @@ def results_table(items: list[dict]) -> Table:
             item["classified_at"][:19],
         )
     return table
+
+
+def monitor(
+    window_hours: Annotated[float, typer.Option(min=0.01, help="the sliding window")] = 24,
+    min_accuracy: Annotated[float | None, typer.Option(help="rule override")] = None,
+    min_reviewed: Annotated[int | None, typer.Option(help="rule override")] = None,
+    max_label_psi: Annotated[float | None, typer.Option(help="rule override")] = None,
+    promotion_margin: Annotated[float | None, typer.Option(help="override")] = None,
+    plots: Annotated[Path | None, typer.Option(help="folder for the PNG plots")] = None,
+) -> None:
+    """Run the monitor now (the scheduled function): live quality, drift, and the
+    retraining or promotion it decides. Writes its plots as PNG."""
+    settings = CliSettings()
+    event = {
+        name: value
+        for name, value in {
+            "window_hours": window_hours,
+            "min_accuracy": min_accuracy,
+            "min_reviewed": min_reviewed,
+            "max_label_psi": max_label_psi,
+            "promotion_margin": promotion_margin,
+        }.items()
+        if value is not None
+    }
+    with clear_failures():
+        outputs = stack.stack_outputs(settings.stack_name)
+        lambda_ = boto3.client("lambda", config=Config(read_timeout=330))
+        answer = lambda_.invoke(FunctionName=outputs["MonitorFunction"], Payload=json.dumps(event))
+        document = json.loads(answer["Payload"].read() or b"{}")
+        if "FunctionError" in answer:
+            fail(f"the monitor failed: {document.get('errorMessage', document)}", 1)
+        if document["status"] != "ok":
+            console.print(document["message"])
+            return
+        folder = plots or settings.state_dir / "monitoring"
+        saved = download_plots(sagemaker.artifact_bucket(settings.bucket), document, folder)
+    show_report(document["report"], window_hours)
+    for action in document["actions"]:
+        console.print(f"[bold]action:[/] {action}")
+    console.print(f"plots: {', '.join(str(path) for path in saved)}")
+
+
+def download_plots(bucket: str, document: dict, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    s3 = boto3.client("s3")
+    saved = []
+    for name in ("confidence.png", "labels.png"):
+        s3.download_file(bucket, f"{document['report_prefix']}/{name}", str(folder / name))
+        saved.append(folder / name)
+    return saved
+
+
+def show_report(report: dict, window_hours: float) -> None:
+    def shown(value, digits=3) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    table = Table(title=f"monitor: the last {window_hours:g} h")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in (
+        ("results", str(report["results"])),
+        ("reviewed", str(report["reviewed"])),
+        ("needs-review rate", shown(report["needs_review_rate"])),
+        ("live accuracy (reviewed)", shown(report["live_accuracy"])),
+        ("live macro-F1 (reviewed)", shown(report["live_macro_f1"])),
+        ("predicted labels vs training (PSI)", shown(report["label_psi"])),
+        ("length drift (PSI)", shown(report["length_psi"])),
+        ("language drift (PSI)", shown(report["language_psi"])),
+        ("languages", ", ".join(f"{k} {v}" for k, v in report["languages"].items())),
+    ):
+        table.add_row(name, value)
+    console.print(table)
+    peak = max(report["confidence_histogram"]) or 1
+    console.print("confidence:")
+    for number, count in enumerate(report["confidence_histogram"]):
+        bar = "█" * round(30 * count / peak)
+        console.print(f"  {number / 10:.1f}-{(number + 1) / 10:.1f} {bar} {count}")
+    for rule in report["fired"]:
+        console.print(f"[red]rule fired:[/] {rule}")

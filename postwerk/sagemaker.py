@@ -182,16 +182,6 @@ def tuning_trials(name: str) -> list[dict]:
     return [summary for page in pages for summary in page["TrainingJobSummaries"]]
 
 
-def deploy(settings: CliSettings, job: str, endpoint: str, instances: int, must_exist: bool):
-    """Serve a finished training job's model (see serve_model)."""
-    sm = boto3.client("sagemaker")
-    artifacts = sm.describe_training_job(TrainingJobName=job).get("ModelArtifacts")
-    if not artifacts:
-        raise ValueError(f"training job {job} has no model artifacts (did it complete?)")
-    served = Served(settings.serving_image, artifacts["S3ModelArtifacts"], settings.role_arn)
-    return serve_model(settings, served, job[:40], endpoint, instances, must_exist)
-
-
 @dataclass(frozen=True)
 class Served:
     image: str

@@ -206,6 +206,7 @@ NAMES = (
 SERVICE_ADDRESS = "service@postwerk.example"
 DEMO = {"count": 42, "seed": 1}  # examples/emails/: what `make up` sends
 TRAINING = {"count": 420, "seed": 2}  # what `make up` trains the first model on
+HELD_OUT = {"count": 140, "seed": 3}  # its test channel: champion and challenger meet here
 FIRST_DATE = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 

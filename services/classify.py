@@ -34,7 +34,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from services.records import ClassificationV1, EmailV1, chunked
+from services.records import ClassificationV1, EmailV1, InputSummary, chunked
 from services.settings import FunctionSettings
 
 MAX_REQUEST_BYTES = 5 * 1024 * 1024  # InvokeEndpoint takes 6 MB; leave room for the envelope
@@ -132,6 +132,12 @@ def to_result(email: EmailV1, prediction: dict, threshold: float) -> Classificat
         needs_review=prediction["score"] < threshold,
         model=prediction["model"],
         classified_at=datetime.now(UTC),
+        input=InputSummary(
+            subject=email.subject,
+            language=email.language,
+            length=len(email.body_text),
+            source=email.source,
+        ),
     )
 
 

@@ -52,8 +52,29 @@ class ModelIdentity(BaseModel):
     version: str
 
 
+class InputSummary(BaseModel):
+    """What review and monitoring need of the e-mail: no body, no addresses."""
+
+    subject: str
+    language: str
+    length: int  # characters of the text the model read
+    source: Source  # the raw e-mail, for the review page and for training on corrections
+
+
+class Review(BaseModel):
+    """One staff decision on a result: the audit trail of corrections."""
+
+    reviewer: str
+    reviewed_at: datetime
+    previous_label: str
+    label: str
+
+
 class ClassificationV1(BaseModel):
-    """One result: a DynamoDB item keyed by message id, and a line in the results bucket."""
+    """One result: a DynamoDB item keyed by message id, and a line in the results bucket.
+
+    `input` and `reviews` extend DESIGN.md's fields (optional, so v1 readers still parse):
+    the review page, training on corrections and the monitor need them."""
 
     schema_: Literal["classification.v1"] = Field("classification.v1", alias="schema")
     message_id: str
@@ -63,6 +84,8 @@ class ClassificationV1(BaseModel):
     needs_review: bool
     model: ModelIdentity
     classified_at: datetime
+    input: InputSummary | None = None
+    reviews: list[Review] = []  # newest last; `label` is the latest reviewer's choice
 
     model_config = {"populate_by_name": True}
 

@@ -10,19 +10,23 @@ fault, the dead-letter path, then down and up again.
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
 
 import boto3
+import httpx
 import psutil
 import pytest
 
 from postwerk import pipeline as operations
 from postwerk.local import docker_engine_reachable, port_in_use
 from postwerk.samples import DEMO
+from services import registry
 from services.mail import NotAnEmail, parse_email
 from tests.conftest import tiny_hyperparameters
 from tests.jobs import TOPICS, free_port
@@ -81,6 +85,7 @@ def test_up_trains_serves_and_classifies_the_samples(local_stack, pipeline):
     assert "no model yet: training postwerk-default-" in up.stdout
     assert "Training" in up.stdout and "epoch=8;" in up.stdout, "the job's progress is shown"
     assert f"sent {DEMO['count']} sample e-mails" in up.stdout
+    assert "review page: http://127.0.0.1:" in up.stdout and "/_aws/execute-api/" in up.stdout
     assert "pending" not in up.stdout and "rejected" not in up.stdout
     stored = {item["message_id"] for item in operations.results(pipeline["ResultsTable"])}
     assert stored == {f"sample-{DEMO['seed']}-{n:04d}@kunden.example" for n in range(42)}
@@ -226,6 +231,176 @@ def test_a_record_that_keeps_failing_goes_to_the_dead_letter_queue(pipeline):
     record = json.loads(message["Body"])
     assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert record["KinesisBatchInfo"]["batchSize"] == 1  # where the record is in the stream
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, driven by Playwright (which cannot download browsers
+    here). Skipped where it is not installed, except in CI (.ci/run installs it)."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("POSTWERK_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed: apt-get install chromium")
+        pytest.skip("no chromium here (apt-get install chromium); CI installs it")
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=flags)
+        yield launched
+        launched.close()
+
+
+def test_the_review_page_confirms_and_corrects_by_keyboard(pipeline, browser):
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(operations.review_url(pipeline))
+    page.fill("#reviewer", "Anna")
+    page.locator("#reviewer").dispatch_event("change")
+    page.select_option("#filter", "all")
+    rows = page.locator("#rows tr")
+    expect(rows.nth(2)).to_be_visible()
+    page.locator("h1").click()  # keyboard focus on the page, not in a field
+
+    page.keyboard.press("ArrowDown")
+    expect(rows.nth(1)).to_have_class("selected")
+    confirmed = rows.nth(1).get_attribute("data-id")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("confirmed")
+
+    page.keyboard.press("ArrowDown")
+    expect(rows.nth(2)).to_have_class("selected")
+    corrected = rows.nth(2).get_attribute("data-id")
+    predicted = rows.nth(2).locator("td").nth(1).inner_text()
+    expect(page.locator("#choices button").first).to_be_visible()
+    labels = [b.get_attribute("data-label") for b in page.locator("#choices button").all()]
+    other = next(i for i, label in enumerate(labels) if label != predicted)
+    page.keyboard.press(str(other + 1))
+    expect(page.locator("#status")).to_contain_text(f"corrected {predicted}")
+
+    table = boto3.resource("dynamodb").Table(pipeline["ResultsTable"])
+    first = table.get_item(Key={"message_id": confirmed})["Item"]
+    assert [r["reviewer"] for r in first["reviews"]] == ["Anna"]
+    second = table.get_item(Key={"message_id": corrected})["Item"]
+    assert second["label"] == labels[other] and second["reviews"][0]["previous_label"] == predicted
+    bucket = boto3.client("cloudformation").describe_stacks(StackName="postwerk")["Stacks"][0]
+    code_bucket = next(
+        p["ParameterValue"] for p in bucket["Parameters"] if p["ParameterKey"] == "CodeBucket"
+    )
+    row = boto3.client("s3").get_object(Bucket=code_bucket, Key=f"feedback/{corrected}.jsonl")
+    assert json.loads(row["Body"].read())["label"] == labels[other]
+
+    page.route(
+        "**/api/results?**",
+        lambda route: route.fulfill(
+            status=500, content_type="application/json", body='{"message":"table unreachable"}'
+        ),
+    )
+    page.select_option("#filter", "review")
+    expect(page.locator("#alert")).to_contain_text("table unreachable")
+
+
+def test_the_review_api_refuses_unknown_labels_and_ids(pipeline):
+    url = operations.review_url(pipeline)
+    some_id = operations.results(pipeline["ResultsTable"])[0]["message_id"]
+    wrong_label = httpx.post(
+        f"{url}api/results/{some_id}/review", json={"label": "spam", "reviewer": "x"}, timeout=30
+    )
+    assert wrong_label.status_code == 400 and "unknown label 'spam'" in wrong_label.text
+    unknown = httpx.get(f"{url}api/results/no-such-id", timeout=30)
+    assert unknown.status_code == 404
+
+
+def test_corrections_feed_a_retraining_that_the_champion_rule_promotes_or_rejects(
+    local_stack, pipeline
+):
+    """The life cycle with traffic flowing: corrections through the API, the monitor's rule
+    fires, a retraining job runs on data that includes them, the challenger meets the
+    champion on the same held-out set, and the decision follows the margin."""
+    environment, _ = local_stack
+    aws = (
+        environment
+        | json.loads((Path(environment["POSTWERK_STATE_DIR"]) / "local.json").read_text())["env"]
+    )
+    url = operations.review_url(pipeline)
+    labels = httpx.get(f"{url}api/results", timeout=30).json()["labels"]
+    corrected = []
+    for item in operations.results(pipeline["ResultsTable"])[:3]:
+        wrong = next(label for label in labels if label != item["label"])
+        answer = httpx.post(
+            f"{url}api/results/{item['message_id']}/review",
+            json={"label": wrong, "reviewer": "e2e"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        corrected.append(item["message_id"])
+
+    failures, stop = [], threading.Event()
+
+    def traffic():
+        runtime = boto3.client("sagemaker-runtime")
+        while not stop.is_set():
+            try:
+                runtime.invoke_endpoint(
+                    EndpointName=ENDPOINT, ContentType="application/json",
+                    Body=json.dumps({"inputs": "Bitte ändern Sie meine Adresse"}),
+                )  # fmt: skip
+            except Exception as error:
+                failures.append(error)
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    rules = ["--min-reviewed", "2", "--min-accuracy", "0.99", "--promotion-margin", "0"]
+    fired = postwerk(
+        aws, "monitor", *rules, "--plots", str(Path(environment["POSTWERK_STATE_DIR"]))
+    )
+    assert fired.returncode == 0, fired.stdout + fired.stderr
+    assert "rule fired: live accuracy" in fired.stdout and "started retraining job" in fired.stdout
+    job = fired.stdout.split("started retraining job ")[1].split(":")[0]
+
+    sm = boto3.client("sagemaker")
+    sm.get_waiter("training_job_completed_or_stopped").wait(
+        TrainingJobName=job, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
+    )
+    decided = postwerk(aws, "monitor", *rules)
+    assert decided.returncode == 0, decided.stdout + decided.stderr
+
+    bucket = next(
+        p["ParameterValue"]
+        for p in boto3.client("cloudformation").describe_stacks(StackName="postwerk")["Stacks"][0][
+            "Parameters"
+        ]
+        if p["ParameterKey"] == "CodeBucket"
+    )
+    challenger = registry.version(bucket, job)
+    trained_on = {item["uri"].rsplit("/", 1)[-1] for item in challenger["data_manifest"]}
+    assert {f"feedback-{message_id}.jsonl" for message_id in corrected} <= trained_on
+    [decision_key] = [
+        obj["Key"]
+        for obj in boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="registry/decisions/")[
+            "Contents"
+        ]
+    ]
+    decision = registry.read(bucket, decision_key)
+    assert decision["same_held_out_set"] is True and decision["challenger"] == job
+    better = decision["challenger_accuracy"] >= decision["champion_accuracy"] + decision["margin"]
+    assert decision["promoted"] is better
+    if better:
+        assert "promoted" in decided.stdout and registry.champion(bucket)["version"] == job
+        waiter = sm.get_waiter("endpoint_in_service")
+        waiter.wait(EndpointName=ENDPOINT, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+        assert config.startswith(job[:40])
+    else:
+        assert "not promoted" in decided.stdout and registry.champion(bucket)["version"] != job
+    time.sleep(1)
+    stop.set()
+    sender.join()
+    assert failures == [], f"{len(failures)} failed invocations, first: {failures[:1]}"
+    models = postwerk(aws, "models")
+    assert job in models.stdout and "champion" in models.stdout
 
 
 def test_down_leaves_nothing_and_up_again_reuses_the_model(local_stack, pipeline):
