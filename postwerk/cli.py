@@ -216,21 +216,20 @@ def list_models() -> None:
         bucket = sagemaker.artifact_bucket(CliSettings().bucket)
         entries = registry.versions(bucket)
         current = (registry.champion(bucket) or {}).get("version")
-    table = Table(title=f"model versions in s3://{bucket}/registry/")
-    for column in ("", "version", "registered", "model", "split", "accuracy", "macro-F1", "data"):
+    table = Table(title=f"model versions in s3://{bucket}/registry/ (* champion)")
+    for column in ("", "version", "model", "split", "accuracy", "macro-F1", "data"):
         table.add_column(column)
     for entry in entries:
         info = entry["model_info"]
         split, scores = next(iter(info["metrics"].items()), ("", {}))
         table.add_row(
-            "[green]champion[/]" if entry["version"] == current else "",
+            "*" if entry["version"] == current else "",
             entry["version"],
-            entry["registered_at"][:19],
-            f"{info['name']} {info['version']}",
+            info["version"],
             split,
             f"{scores.get('accuracy', float('nan')):.4f}",
             f"{scores.get('macro_f1', float('nan')):.4f}",
-            f"{len(entry['data_manifest'])} object(s)",
+            f"{len(entry['data_manifest'])} files",
         )
     console.print(table)
 

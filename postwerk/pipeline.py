@@ -12,6 +12,8 @@ from pathlib import Path
 
 import boto3
 
+from services import results as results_table
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -82,17 +84,11 @@ def headers(raw: bytes) -> dict[str, str]:
 
 
 def results(table_name: str) -> list[dict]:
-    """Every classification.v1 item, oldest first, numbers as floats."""
-    table = boto3.resource("dynamodb").Table(table_name)
-    items, page = [], {}
-    while True:
-        answer = table.scan(**page)
-        items += answer["Items"]
-        if "LastEvaluatedKey" not in answer:
-            break
-        page = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
-    items = json.loads(json.dumps(items, default=float))  # DynamoDB numbers are Decimals
-    return sorted(items, key=lambda item: (item.get("classified_at", ""), item["message_id"]))
+    """Every classification.v1 result as JSON values, oldest first."""
+    stored = [
+        item.model_dump(mode="json", by_alias=True) for item in results_table.scan(table_name)
+    ]
+    return sorted(stored, key=lambda item: (item["classified_at"], item["message_id"]))
 
 
 def rejection(raw_bucket: str, key: str) -> str | None:

@@ -31,7 +31,7 @@ def deploy(
     image: Annotated[str | None, typer.Option(help="aws: a pushed model image URI")] = None,
     model: Annotated[Path | None, typer.Option(help="aws: model.tar.gz to serve")] = None,
     instances: Annotated[int, typer.Option(min=1, help="aws: endpoint replicas")] = 1,
-    review_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
+    review_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.75,
 ) -> None:
     """Deploy the pipeline's stack; with --target aws also push the model image, upload the
     model and create or update the endpoint. The same steps as the local deploy."""

@@ -204,7 +204,23 @@ NAMES = (
     "Tom Hughes",
 )
 SERVICE_ADDRESS = "service@postwerk.example"
-DEMO = {"count": 42, "seed": 1}  # examples/emails/: what `make up` sends
+VAGUE = {
+    "de": (
+        ("Rückruf", "Bitte rufen Sie mich zurück."),
+        ("Ihr Schreiben", "Siehe Anhang."),
+        ("Re: Anfrage", "Wie telefonisch besprochen, anbei die Unterlagen."),
+    ),
+    "en": (
+        ("Call back", "Please call me back."),
+        ("Your letter", "See attachment."),
+        ("Re: request", "As discussed on the phone, please find the documents attached."),
+    ),
+}
+MIXED_SHARE = 0.25  # e-mails that also mention a second matter: the model is less sure
+ALSO = {"de": "Außerdem:", "en": "Also:"}
+# examples/emails/: what `make up` sends; half its "other" e-mails are vague, unlike any
+# training e-mail, so the model is unsure of some and the review queue has work.
+DEMO = {"count": 42, "seed": 1, "vague_share": 0.5}
 TRAINING = {"count": 420, "seed": 2}  # what `make up` trains the first model on
 HELD_OUT = {"count": 140, "seed": 3}  # its test channel: champion and challenger meet here
 FIRST_DATE = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -223,8 +239,9 @@ class SampleEmail:
     shape: str
 
 
-def generate(count: int, seed: int) -> list[SampleEmail]:
-    """count e-mails cycling through categories and languages; the same seed, the same mail."""
+def generate(count: int, seed: int, vague_share: float = 0.0) -> list[SampleEmail]:
+    """count e-mails cycling through categories and languages; the same seed, the same mail.
+    vague_share of the "other" e-mails say next to nothing (see VAGUE)."""
     chooser = random.Random(seed)
     emails = []
     for number in range(count):
@@ -233,6 +250,14 @@ def generate(count: int, seed: int) -> list[SampleEmail]:
         subjects, requests = PHRASES[label][language]
         name = chooser.choice(NAMES)
         sentences = chooser.sample(requests, k=chooser.choice((1, 2)))
+        subject = chooser.choice(subjects)
+        if label == "other" and chooser.random() < vague_share:
+            subject, vague = chooser.choice(VAGUE[language])
+            sentences = [vague]
+        elif chooser.random() < MIXED_SHARE:  # real mail often asks two things at once
+            other = chooser.choice([c for c in CATEGORIES if c != label])
+            aside = chooser.choice(PHRASES[other][language][1])
+            sentences.append(f"{ALSO[language]} {aside}")
         context = chooser.choice(CONTEXT[language]).format(number=chooser.randint(10000, 99999))
         body = "\n\n".join(
             [
@@ -247,7 +272,7 @@ def generate(count: int, seed: int) -> list[SampleEmail]:
                 sender_name=name,
                 sender=f"{name.lower().replace(' ', '.')}@kunden.example",
                 sent_at=FIRST_DATE + timedelta(minutes=37 * number),
-                subject=chooser.choice(subjects),
+                subject=subject,
                 body=body,
                 label=label,
                 language=language,

@@ -29,6 +29,7 @@ from aws_lambda_powertools.event_handler.exceptions import (
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, ValidationError
 
+from services import results
 from services.mail import parse_email
 from services.records import ClassificationV1, Review
 from services.registry import champion_labels
@@ -59,7 +60,11 @@ def list_results() -> dict:
     if status not in STATUSES:
         raise BadRequestError(f"status must be one of {', '.join(STATUSES)}")
     query = app.current_event.get_query_string_value("q", "").strip().lower()
-    items = [item for item in scan_results() if wanted(item, status, query)]
+    items = [
+        item
+        for item in results.scan(FunctionSettings().results_table)
+        if wanted(item, status, query)
+    ]
     items.sort(key=lambda item: item.classified_at, reverse=True)
     return {
         "results": [summary(item) for item in items[:MAX_LISTED]],
@@ -99,17 +104,6 @@ def review(message_id: str) -> dict:
     return summary(item) | {"changed": True}
 
 
-def scan_results() -> list[ClassificationV1]:
-    table = boto3.resource("dynamodb").Table(FunctionSettings().results_table)
-    items, page = [], {}
-    while True:
-        answer = table.scan(**page)
-        items += [ClassificationV1.model_validate(plain(item)) for item in answer["Items"]]
-        if "LastEvaluatedKey" not in answer:
-            return items
-        page = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
-
-
 def wanted(item: ClassificationV1, status: str, query: str) -> bool:
     if status == "review" and (not item.needs_review or item.reviews):
         return False
@@ -136,11 +130,10 @@ def summary(item: ClassificationV1) -> dict:
 
 
 def load(message_id: str) -> ClassificationV1:
-    table = boto3.resource("dynamodb").Table(FunctionSettings().results_table)
-    found = table.get_item(Key={"message_id": message_id}, ConsistentRead=True).get("Item")
+    found = results.get(FunctionSettings().results_table, message_id)
     if found is None:
         raise NotFoundError(f"no result for message id '{message_id}'")
-    return ClassificationV1.model_validate(plain(found))
+    return found
 
 
 def labels() -> list[str]:
@@ -193,11 +186,6 @@ def record_review(item: ClassificationV1, entry: Review) -> None:
         if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
             raise ServiceError(409, "someone changed this result meanwhile; reload") from None
         raise
-
-
-def plain(item: dict) -> dict:
-    """DynamoDB's Decimals as floats."""
-    return json.loads(json.dumps(item, default=lambda value: float(value)))
 
 
 @logger.inject_lambda_context

@@ -24,8 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services import monitoring, registry
-from services.records import ClassificationV1
+from services import monitoring, registry, results
 
 logger = Logger(service="monitor")
 metrics = Metrics(namespace="postwerk", service="monitor")
@@ -53,14 +52,17 @@ def handler(event: dict, context) -> dict:
     """event: a scheduled event, or from `postwerk monitor` overrides of the window and
     the rules ({"window_hours": 6, "min_accuracy": 0.9, ...})."""
     settings = MonitorSettings(**{k: v for k, v in event.items() if k in OVERRIDABLE})
-    results = scan_results(settings.results_table)
-    if not results:
+    stored = results.scan(settings.results_table)
+    if not stored:
         metrics.add_metric("Classified", MetricUnit.Count, 0)
         return {"status": "no data", "message": "no results in the table yet: nothing to monitor"}
-    start = datetime.now(UTC) - timedelta(hours=settings.window_hours)
-    window = [r for r in results if r.classified_at >= start]
-    baseline = [r for r in results if r.classified_at < start]
     champion = champion_entry(settings.artifacts_bucket)
+    if champion:  # judge the serving model, not the one it replaced (no retraining loop)
+        serving = champion["model_info"]["version"]
+        stored = [r for r in stored if r.model.version == serving]
+    start = datetime.now(UTC) - timedelta(hours=settings.window_hours)
+    window = [r for r in stored if r.classified_at >= start]
+    baseline = [r for r in stored if r.classified_at < start]
     training_labels = champion["model_info"].get("train_label_counts", {}) if champion else {}
     rules = monitoring.Rules(settings.min_accuracy, settings.min_reviewed, settings.max_label_psi)
     built = monitoring.report(window, baseline, training_labels, rules)
@@ -69,19 +71,6 @@ def handler(event: dict, context) -> dict:
     actions = close_the_loop(settings, built, champion)
     logger.info("monitored", results=built.results, fired=built.fired, actions=actions)
     return {"status": "ok", "report": built.as_dict(), "report_prefix": folder, "actions": actions}
-
-
-def scan_results(table_name: str) -> list[ClassificationV1]:
-    table = boto3.resource("dynamodb").Table(table_name)
-    items, page = [], {}
-    while True:
-        answer = table.scan(**page)
-        items += answer["Items"]
-        if "LastEvaluatedKey" not in answer:
-            break
-        page = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
-    plain = json.loads(json.dumps(items, default=float))  # DynamoDB numbers are Decimals
-    return [ClassificationV1.model_validate(item) for item in plain]
 
 
 def champion_entry(bucket: str) -> dict | None:

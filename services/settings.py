@@ -11,5 +11,5 @@ class FunctionSettings(BaseSettings):
     results_table: str = "results"
     results_bucket: str = "results"
     endpoint_name: str = "postwerk-emails"
-    review_threshold: float = Field(0.5, ge=0, le=1)  # results scoring below need review
+    review_threshold: float = Field(0.75, ge=0, le=1)  # results scoring below need review
     artifacts_bucket: str = "artifacts"  # the model registry and the feedback/ training rows

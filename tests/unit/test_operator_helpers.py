@@ -72,3 +72,20 @@ def test_a_busy_port_is_refused_before_anything_starts(tmp_path):
         with pytest.raises(local.LocalError, match=f"port {port} is in use"):
             local.start_embedded(tmp_path, port, port + 1)
     assert not (tmp_path / "logs").exists()
+
+
+def test_rollback_goes_to_the_champion_before_the_current_one(monkeypatch):
+    from postwerk import models
+    from services import registry
+
+    def history(*versions):
+        steps = [{"version": v} for v in versions]
+        monkeypatch.setattr(registry, "champion", lambda bucket: {"history": steps})
+
+    history("a", "b", "c")
+    assert models.previous_champion("bucket") == "b"
+    history("a", "b", "b")  # promoted twice in a row: the one before that
+    assert models.previous_champion("bucket") == "a"
+    history("a")
+    with pytest.raises(ValueError, match="no earlier champion"):
+        models.previous_champion("bucket")
