@@ -49,7 +49,7 @@ def up(
             stack.target_for(running.backend),
             settings.stack_name,
             sagemaker.artifact_bucket(settings.bucket),
-            {"EndpointName": settings.endpoint_name},
+            {"EndpointName": settings.endpoint_name, "ReviewToken": settings.review_token},
             say=console.print,
         )
         ensure_model(settings, sagemaker.parse_hyperparameters(hyperparameter))

@@ -49,9 +49,15 @@ def deploy(
         else:
             deploy_target = stack.target_for("aws")
         bucket = sagemaker.artifact_bucket(settings.bucket)
+        if target == "aws" and not settings.review_token:
+            raise ValueError(
+                "the review page's API serves customer e-mails: set POSTWERK_REVIEW_TOKEN "
+                "(a long random string staff enter on the page) before deploying to AWS"
+            )
         template = {
             "EndpointName": settings.endpoint_name,
             "ReviewThreshold": str(review_threshold),
+            "ReviewToken": settings.review_token,
         }
         if dry_run:
             show_plan(settings, deploy_target, bucket, template, image, model)

@@ -19,6 +19,7 @@ class CliSettings(BaseSettings):
     # Training data, models, the functions' zip; created when missing. Empty: a name that is
     # unique on AWS, postwerk-artifacts-<account>-<region>.
     bucket: str = ""
+    review_token: str = ""  # the review API's bearer token; required on AWS
     state_dir: Path = REPO_ROOT / ".postwerk"  # the local AWS's state, logs, build folder
     aws_port: int = 4566  # the local AWS (embedded backend)
     sagemaker_port: int = 4567  # the local SageMaker service

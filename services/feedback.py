@@ -14,6 +14,7 @@ updated only if its label is still the one the reviewer saw, so two reviewers ca
 silently overwrite each other. Repeating the same decision changes nothing.
 """
 
+import hmac
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from aws_lambda_powertools.event_handler.exceptions import (
     BadRequestError,
     NotFoundError,
     ServiceError,
+    UnauthorizedError,
 )
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, ValidationError
@@ -42,6 +44,21 @@ MAX_BODY_CHARS = 5000
 
 logger = Logger(service="feedback")
 app = APIGatewayHttpResolver()
+
+
+def require_token(app: APIGatewayHttpResolver, next_middleware) -> Response:
+    """The API answers only with the review token (POSTWERK_REVIEW_TOKEN) as bearer token:
+    the e-mails are customers' data. The page itself carries none and stays open; an
+    empty token (the local stack) leaves the API open too."""
+    token = FunctionSettings().review_token
+    if token and app.current_event.path.startswith("/api/"):
+        given = app.current_event.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise UnauthorizedError("the review token is missing or wrong")
+    return next_middleware(app)
+
+
+app.use(middlewares=[require_token])
 
 
 class ReviewRequest(BaseModel):

@@ -13,3 +13,4 @@ class FunctionSettings(BaseSettings):
     endpoint_name: str = "postwerk-emails"
     review_threshold: float = Field(0.75, ge=0, le=1)  # results scoring below need review
     artifacts_bucket: str = "artifacts"  # the model registry and the feedback/ training rows
+    review_token: str = ""  # the review API's bearer token; empty: open (local stacks only)

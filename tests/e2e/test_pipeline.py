@@ -432,7 +432,10 @@ def test_deploy_to_aws_is_the_same_path_and_its_dry_run_changes_nothing(local_st
     sm = boto3.client("sagemaker")
     before = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
 
-    plan = postwerk(aws, "deploy", "--target", "aws", "--dry-run", "--image", "postwerk-model")
+    plan = postwerk(
+        aws | {"POSTWERK_REVIEW_TOKEN": "e2e-token"},
+        *("deploy", "--target", "aws", "--dry-run", "--image", "postwerk-model"),
+    )
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "plan for aws (nothing was changed)" in plan.stdout
     assert "Modify" in plan.stdout and f"endpoint {ENDPOINT}: update" in plan.stdout
@@ -440,12 +443,19 @@ def test_deploy_to_aws_is_the_same_path_and_its_dry_run_changes_nothing(local_st
     parameters = boto3.client("cloudformation").describe_stacks(StackName="postwerk")["Stacks"][0]
     assert {"ParameterKey": "EmulatorMapping", "ParameterValue": "true"} in parameters["Parameters"]
 
+    no_token = postwerk(aws, "deploy", "--target", "aws", "--image", "postwerk-model:test")
+    assert no_token.returncode == 2 and "set POSTWERK_REVIEW_TOKEN" in no_token.stdout
+    aws |= {"POSTWERK_REVIEW_TOKEN": "e2e-token"}
     if not docker_engine_reachable():  # these machines: building the image is refused
         no_docker = postwerk(aws, "deploy", "--target", "aws")
         assert no_docker.returncode == 2 and "pass --image" in no_docker.stdout
 
     deployed = postwerk(aws, "deploy", "--target", "aws", "--image", "postwerk-model:test")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    review_api = f"{operations.review_url(pipeline)}api/results"
+    assert httpx.get(review_api, timeout=30).status_code == 401, "customer e-mails need a token"
+    signed = {"authorization": "Bearer e2e-token"}
+    assert httpx.get(review_api, headers=signed, timeout=30).status_code == 200
     config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     assert config != before
     model_name = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0][

@@ -16,7 +16,7 @@ TABLE, RAW, ARTIFACTS = "results", "raw", "artifacts"
 LABELS = ["billing_question", "complaint", "other"]
 
 
-def http_event(method: str, path: str, body: dict | str | None = None, query=None) -> dict:
+def http_event(method, path, body: dict | str | None = None, query=None, headers=None) -> dict:
     """An API Gateway HTTP API (payload 2.0) event, body base64 as the emulators send it."""
     raw = body if isinstance(body, str) or body is None else json.dumps(body)
     return {
@@ -25,7 +25,7 @@ def http_event(method: str, path: str, body: dict | str | None = None, query=Non
         "rawPath": path,
         "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
         "queryStringParameters": query,
-        "headers": {"content-type": "application/json"},
+        "headers": {"content-type": "application/json", **(headers or {})},
         "requestContext": {
             "http": {"method": method, "path": path, "sourceIp": "127.0.0.1"},
             "requestId": "r",
@@ -36,8 +36,8 @@ def http_event(method: str, path: str, body: dict | str | None = None, query=Non
     }
 
 
-def call(method: str, path: str, body=None, query=None) -> tuple[int, dict | str]:
-    answer = feedback.handler(http_event(method, path, body, query), LambdaContext())
+def call(method: str, path: str, body=None, query=None, headers=None) -> tuple[int, dict | str]:
+    answer = feedback.handler(http_event(method, path, body, query, headers), LambdaContext())
     text = answer["body"]
     if answer.get("isBase64Encoded"):
         text = base64.b64decode(text).decode()
@@ -173,3 +173,17 @@ def test_without_a_champion_the_api_says_so(stored):
     boto3.client("s3").delete_object(Bucket=ARTIFACTS, Key="registry/champion.json")
     status, answer = call("GET", "/api/results")
     assert status == 503 and "no champion model" in answer["message"]
+
+
+def test_with_a_review_token_the_api_wants_it_and_the_page_stays_open(stored, monkeypatch):
+    monkeypatch.setenv("POSTWERK_REVIEW_TOKEN", "s3cret-token")
+    assert call("GET", "/")[0] == 200
+    status, answer = call("GET", "/api/results")
+    assert status == 401 and "review token" in answer["message"]
+    wrong = {"authorization": "Bearer guess"}
+    assert (
+        call("POST", "/api/results/m0/review", {"label": "other", "reviewer": "a"}, None, wrong)[0]
+        == 401
+    )
+    right = {"authorization": "Bearer s3cret-token"}
+    assert call("GET", "/api/results", None, None, right)[0] == 200
