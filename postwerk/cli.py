@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from postwerk import local_commands, models, pipeline_commands, sagemaker
+from postwerk.deploy import image_tag
 from postwerk.output import clear_failures, console, fail, follow_training_job
 from postwerk.settings import CliSettings
 from services import registry
@@ -73,6 +74,9 @@ def train(
     show_metrics(job)
     if status != "Completed":
         fail(f"training job {job} {status.lower()}: {failure_reason(job)}", 1)
+    with clear_failures():
+        registry.register_job(sagemaker.artifact_bucket(settings.bucket), job, image_tag())
+    console.print(f"registered as model version [bold]{job}[/] (postwerk models)")
 
 
 def show_metrics(job: str) -> None:

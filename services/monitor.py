@@ -11,7 +11,8 @@ sliding window and close the life cycle.
    held-out set; the exact objects (with SHA-256) are the job's data manifest.
 3. Decide when that job has finished (a later run): the challenger is registered and
    promoted (UpdateEndpoint, blue/green) only if its held-out accuracy beats the
-   champion's by POSTWERK_PROMOTION_MARGIN; the decision and both scores are recorded.
+   champion's by more than POSTWERK_PROMOTION_MARGIN (a tie keeps the champion); the
+   decision and both scores are recorded.
 """
 
 import io
@@ -241,7 +242,7 @@ def decide(settings: MonitorSettings, challenger: dict, champion: dict | None, r
         same_set
         and challenger_score is not None
         and champion_score is not None
-        and challenger_score >= champion_score + settings.promotion_margin
+        and challenger_score > champion_score + settings.promotion_margin
     )
     decision = {
         "challenger": challenger["version"],

@@ -29,6 +29,9 @@ def test_train_deploy_predict_promote(sagemaker, tiny_bert, tmp_path, monkeypatc
     assert "Training" in result.output and "epoch=8;" in result.output, "status and log"
     assert "validation_accuracy" in result.output
     assert "s3://postwerk-cli-tests/models/cli-train/output/model.tar.gz" in result.output
+    assert "registered as model version cli-train" in result.output
+    listed = runner.invoke(app, ["models"])
+    assert listed.exit_code == 0 and "cli-train" in listed.output
 
     result = runner.invoke(app, ["deploy-model", "cli-train", "--endpoint", "cli-emails"])
     assert result.exit_code == 0, result.output

@@ -75,8 +75,11 @@ def stored(aws, monkeypatch):
             "input": {"subject": email.subject, "language": email.language, "length": 99,
                       "source": {"bucket": RAW, "key": key, "sha256": "0" * 64}},
         })  # fmt: skip
+    # trained on what the window predicts: no label drift
+    info = {"labels": LABELS, "version": "v", "metrics": {},
+            "train_label_counts": {"complaint": 30}}  # fmt: skip
     registry.register(ARTIFACTS, {"version": "job-1", "registered_at": registry.now(),
-                                  "model_info": {"labels": LABELS}})  # fmt: skip
+                                  "model_info": info})  # fmt: skip
     registry.set_champion(ARTIFACTS, "job-1", "test")
     return emails
 
