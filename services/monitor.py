@@ -126,6 +126,9 @@ def plots(built: monitoring.Report) -> dict[str, bytes]:
     for name, (title, names, counts) in charts.items():
         figure, axes = pyplot.subplots(figsize=(7, 3.5))
         axes.bar(names, counts, color="#2457c5")
+        axes.set_ylim(bottom=0)
+        if not any(counts):
+            axes.text(0.5, 0.5, "no results in the window", ha="center", transform=axes.transAxes)
         axes.set_title(title)
         axes.set_ylabel("e-mails")
         axes.tick_params(axis="x", labelrotation=30)
