@@ -172,7 +172,10 @@ class ContainerRun:
             yield pending.decode(errors="replace")
 
 
-def containers_from(settings) -> LocalProcesses | DockerContainers:
+Containers = LocalProcesses | DockerContainers
+
+
+def containers_from(settings) -> Containers:
     """The backend the service's settings name."""
     if settings.containers == "processes":
         return LocalProcesses(settings.python)

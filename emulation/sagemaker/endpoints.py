@@ -24,7 +24,7 @@ import aiohttp
 import httpx
 
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
-from emulation.sagemaker.containers import DockerContainers, LocalProcesses
+from emulation.sagemaker.containers import Containers
 from emulation.sagemaker.protocol import SageMakerError, now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
@@ -48,7 +48,7 @@ class Replica:
     ):
         self.endpoint, self.variant, self.number = endpoint, variant, number
         self.image, self.base_dir, self.environment = image, base_dir, env
-        self.containers: LocalProcesses | DockerContainers | None = None
+        self.containers: Containers | None = None
         self.process = None
         self.url = ""
         self.ready = False  # answers /ping and takes traffic
@@ -58,7 +58,7 @@ class Replica:
         self.last_lines: list[str] = []
         self.log_stream_name = f"{variant}/replica-{number}"
 
-    def start(self, containers: LocalProcesses | DockerContainers) -> None:
+    def start(self, containers: Containers) -> None:
         self.containers = containers
         self.process, self.url = containers.serve(self.image, self.base_dir, self.environment)
         threading.Thread(target=self._pump_log, daemon=True).start()
@@ -134,12 +134,7 @@ class Fleet:
 
 
 class Endpoints:
-    def __init__(
-        self,
-        store: Store,
-        settings: ServiceSettings,
-        containers: LocalProcesses | DockerContainers,
-    ):
+    def __init__(self, store: Store, settings: ServiceSettings, containers: Containers):
         self.store, self.settings, self.containers = store, settings, containers
         self._fleets: dict[str, Fleet] = {}
         self._session: aiohttp.ClientSession | None = None  # made in the event loop

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
-from emulation.sagemaker.containers import DockerContainers, LocalProcesses
+from emulation.sagemaker.containers import Containers
 from emulation.sagemaker.protocol import in_use, not_found, now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
@@ -53,12 +53,7 @@ class JobStopped(Exception):
 
 
 class TrainingJobs:
-    def __init__(
-        self,
-        store: Store,
-        settings: ServiceSettings,
-        containers: LocalProcesses | DockerContainers,
-    ):
+    def __init__(self, store: Store, settings: ServiceSettings, containers: Containers):
         self.store, self.settings, self.containers = store, settings, containers
         self._slots = threading.Semaphore(settings.max_training_jobs)
         self._runs: dict[str, Run] = {}
