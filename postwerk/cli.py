@@ -43,6 +43,7 @@ Hyperparameters = Annotated[
     list[str], typer.Option("--hyperparameter", "-p", help="name=value (repeatable)")
 ]
 EndpointName = Annotated[str, typer.Option(help="the endpoint's name")]
+Instances = Annotated[int, typer.Option(min=1, help="replicas")]
 
 
 def channels(train: Path, validation: Path | None, test: Path | None) -> dict[str, Path]:
@@ -186,7 +187,7 @@ def deploy_job(job: str, endpoint: str, instances: int, must_exist: bool, reason
 def deploy_model(
     job: Annotated[str, typer.Argument(help="a completed training job")],
     endpoint: EndpointName = "postwerk-emails",
-    instances: Annotated[int, typer.Option(min=1, help="replicas")] = 1,
+    instances: Instances = 1,
 ) -> None:
     """Serve a training job's model: create the endpoint, or update it blue/green."""
     deploy_job(job, endpoint, instances, must_exist=False, reason="postwerk deploy-model")
@@ -196,7 +197,7 @@ def deploy_model(
 def promote(
     version: Annotated[str, typer.Argument(help="a model version (its training job's name)")],
     endpoint: EndpointName = "postwerk-emails",
-    instances: Annotated[int, typer.Option(min=1, help="replicas")] = 1,
+    instances: Instances = 1,
 ) -> None:
     """Make a version the champion: swap the endpoint to it (blue/green, no failed request)."""
     deploy_job(version, endpoint, instances, must_exist=True, reason="postwerk promote")
@@ -205,7 +206,7 @@ def promote(
 @app.command()
 def rollback(
     endpoint: EndpointName = "postwerk-emails",
-    instances: Annotated[int, typer.Option(min=1, help="replicas")] = 1,
+    instances: Instances = 1,
 ) -> None:
     """Serve the previous champion again."""
     with clear_failures():

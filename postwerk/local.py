@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulation.ministack import alive  # the one liveness check of local processes
 from postwerk.settings import REPO_ROOT
 
 BACKENDS = ("embedded", "compose")
@@ -156,21 +157,3 @@ def compose(arguments: list[str]) -> None:
 def port_in_use(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process now holds that PID
-        return False
-    return not zombie(pid)
-
-
-def zombie(pid: int) -> bool:
-    try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: its parent reaps it
-        return False
-    return finished != 0
