@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BANKING77 ?= ../shared/data/banking77
 
-.PHONY: install up down deploy test lint format bench clean
+.PHONY: install up down deploy test lint format bench fuzz clean
 
 install: $(STAMP)
 
@@ -54,6 +54,13 @@ bench: install
 	$(PY) -m bench.serving --data $(BANKING77)
 	$(PY) -m bench.invoke --data $(BANKING77)
 	$(PY) -m bench.pipeline --data $(BANKING77)
+
+# Fuzzers with a time budget each (seconds), not part of the tests: every crash they find
+# becomes a regression fixture in tests/.
+FUZZ_SECONDS ?= 120
+fuzz: install
+	$(PY) -m tests.fuzz.mail --seconds $(FUZZ_SECONDS)
+	$(PY) -m tests.fuzz.serving --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/work .postwerk

@@ -1,0 +1,1 @@
+"""Fuzzers run by `make fuzz` (not collected by pytest: no test_ prefix)."""
