@@ -10,12 +10,9 @@ no request fails during the swap). A supervisor restarts replicas that die.
 import contextlib
 import logging
 import random
-import shutil
-import tarfile
 import threading
 import time
 import traceback
-import zlib
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from emulation.sagemaker.containers import Containers
 from emulation.sagemaker.protocol import SageMakerError, now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
+from model.archive import ArchiveError, unpack
 
 MODEL, CONFIG, ENDPOINT = "Model", "EndpointConfig", "Endpoint"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit
@@ -409,13 +407,11 @@ class Endpoints:
         archive = folder / "model.tar.gz"
         S3().download_file(url, archive)
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(folder / "unpacking", filter="data")
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-            shutil.rmtree(folder, ignore_errors=True)
+            unpack(archive, unpacked)
+        except ArchiveError as error:
             raise ArtifactError(f"cannot unpack {url}: {error}") from error
-        (folder / "unpacking").rename(unpacked)
-        archive.unlink()
+        finally:
+            archive.unlink()
         return unpacked
 
     def _replica_folder(self, endpoint: str, model_dir: Path) -> Path:

@@ -4,13 +4,14 @@ import contextlib
 import ctypes
 import json
 import sys
-import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from model.archive import ArchiveError, unpack
 
 TRIM_EVERY_PASSES = 10
 
@@ -26,15 +27,19 @@ class Prediction:
     top_k: list[dict]
 
 
-def unpack_archive(model_dir: Path) -> None:
-    """Unpack model.tar.gz in place when SageMaker (or a user) left it packed.
-
-    The 'data' filter refuses absolute paths, '..', links out of the folder and devices.
-    """
+def unpack_archive(model_dir: Path) -> Path:
+    """Where the model is: model_dir, or model_dir/unpacked when SageMaker (or a user) left
+    it packed as model.tar.gz (unpacked safely once, see model.archive)."""
     archive = model_dir / "model.tar.gz"
-    if archive.exists() and not (model_dir / "config.json").exists():
-        with tarfile.open(archive) as tar:
-            tar.extractall(model_dir, filter="data")
+    if (model_dir / "config.json").exists() or not archive.exists():
+        return model_dir
+    unpacked = model_dir / "unpacked"
+    if not unpacked.is_dir():
+        try:
+            unpack(archive, unpacked)
+        except ArchiveError as error:
+            raise ModelLoadError(f"cannot unpack {archive}: {error}") from error
+    return unpacked
 
 
 def return_free_heap_to_os() -> None:
@@ -64,7 +69,7 @@ def read_model_info(model_dir: Path) -> dict:
 
 class Predictor:
     def __init__(self, model_dir: Path, max_batch_size: int, quantize_int8: bool = False):
-        unpack_archive(model_dir)
+        model_dir = unpack_archive(model_dir)
         if not (model_dir / "model.safetensors").exists():
             raise ModelLoadError(
                 f"no model.safetensors in {model_dir} (only safetensors is loaded)"

@@ -34,9 +34,10 @@ def test_archive_members_cannot_escape_the_model_folder(tmp_path):
         member = tarfile.TarInfo("../escaped.txt")
         member.size = 4
         tar.addfile(member, io.BytesIO(b"evil"))
-    with pytest.raises(tarfile.OutsideDestinationError):
+    with pytest.raises(ModelLoadError, match="outside the destination"):
         unpack_archive(model_dir)
     assert not (tmp_path / "escaped.txt").exists()
+    assert [p.name for p in model_dir.iterdir()] == ["model.tar.gz"], "nothing left to serve"
 
 
 def test_refuses_a_model_without_its_info(trained_job, tmp_path):
