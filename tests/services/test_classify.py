@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -19,7 +20,7 @@ RESULTS = "postwerk-results"
 def email(message_id: str, subject: str, body: str) -> bytes:
     record = EmailV1(
         message_id=message_id,
-        received_at="2026-11-27T08:00:00Z",
+        received_at=datetime.now(UTC),
         sender="x@example.com",
         recipients=[],
         subject=subject,

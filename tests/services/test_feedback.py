@@ -3,6 +3,7 @@ embedded backend: listing, reading, confirming, correcting, and every way to get
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import boto3
@@ -63,6 +64,7 @@ def stored(aws, monkeypatch):
     )
     table = boto3.resource("dynamodb").Table(TABLE)
     emails = generate(count=4, seed=9)[1:4]  # complaint, offer request, billing question
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)  # inside any monitoring window
     for number, (email, value) in enumerate(zip(emails, (0.41, 0.93, 0.38), strict=True)):
         key = f"incoming/{number}.eml"
         s3.put_object(Bucket=RAW, Key=key, Body=to_eml(email))
@@ -71,7 +73,7 @@ def stored(aws, monkeypatch):
             "schema": "classification.v1", "message_id": f"m{number}", "label": "complaint",
             "score": score, "top_k": [{"label": "complaint", "score": score}],
             "needs_review": score < 0.5, "model": {"name": "n", "version": "v"},
-            "classified_at": f"2026-11-27T08:0{number}:00Z",
+            "classified_at": (an_hour_ago + timedelta(minutes=number)).isoformat(),
             "input": {"subject": email.subject, "language": email.language, "length": 99,
                       "source": {"bucket": RAW, "key": key, "sha256": "0" * 64}},
         })  # fmt: skip

@@ -14,7 +14,7 @@ RULES = monitoring.Rules(min_accuracy=0.8, min_reviewed=2, max_label_psi=0.25)
 def result(label="complaint", score=0.9, review=None, language="de", length=120, flagged=False):
     reviews = []
     if review:
-        reviews = [{"reviewer": "a", "reviewed_at": "2026-11-27T09:00:00Z",
+        reviews = [{"reviewer": "a", "reviewed_at": datetime.now(UTC),
                     "previous_label": label, "label": review}]  # fmt: skip
     return ClassificationV1.model_validate({
         "message_id": f"m{id(reviews)}", "label": review or label, "score": score,
