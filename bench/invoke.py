@@ -46,7 +46,7 @@ from bench.common import (
 from bench.serving import free_port, resolve_model
 from emulation.ministack import MiniStack
 from emulation.sagemaker.launcher import start_service
-from model.evaluation import METRIC_DEFINITIONS
+from model.contract import METRIC_DEFINITIONS
 
 NAME = "invoke"
 BUCKET = "postwerk-bench"

@@ -1,4 +1,4 @@
-"""The SageMaker container contract: the /opt/ml tree and its config files.
+"""The SageMaker container contract: the /opt/ml tree, its config files, the metric lines.
 
 SageMaker mounts everything under /opt/ml; locally `SAGEMAKER_BASE_DIR` relocates it.
 See https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo.html
@@ -71,3 +71,24 @@ def write_failure(paths: SageMakerPaths, reason: str) -> None:
     """SageMaker shows the failure file's text as the job's FailureReason."""
     paths.failure_file.parent.mkdir(parents=True, exist_ok=True)
     paths.failure_file.write_text(reason + "\n", encoding="utf-8")
+
+
+# Metric lines printed by training look like `validation_accuracy=0.9123;`. These are ready
+# MetricDefinitions for CreateTrainingJob / CreateHyperParameterTuningJob.
+METRIC_NAMES = (
+    "epoch",
+    "train_loss",
+    "train_samples_per_second",
+    "validation_loss",
+    "validation_accuracy",
+    "validation_macro_f1",
+    "test_accuracy",
+    "test_macro_f1",
+)
+METRIC_DEFINITIONS = [
+    {"Name": name, "Regex": rf"{name}=([-+0-9.eE]+|nan);"} for name in METRIC_NAMES
+]
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    return " ".join(f"{name}={value:.6g};" for name, value in metrics.items())

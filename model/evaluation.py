@@ -15,26 +15,6 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-# Metric lines printed by training look like `validation_accuracy=0.9123;`. These are ready
-# MetricDefinitions for CreateTrainingJob / CreateHyperParameterTuningJob.
-METRIC_NAMES = (
-    "epoch",
-    "train_loss",
-    "train_samples_per_second",
-    "validation_loss",
-    "validation_accuracy",
-    "validation_macro_f1",
-    "test_accuracy",
-    "test_macro_f1",
-)
-METRIC_DEFINITIONS = [
-    {"Name": name, "Regex": rf"{name}=([-+0-9.eE]+|nan);"} for name in METRIC_NAMES
-]
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    return " ".join(f"{name}={value:.6g};" for name, value in metrics.items())
-
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     return {

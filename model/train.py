@@ -24,13 +24,18 @@ from transformers import (
 )
 
 from model import checkpoint
-from model.contract import InputError, SageMakerPaths, read_config, write_failure
+from model.contract import (
+    InputError,
+    SageMakerPaths,
+    format_metrics,
+    read_config,
+    write_failure,
+)
 from model.data import Datasets, encode, label_counts, length_grouped_batches, load_datasets
 from model.distributed import Process, Topology, launch, start_process, stop_process, under_launcher
 from model.evaluation import (
     classification_metrics,
     evaluation_report,
-    format_metrics,
     model_card,
     write_reports,
 )

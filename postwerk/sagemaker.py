@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from model.evaluation import METRIC_DEFINITIONS
+from model.contract import METRIC_DEFINITIONS
 from postwerk.settings import CliSettings
 
 CHANNELS = ("train", "validation", "test")

@@ -6,7 +6,7 @@ import re
 import pytest
 from safetensors.torch import load_file
 
-from model.evaluation import METRIC_DEFINITIONS
+from model.contract import METRIC_DEFINITIONS
 from tests.conftest import tiny_hyperparameters
 from tests.jobs import LABELS, lay_out_job, make_emails, run_train
 

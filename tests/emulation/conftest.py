@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from emulation.sagemaker import launcher
-from model.evaluation import METRIC_DEFINITIONS
+from model.contract import METRIC_DEFINITIONS
 from tests.jobs import free_port, make_emails
 
 BUCKET = "postwerk-tests"

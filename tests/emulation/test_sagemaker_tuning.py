@@ -5,7 +5,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from model.evaluation import METRIC_DEFINITIONS
+from model.contract import METRIC_DEFINITIONS
 from tests.conftest import tiny_hyperparameters
 from tests.emulation.conftest import BUCKET, ROLE, put_jsonl
 from tests.jobs import make_emails

@@ -4,13 +4,8 @@ import re
 import numpy as np
 import pytest
 
-from model.evaluation import (
-    METRIC_DEFINITIONS,
-    classification_metrics,
-    evaluation_report,
-    format_metrics,
-    write_reports,
-)
+from model.contract import METRIC_DEFINITIONS, format_metrics
+from model.evaluation import classification_metrics, evaluation_report, write_reports
 
 
 def test_every_printed_metric_is_found_by_its_definition():
