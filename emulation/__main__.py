@@ -2,8 +2,9 @@
 
 Starts the embedded AWS backend (MiniStack), the local SageMaker service and the Kinesis
 event source mapping runner on 127.0.0.1, prints the exports that point boto3, the aws CLI
-and `postwerk` at them, and stops them all on Ctrl-C. State lives under --state-dir
-(default .postwerk/). With --ready-file, the exports and the PIDs go to that JSON file once
+and `postwerk` at them, and stops them all on Ctrl-C, SIGTERM or SIGHUP, also when the
+signal comes while they are still starting. State lives under --state-dir (default
+.postwerk/). With --ready-file, the exports and the PIDs go to that JSON file once
 everything answers (how `postwerk up` learns it is ready), and it is removed on the way out.
 """
 
@@ -12,11 +13,18 @@ import json
 import os
 import signal
 import sys
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from emulation.esm import MappingRunner
 from emulation.ministack import MiniStack
-from emulation.sagemaker.launcher import ServiceError, start_service
+from emulation.sagemaker.launcher import start_service, stop_service
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopRequested(Exception):
+    """A stop signal arrived; everything started so far is stopped on the way out."""
 
 
 def main() -> int:
@@ -26,50 +34,65 @@ def main() -> int:
     parser.add_argument("--sagemaker-port", type=int, default=4567)
     parser.add_argument("--ready-file", type=Path, help="written once ready, removed on stop")
     args = parser.parse_args()
-
-    backend = MiniStack(args.state_dir.resolve(), args.port, persist_state=True)
-    print(f"starting MiniStack on {backend.endpoint_url} (first run: installs it) ...")
-    backend.start()
+    for number in STOP_SIGNALS:
+        signal.signal(number, request_stop)
     try:
-        service, sagemaker_url = start_service(
-            args.state_dir.resolve() / "sagemaker",
-            args.sagemaker_port,
-            backend.client_environment(),
-        )
-    except ServiceError:
-        backend.stop()
-        raise
+        with ExitStack() as started:
+            exports = start(args, started)
+            say("\nIn another shell, point AWS tools at them:\n")
+            for name, value in exports.items():
+                say(f"export {name}={value}")
+            say("\nCtrl-C stops them all.")
+            while True:
+                signal.pause()
+    except StopRequested:
+        pass
+    return 0
+
+
+def start(args: argparse.Namespace, started: ExitStack) -> dict[str, str]:
+    """Start the three parts, each registered to be stopped (last first) as soon as it
+    exists; returns the exports once all answer."""
+    state_dir = args.state_dir.resolve()
+    backend = MiniStack(state_dir, args.port, persist_state=True)
+    started.callback(say, "stopped.")
+    started.callback(backend.stop)  # safe before start: it stops by PID file
+    first_run = "; first run: installs it" if backend.needs_install() else ""
+    say(f"starting MiniStack on {backend.endpoint_url}{first_run} ...")
+    backend.start()
+    service, sagemaker_url = start_service(
+        state_dir / "sagemaker", args.sagemaker_port, backend.client_environment()
+    )
+    started.callback(stop_service, service)
+    say(f"local SageMaker service on {sagemaker_url}")
     exports = backend.client_environment() | {
         "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker_url,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": sagemaker_url,
     }
-    runner = None
-    try:
-        print(f"local SageMaker service on {sagemaker_url}")
-        os.environ.update(exports)  # the runner's boto3 clients talk to the backend
-        runner = MappingRunner(args.state_dir.resolve() / "esm-checkpoints").start()
-        print("event source mapping runner started (Kinesis and SQS)\n")
-        print("In another shell, point AWS tools at them:\n")
-        for name, value in exports.items():
-            print(f"export {name}={value}")
-        print("\nCtrl-C stops them all.")
-        if args.ready_file:
-            pids = [os.getpid(), backend.running_pid(), service.pid]
-            ready = {"backend": "embedded", "env": exports, "pids": pids}
-            write_atomically(args.ready_file, ready)
-        stop_signals = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # after the children started
-        signal.sigwait(stop_signals)
-    finally:
-        print("stopping ...")
-        if args.ready_file:
-            args.ready_file.unlink(missing_ok=True)
-        if runner is not None:
-            runner.stop()
-        service.terminate()
-        service.wait(150)
-        backend.stop()
-    return 0
+    os.environ.update(exports)  # the runner's boto3 clients talk to the backend
+    runner = MappingRunner(state_dir / "esm-checkpoints").start()
+    started.callback(runner.stop)
+    say("event source mapping runner started (Kinesis and SQS)")
+    if args.ready_file:
+        pids = [os.getpid(), backend.running_pid(), service.pid]
+        write_atomically(args.ready_file, {"backend": "embedded", "env": exports, "pids": pids})
+        started.callback(args.ready_file.unlink, missing_ok=True)
+    started.callback(say, "stopping ...")
+    return exports
+
+
+def request_stop(number: int, frame) -> None:
+    """The first stop signal unwinds main(); later ones are ignored so the stop completes."""
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise StopRequested(signal.Signals(number).name)
+
+
+def say(line: str) -> None:
+    """Print, unless nobody reads any more (a closed pipe or terminal): output never stops
+    a shutdown."""
+    with suppress(OSError):
+        print(line, flush=True)
 
 
 def write_atomically(path: Path, content: dict) -> None:

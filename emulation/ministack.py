@@ -45,16 +45,22 @@ class MiniStack:
     def log_file(self) -> Path:
         return self.state_dir / f"ministack-{self.port}.log"
 
+    @property
+    def _stamp(self) -> Path:
+        return self.venv / ".installed"
+
+    def needs_install(self) -> bool:
+        return not self._stamp.exists() or self._stamp.read_text() != " ".join(REQUIREMENTS)
+
     def install(self) -> Path:
         """Create the emulator's venv once (seconds); returns its Python."""
         python = self.venv / "bin" / "python"
-        stamp = self.venv / ".installed"
-        if stamp.exists() and stamp.read_text() == " ".join(REQUIREMENTS):
+        if not self.needs_install():
             return python
         self.state_dir.mkdir(parents=True, exist_ok=True)
         run([sys.executable, "-m", "venv", "--clear", str(self.venv)], "create MiniStack's venv")
         run([str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS], "install MiniStack")
-        stamp.write_text(" ".join(REQUIREMENTS))
+        self._stamp.write_text(" ".join(REQUIREMENTS))
         return python
 
     def start(self, timeout: float = 30) -> str:

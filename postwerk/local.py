@@ -9,6 +9,7 @@ compose: `docker compose up --wait` with the project's docker-compose.yml; the r
 then holds the fixed exports of its published ports.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from emulation.ministack import alive  # the one liveness check of local process
 from postwerk.settings import REPO_ROOT
 
 BACKENDS = ("embedded", "compose")
+STOP_SECONDS = 60  # the launcher's own stop takes seconds; past this, SIGKILL
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DUMMY_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "eu-central-1",
@@ -102,12 +104,15 @@ def start_embedded(state_dir: Path, aws_port: int, sagemaker_port: int) -> Local
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT
         )
     deadline = time.monotonic() + 600  # the first run installs MiniStack into its own venv
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            tail = log.read_text(errors="replace")[-1500:]
-            raise LocalError(f"the local AWS did not start (log {log}):\n{tail}")
-        time.sleep(0.2)
+    try:
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-1500:]
+                raise LocalError(f"the local AWS did not start (log {log}):\n{tail}")
+            time.sleep(0.2)
+    except BaseException:  # also Ctrl-C: what started so far stops with the launcher
+        terminate([process.pid], STOP_SECONDS)
+        raise
     recorded = json.loads(ready.read_text())
     return LocalAws("embedded", recorded["env"], recorded["pids"])
 
@@ -127,24 +132,31 @@ def start_compose(state_dir: Path, emulator: str) -> LocalAws:
     return LocalAws("compose", env, [])
 
 
-def stop(state_dir: Path, timeout: float = 180) -> LocalAws | None:
-    """Stop what `up` started: SIGTERM to the launcher (it stops its children), SIGKILL to
-    every recorded PID still there after the timeout. None when nothing ran."""
+def stop(state_dir: Path) -> LocalAws | None:
+    """Stop what `up` started; None when nothing ran."""
     found = find(state_dir)
     if found is None:
         return None
     if found.backend == "compose":
         compose(["--profile", "localstack", "--profile", "ministack", "down"])
     else:
-        os.kill(found.pids[0], signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while alive(found.pids[0]) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for pid in found.pids:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        terminate(found.pids, STOP_SECONDS)
     ready_file(state_dir).unlink(missing_ok=True)
     return found
+
+
+def terminate(pids: list[int], timeout: float) -> None:
+    """SIGTERM to the launcher (pids[0]), which stops its children; after the timeout,
+    SIGKILL to the process group of every PID still there."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pids[0], signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
 def compose(arguments: list[str]) -> None:

@@ -7,11 +7,12 @@ sample e-mails and shows their results, then shows live counts until Ctrl-C.
 
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import boto3
 import typer
@@ -20,12 +21,13 @@ from rich.table import Table
 
 from postwerk import deploy as stack
 from postwerk import local, models, pipeline, pipeline_commands, sagemaker, samples
-from postwerk.output import clear_failures, console, fail, follow_training_job
+from postwerk.output import clear_failures, console, fail, follow_training_job, shell_command
 from postwerk.settings import REPO_ROOT, CliSettings
 
 SAMPLE_EMAILS = REPO_ROOT / "examples" / "emails"
 DEFAULT_JOB_PREFIX = "postwerk-default"
 DEFAULT_HYPERPARAMETERS = {"epochs": "3", "learning_rate": "3e-4", "batch_size": "16"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def up(
@@ -39,11 +41,57 @@ def up(
     ] = [],  # noqa: B006 (Typer reads the default)
     send_samples: Annotated[bool, typer.Option(help="send the bundled e-mails")] = True,
 ) -> None:
-    """Bring the whole pipeline up on this machine and show it working."""
+    """Bring the whole pipeline up on this machine and show it working.
+
+    Ctrl-C, SIGTERM or a closed terminal (SIGHUP) stop everything it started, also while
+    it is still starting."""
     settings = CliSettings()
     started = time.monotonic()
-    with clear_failures(), interrupted_while_starting():
-        running = start_local_aws(settings, backend, emulator)
+    with stop_signals_interrupt():
+        try:
+            with clear_failures():
+                running, ours = start_local_aws(settings, backend, emulator)
+        except KeyboardInterrupt:
+            console.print("\ninterrupted while starting the local AWS; nothing left running")
+            raise typer.Exit(130) from None
+        try:
+            outputs = make_ready(settings, running, hyperparameter, send_samples, started)
+        except KeyboardInterrupt:
+            stopped_while_starting(settings, ours)
+        if detach:
+            console.print("`make down` (or `postwerk down`) stops it.")
+            return
+        watch(outputs)
+        stop(settings)
+
+
+@contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP interrupt `up` as Ctrl-C does. Once one came, every further stop
+    signal is ignored, so that stopping what `up` started always runs to its end."""
+
+    def interrupt(number: int, frame) -> None:
+        for other in STOP_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def make_ready(
+    settings: CliSettings,
+    running: local.LocalAws,
+    hyperparameter: list[str],
+    send_samples: bool,
+    started: float,
+) -> dict[str, str]:
+    """Deploy the stack, make sure a model serves, send the samples; the stack's outputs."""
+    with clear_failures():
         os.environ.update(running.env)  # every boto3 client from here on talks to it
         outputs = stack.deploy_pipeline(
             stack.target_for(running.backend),
@@ -61,37 +109,38 @@ def up(
         console.print(f"sent {len(sent)} sample e-mails ...")
         pipeline_commands.show_sent_results(sent, outputs)
     console.print(
-        '\nIn another shell: [bold]eval "$(postwerk env)"[/], then `postwerk send FOLDER`, '
-        "`postwerk results`, the aws CLI or boto3."
+        f'\nIn another shell: [bold]eval "$({shell_command()} env)"[/], then '
+        "`postwerk send FOLDER`, `postwerk results`, the aws CLI or boto3."
     )
-    if detach:
-        console.print("`make down` (or `postwerk down`) stops it.")
-        return
-    watch(outputs, settings)
+    return outputs
 
 
-@contextmanager
-def interrupted_while_starting() -> Iterator[None]:
-    """Ctrl-C before ready: say what still runs instead of a traceback."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        console.print("\ninterrupted; what started still runs: `make down` stops it")
-        raise typer.Exit(130) from None
+def stopped_while_starting(settings: CliSettings, ours: bool) -> NoReturn:
+    """An interrupt before ready stops the local AWS if this `up` started it."""
+    if not ours:
+        console.print("\ninterrupted; the local AWS ran before `up` and keeps running")
+    else:
+        console.print("\ninterrupted")
+        stop(settings)
+    raise typer.Exit(130)
 
 
-def start_local_aws(settings: CliSettings, backend: str | None, emulator: str) -> local.LocalAws:
+def start_local_aws(
+    settings: CliSettings, backend: str | None, emulator: str
+) -> tuple[local.LocalAws, bool]:
+    """The running local AWS, or a new one; True when this call started it."""
     running = local.find(settings.state_dir)
     if running is not None:
         console.print(f"the local AWS already runs ({running.backend}); using it")
-        return running
+        return running, False
     chosen, why = local.choose_backend(backend)
     console.print(f"backend: [bold]{chosen}[/] ({why})")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if chosen == "compose":
-        return local.start_compose(settings.state_dir, emulator)
+        return local.start_compose(settings.state_dir, emulator), True
     console.print("starting MiniStack, the SageMaker service and the mapping runner ...")
-    return local.start_embedded(settings.state_dir, settings.aws_port, settings.sagemaker_port)
+    started = local.start_embedded(settings.state_dir, settings.aws_port, settings.sagemaker_port)
+    return started, True
 
 
 def ensure_model(settings: CliSettings, hyperparameters: dict[str, str]) -> None:
@@ -157,8 +206,8 @@ def keep_model(job: str, archive: Path) -> None:
     boto3.client("s3").download_file(bucket, key, str(archive))
 
 
-def watch(outputs: dict[str, str], settings: CliSettings) -> None:
-    """Live counts until Ctrl-C, which then stops everything `up` started."""
+def watch(outputs: dict[str, str]) -> None:
+    """Live counts until Ctrl-C (or SIGTERM, SIGHUP)."""
     console.print("Ctrl-C stops the pipeline.")
     try:
         with Live(console=console, refresh_per_second=1) as live:
@@ -167,7 +216,6 @@ def watch(outputs: dict[str, str], settings: CliSettings) -> None:
                 time.sleep(1)
     except KeyboardInterrupt:
         console.print()
-    stop(settings)
 
 
 def counts_table(counts: pipeline.Counts) -> Table:
@@ -217,6 +265,12 @@ def env() -> None:
         print(f"export {name}={value}")
 
 
+def aws_configured() -> bool:
+    """A region and credentials from the standard chain: there is an AWS to look at."""
+    session = boto3.Session()
+    return session.region_name is not None and session.get_credentials() is not None
+
+
 def status() -> None:
     """What runs where: the local AWS, the stack, the endpoint, the pipeline's counts."""
     settings = CliSettings()
@@ -229,8 +283,10 @@ def status() -> None:
         console.print(f"  SageMaker {running.env['AWS_ENDPOINT_URL_SAGEMAKER']}")
     elif os.environ.get("AWS_ENDPOINT_URL"):
         console.print(f"AWS endpoint override: {os.environ['AWS_ENDPOINT_URL']}")
-    else:
+    elif aws_configured():
         console.print("local AWS: not running; looking at AWS (the default credential chain)")
+    else:
+        fail("the local AWS is not running: start it with `make up` (or `postwerk up`)", 2)
     with clear_failures():
         if not stack.stack_exists(settings.stack_name):
             fail(f"stack {settings.stack_name}: not deployed (make up, or postwerk deploy)", 1)

@@ -5,8 +5,13 @@ Exit codes: 0 done; 1 the job or call ran and failed (its reason is printed); 2 
 could not start (bad input, AWS unreachable or refusing, the local AWS not running).
 """
 
+import io
+import os
+import shutil
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,7 +20,60 @@ from rich.console import Console
 from postwerk import sagemaker
 from postwerk.local import LocalError
 
-console = Console(highlight=False)
+
+class StdoutThatMayVanish(io.TextIOBase):
+    """sys.stdout, except that once its reader is gone (a pipe closed by `tee` dying with
+    the same Ctrl-C, a closed terminal) every write goes nowhere instead of raising: a
+    message must never stop a shutdown half-way."""
+
+    def write(self, text: str) -> int:
+        try:
+            sys.stdout.write(text)
+        except OSError:
+            silence_output()
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            sys.stdout.flush()
+        except OSError:
+            silence_output()
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return sys.stdout.encoding
+
+
+def silence_output() -> None:
+    """Point this process's stdout and stderr at /dev/null (the interpreter's last flush
+    included), so nothing else fails on the vanished reader."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+console = Console(file=StdoutThatMayVanish(), highlight=False)
+
+
+def shell_command() -> str:
+    """This `postwerk` as the user's shell can call it: the bare name where PATH finds this
+    one, else its path (relative when below the working directory, e.g. .venv/bin/postwerk)."""
+    installed = Path(sys.executable).parent / "postwerk"
+    found = shutil.which("postwerk")
+    if found and Path(found).resolve() == installed.resolve():
+        return "postwerk"
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
 
 
 @contextmanager
@@ -27,7 +85,8 @@ def clear_failures() -> Iterator[None]:
         details = error.response.get("Error", {})
         fail(f"AWS refused: {details.get('Code')}: {details.get('Message')}", 2)
     except BotoCoreError as error:
-        fail(f'cannot reach AWS: {error}\n(for the local stack: eval "$(postwerk env)")', 2)
+        local_hint = f'for the local stack: eval "$({shell_command()} env)"'
+        fail(f"cannot reach AWS: {error}\n({local_hint})", 2)
     except (ValueError, LocalError) as error:
         fail(str(error), 2)
 

@@ -45,13 +45,26 @@ def start_service(
         )
     url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + timeout
-    while not healthy(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            tail = log.read_text(errors="replace")[-2000:]
-            raise ServiceError(f"the SageMaker service did not start on {url}: {tail}")
-        time.sleep(0.1)
+    try:
+        while not healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise ServiceError(f"the SageMaker service did not start on {url}: {tail}")
+            time.sleep(0.1)
+    except BaseException:  # also an interrupt: a restarted service may already run replicas
+        stop_service(process)
+        raise
     return process, url
+
+
+def stop_service(process: subprocess.Popen, timeout: float = 150) -> None:
+    """SIGTERM (the service stops its jobs and replicas), SIGKILL after the timeout."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:
