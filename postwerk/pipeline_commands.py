@@ -159,43 +159,70 @@ def show_sent_results(sent: list[pipeline.Sent], outputs: dict[str, str], timeou
 
 
 def sent_table(sent: list[pipeline.Sent], found: dict[str, dict], rejected: dict[str, str]):
-    table = Table(title="results")
-    for column in ("sender", "subject", "category", "score", "review"):
-        table.add_column(column)
+    rows = []
     for item in sent:
         headers = pipeline.headers(item.path.read_bytes())
         result = found.get(item.message_id)
         if result:
-            outcome = [result["label"], f"{result['score']:.2f}"]
+            rows.append(result_row(headers, result))
         elif item.key in rejected:
-            outcome = [f"[red]rejected[/]: {rejected[item.key]}", ""]
+            rows.append(outcome_row(headers, f"[red]rejected[/]: {rejected[item.key]}"))
         else:
-            outcome = ["[yellow]pending[/]", ""]
-        review = "[red]yes[/]" if result and result["needs_review"] else ""
-        table.add_row(pipeline.redact(headers["from"]), headers["subject"][:48], *outcome, review)
+            rows.append(outcome_row(headers, "[yellow]pending[/]"))
+    return emails_table("results", rows)
+
+
+def emails_table(title: str, rows: list[list[str]]) -> Table:
+    """E-mails as `up` and `results` show them: who (redacted), what, and the outcome."""
+    table = Table(title=title)
+    for column in ("sender", "subject", "category", "score", "review", "classified at"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
+def result_row(headers: dict[str, str], result: dict) -> list[str]:
+    return [
+        pipeline.redact(headers["from"]),
+        headers["subject"][:48],
+        result["label"],
+        f"{result['score']:.2f}",
+        "[red]yes[/]" if result["needs_review"] else "",
+        result["classified_at"][:19].replace("T", " "),
+    ]
+
+
+def outcome_row(headers: dict[str, str], outcome: str) -> list[str]:
+    return [pipeline.redact(headers["from"]), headers["subject"][:48], outcome, "", "", ""]
+
+
 FORMATS = ("table", "jsonl", "csv")
+TABLE_ROWS = 20
 
 
 def results(
     output_format: Annotated[str, typer.Option("--format", help="table, jsonl or csv")] = "table",
     output: Annotated[Path | None, typer.Option(help="write to this file instead")] = None,
     needs_review: Annotated[bool, typer.Option(help="only results that need review")] = False,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="the newest N (default: 20 shown, all exported)")
+    ] = None,
 ) -> None:
-    """Show or export the classification results (classification.v1)."""
+    """Show or export the classification results (classification.v1), newest first."""
     if output_format not in FORMATS:
         fail(f"--format {output_format}: choose one of {', '.join(FORMATS)}", 2)
     settings = CliSettings()
     with clear_failures():
         outputs = stack.stack_outputs(settings.stack_name)
-        items = pipeline.results(outputs["ResultsTable"])
-    if needs_review:
-        items = [item for item in items if item["needs_review"]]
-    if output_format == "table":
-        console.print(results_table(items))
-        return
+        items = pipeline.results(outputs["ResultsTable"])[::-1]
+        if needs_review:
+            items = [item for item in items if item["needs_review"]]
+        if output_format == "table":
+            shown = items[: limit or TABLE_ROWS]
+            console.print(stored_results_table(shown, total=len(items)))
+            return
+    items = items[:limit] if limit else items
     with open(output, "w", newline="") if output else nullcontext(sys.stdout) as stream:
         if output_format == "jsonl":
             for item in items:
@@ -223,20 +250,25 @@ def write_csv(items: list[dict], stream) -> None:
         )
 
 
-def results_table(items: list[dict]) -> Table:
+def stored_results_table(items: list[dict], total: int) -> Table:
+    """The results with sender and subject read from their raw e-mails (the results hold
+    no addresses)."""
     review = sum(item["needs_review"] for item in items)
-    table = Table(title=f"{len(items)} result(s), {review} need review")
-    for column in ("message id", "category", "score", "review", "classified at"):
-        table.add_column(column)
-    for item in items:
-        table.add_row(
-            item["message_id"],
-            item["label"],
-            f"{item['score']:.2f}",
-            "[red]yes[/]" if item["needs_review"] else "",
-            item["classified_at"][:19],
-        )
-    return table
+    shown = f"the newest {len(items)} of {total}" if len(items) < total else f"{total}"
+    s3 = boto3.client("s3")
+    rows = [result_row(raw_headers(s3, item), item) for item in items]
+    return emails_table(f"{shown} result(s), {review} of them need review", rows)
+
+
+def raw_headers(s3, result: dict) -> dict[str, str]:
+    source = (result.get("input") or {}).get("source")
+    if source is None:  # a result from before inputs were recorded
+        return {"from": "", "subject": ""}
+    try:
+        raw = s3.get_object(Bucket=source["bucket"], Key=source["key"])
+    except s3.exceptions.NoSuchKey:
+        return {"from": "", "subject": result["input"]["subject"]}
+    return pipeline.headers(raw["Body"].read())
 
 
 def monitor(
@@ -277,6 +309,16 @@ def monitor(
     for action in document["actions"]:
         console.print(f"[bold]action:[/] {action}")
     console.print(f"plots: {', '.join(str(path) for path in saved)}")
+    console.print(f"[bold]verdict:[/] {verdict(document['report']['fired'], document['actions'])}")
+
+
+def verdict(fired: list[str], actions: list[str]) -> str:
+    """The monitor run in one line: which rules fired and what came of it."""
+    done = "; ".join(actions)
+    if not fired:
+        return done or "no rule fired; nothing to do"
+    rules = f"{len(fired)} rule(s) fired ({'; '.join(fired)})"
+    return f"{rules}: {done}" if done else f"{rules}; nothing started"
 
 
 def download_plots(bucket: str, document: dict, folder: Path) -> list[Path]:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
+from emulation import ministack
 from tests.jobs import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -58,11 +59,25 @@ def test_references_resolve(compose):
     assert "postwerk-model:latest" in built, "the image the SageMaker service starts"
 
 
-def test_published_ports_are_local_only_and_the_emulator_is_pinned(compose):
+def test_published_ports_are_local_only_and_the_emulators_are_pinned(compose):
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
     assert compose["services"]["localstack"]["image"] == "localstack/localstack:4.14.0"
+    embedded = next(r for r in ministack.REQUIREMENTS if r.startswith("ministack=="))
+    pinned = compose["services"]["ministack"]["image"]
+    assert pinned == f"ministackorg/ministack:{embedded.split('==')[1]}", "as the tests ran it"
+
+
+def test_every_external_image_is_pinned_to_a_version(compose):
+    built = {service["image"] for service in compose["services"].values() if "build" in service}
+    for name, service in compose["services"].items():
+        if service["image"] not in built:  # an image pulled from a registry
+            repository, _, tag = service["image"].rpartition(":")
+            assert repository and tag not in ("", "latest"), f"{name}: {service['image']}"
+    for dockerfile in ("model/Dockerfile", "emulation/Dockerfile"):
+        for base in re.findall(r"^FROM\s+(\S+)", (ROOT / dockerfile).read_text(), re.M):
+            assert ":" in base and not base.endswith(":latest"), f"{dockerfile}: {base}"
 
 
 def test_the_emulation_image_installs_exactly_the_emulation_extra():
