@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     # CPU only (CUDA serves in fp16): int8 dynamic quantization of the Linear layers.
     # On Banking77: x2.5 throughput for -0.26 accuracy points (bench/results/accuracy.json).
     quantize_int8: bool = True
+    # Bounds on what one client may cost (README: "Serving limits"). Past them: the status.
+    max_instances: PositiveInt = 1000  # per request: 413
+    max_request_target_bytes: PositiveInt = 8 * 1024  # the URL: 414
+    max_header_bytes: PositiveInt = 32 * 1024  # all header fields together: 431
+    max_headers: PositiveInt = 100  # header fields: 431
+    header_timeout_seconds: PositiveFloat = 10.0  # from a request's first byte to its headers: 408
+    body_timeout_seconds: PositiveFloat = 60.0  # from the headers to the body's end: 408
+    max_idle_connections: PositiveInt = 100  # beyond it, the longest-idle one is closed
 
     # Training: processes per host; default one per GPU, or one on a CPU-only host.
     processes_per_host: PositiveInt | None = None

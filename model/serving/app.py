@@ -6,24 +6,29 @@ https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.h
 
 import asyncio
 import json
+import logging
 import os
 from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
+from model.serving import openapi
 from model.serving.batching import DynamicBatcher
 from model.serving.predictor import Predictor
 from model.serving.requests import (
-    JSON_TYPES,
     JSONLINES_TYPES,
     MAX_PAYLOAD_BYTES,
     BadRequest,
-    media_type,
     parse_invocation,
+    request_type,
+    response_type,
 )
 from model.settings import Settings
+
+log = logging.getLogger("postwerk.serving")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,15 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "MaxPayloadInMB": MAX_PAYLOAD_BYTES // (1024 * 1024),
         }
 
-    @app.post("/invocations")
+    @app.post("/invocations", openapi_extra=openapi.invocations(settings.max_instances))
     async def invocations(request: Request) -> Response:
-        content_type = media_type(request.headers.get("content-type"))
-        if content_type not in JSON_TYPES | JSONLINES_TYPES:
-            supported = ", ".join(sorted(JSON_TYPES | JSONLINES_TYPES))
-            raise BadRequest(415, f"unsupported content type '{content_type}' ({supported})")
-        accept = response_type(request.headers.get("accept"), content_type)
+        headers = request.headers
+        content_type = request_type(headers.get("content-type"), headers.get("content-encoding"))
+        accept = response_type(headers.get("accept"), content_type)
         body = await read_body(request)
-        instances, top_k = parse_invocation(body, content_type)
+        instances, top_k = parse_invocation(body, content_type, settings.max_instances)
         texts = [instance.model_text() for instance in instances]
         predictor: Predictor = request.app.state.predictor
         try:
@@ -81,7 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 timeout=settings.timeout_seconds,
             )
         except TimeoutError:
-            return JSONResponse({"error": "model timed out"}, status_code=504)
+            error = f"model timed out after {settings.timeout_seconds} s"
+            return JSONResponse({"error": error}, status_code=504)
         rows = [
             {"id": instance.id, "label": p.label, "score": p.score, "top_k": p.top_k}
             for instance, p in zip(instances, predictions, strict=True)
@@ -95,24 +99,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def response_type(accept: str | None, content_type: str) -> str:
-    """The Accept header's type if we speak it; by default, the request's own type."""
-    wanted = media_type(accept)
-    if wanted in ("", "*/*"):
-        return content_type
-    if wanted not in JSON_TYPES | JSONLINES_TYPES:
-        raise BadRequest(406, f"cannot answer in '{wanted}' (application/json or jsonlines)")
-    return wanted
-
-
 async def read_body(request: Request) -> bytes:
     """The body, refusing payloads over 6 MB before reading them when the size is declared."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
         raise BadRequest(413, f"payload over {MAX_PAYLOAD_BYTES} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_PAYLOAD_BYTES:
-            raise BadRequest(413, f"payload over {MAX_PAYLOAD_BYTES} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_PAYLOAD_BYTES:
+                raise BadRequest(413, f"payload over {MAX_PAYLOAD_BYTES} bytes")
+    except ClientDisconnect:
+        log.warning("a client went away before the end of its body (%d bytes read)", len(body))
+        raise BadRequest(400, "the body ended early") from None  # an answer to no one
     return bytes(body)

@@ -1,10 +1,13 @@
 """Dynamic batching: requests that arrive while the model is busy share its next pass.
 
-There is no fixed wait: when the model is free, it takes everything queued so far (up to
-max_batch_size texts). A lone request is served at once; under load, batches fill up.
+There is no fixed wait: when the model is free, its next pass takes up to max_batch_size
+texts from the requests queued so far, oldest first. A request larger than that spans
+several passes (its texts shortest first, so each pass pads little), and one that timed out
+is dropped at the next pass boundary: nobody waits behind work nobody waits for.
 """
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -17,6 +20,26 @@ class Pending:
     result: asyncio.Future = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    taken: int = 0  # how many of its texts passes have taken so far
+    order: list[int] = field(init=False)
+    predictions: list = field(init=False)
+
+    def __post_init__(self):
+        self.order = sorted(range(len(self.texts)), key=lambda i: len(self.texts[i]))
+        self.predictions = [None] * len(self.texts)
+
+    def take(self, count: int) -> list[int]:
+        """The indices of its next `count` texts, shortest first."""
+        indices = self.order[self.taken : self.taken + count]
+        self.taken += len(indices)
+        return indices
+
+    @property
+    def all_taken(self) -> bool:
+        return self.taken == len(self.texts)
+
+
+Share = tuple[Pending, list[int]]  # a request and the indices of its texts in one pass
 
 
 class DynamicBatcher:
@@ -43,33 +66,48 @@ class DynamicBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        waiting: deque[Pending] = deque()
         while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0].texts)
-            while size < self._max_batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                size += len(batch[-1].texts)
-            batch = [p for p in batch if not p.result.cancelled()]  # timed-out requests
-            if batch:
-                await loop.run_in_executor(self._executor, self._serve, batch)
+            if not waiting:
+                waiting.append(await self._queue.get())
+            while not self._queue.empty():
+                waiting.append(self._queue.get_nowait())
+            # Timed out (cancelled) or failed: whatever they had left is dropped here.
+            waiting = deque(pending for pending in waiting if not pending.result.done())
+            if waiting:
+                await loop.run_in_executor(self._executor, self._serve, self._next_pass(waiting))
 
-    def _serve(self, batch: list[Pending]) -> None:
+    def _next_pass(self, waiting: deque[Pending]) -> list[Share]:
+        shares, room = [], self._max_batch_size
+        while waiting and room:
+            indices = waiting[0].take(room)
+            shares.append((waiting[0], indices))
+            room -= len(indices)
+            if waiting[0].all_taken:
+                waiting.popleft()
+        return shares
+
+    def _serve(self, shares: list[Share]) -> None:
         """Runs on the inference thread; hands each request its share of the results."""
-        texts = [text for pending in batch for text in pending.texts]
-        top_k = max(pending.top_k for pending in batch)  # each request gets its own below
+        texts = [pending.texts[i] for pending, indices in shares for i in indices]
+        top_k = max(pending.top_k for pending, _ in shares)  # each gets its own below
         try:
             predictions = self._predict(texts, top_k)
-        except Exception as error:  # the model failed: every request in the pass fails
-            for pending in batch:
-                self._resolve(pending, error=error)
+        except Exception as error:
+            if len(shares) > 1:  # one request's texts may be the cause: let it fail alone
+                for share in shares:
+                    self._serve([share])
+            else:
+                self._resolve(shares[0][0], error=error)
             return
-        start = 0
-        for pending in batch:
-            share = predictions[start : start + len(pending.texts)]
-            start += len(pending.texts)
-            self._resolve(
-                pending, result=[replace(p, top_k=p.top_k[: pending.top_k]) for p in share]
-            )
+        results = iter(predictions)
+        for pending, indices in shares:
+            for i in indices:
+                prediction = next(results)
+                k = pending.top_k
+                pending.predictions[i] = replace(prediction, top_k=prediction.top_k[:k])
+            if pending.all_taken:
+                self._resolve(pending, result=pending.predictions)
 
     @staticmethod
     def _resolve(pending: Pending, result=None, error=None) -> None:

@@ -13,6 +13,7 @@ def main() -> int:
         host=settings.bind_host,
         port=settings.port,
         workers=settings.workers,
+        http="model.serving.protocol:BoundedHttpToolsProtocol",
         timeout_keep_alive=int(settings.timeout_seconds),
         log_level="warning",
     )

@@ -1,5 +1,6 @@
 import asyncio
 import random
+import time
 
 import pytest
 
@@ -93,3 +94,70 @@ def test_a_model_error_fails_the_requests_of_that_pass_only():
         return result
 
     assert asyncio.run(scenario())[0].label == "fine"
+
+
+def test_a_large_request_spans_passes_and_keeps_its_order():
+    calls = []
+    texts = [f"t{i}" * (i % 7 + 1) for i in range(30)]
+
+    async def scenario():
+        batcher = DynamicBatcher(fake_predict(calls), max_batch_size=8)
+        batcher.start()
+        result = await batcher.predict(texts, top_k=1)
+        await batcher.stop()
+        return result
+
+    assert [p.label for p in asyncio.run(scenario())] == texts
+    assert [len(call) for call in calls] == [8, 8, 8, 6]
+    assert calls[0] == sorted(calls[0], key=len), "shortest first: little padding"
+
+
+def test_a_timed_out_request_is_dropped_at_the_next_pass_and_later_ones_answer():
+    calls = []
+
+    def slow_predict(texts, top_k):
+        time.sleep(0.01)
+        return fake_predict(calls)(texts, top_k)
+
+    async def scenario():
+        batcher = DynamicBatcher(slow_predict, max_batch_size=4)
+        batcher.start()
+        huge = [f"h{i}" for i in range(4000)]  # 1,000 passes: 10 s if nobody dropped it
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(batcher.predict(huge, top_k=1), timeout=0.05)
+        started = time.monotonic()
+        later = await asyncio.wait_for(batcher.predict(["later"], top_k=1), timeout=1)
+        waited = time.monotonic() - started
+        await batcher.stop()
+        return later, waited
+
+    later, waited = asyncio.run(scenario())
+    assert later[0].label == "later"
+    assert waited < 0.5
+    assert sum(len(call) for call in calls) < 100, "the timed-out request's work was dropped"
+
+
+def test_a_request_the_model_cannot_take_fails_alone():
+    calls = []
+
+    def predict(texts, top_k):
+        calls.append(list(texts))
+        if "poison" in texts:
+            raise UnicodeEncodeError("utf-8", "poison", 0, 1, "surrogates not allowed")
+        return fake_predict([])(texts, top_k)
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, max_batch_size=64)
+        batcher.start()
+        requests = [["fine"], ["poison"], ["also fine", "too"]]
+        results = await asyncio.gather(
+            *(batcher.predict(texts, top_k=1) for texts in requests), return_exceptions=True
+        )
+        await batcher.stop()
+        return results
+
+    fine, poisoned, also_fine = asyncio.run(scenario())
+    assert calls[0] == ["fine", "poison", "too", "also fine"], "they shared a pass"
+    assert isinstance(poisoned, UnicodeEncodeError)
+    assert [p.label for p in fine] == ["fine"]
+    assert [p.label for p in also_fine] == ["also fine", "too"]
