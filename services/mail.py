@@ -1,189 +1,273 @@
 """Raw e-mail bytes -> an `email.v1` record, for real-world mail.
 
-The standard library's modern parser (policy.default) does the MIME work: multipart,
-quoted-printable and base64, RFC 2047 headers, nested message/rfc822. Added here: text from
-HTML-only mail (BeautifulSoup), decoding when the declared charset is wrong or unknown
-(charset-normalizer), dropping quoted replies and signatures, a size bound, and a language
-guess for German and English.
+Guarantees (DESIGN.md section 6): `parse_email` raises nothing but `NotAnEmail`, for any
+bytes; its cost is roughly linear in the size (headers and text are cut before the work
+that grows with them, attachments are measured, never decoded into text); what was cut,
+repaired or could not be read is named in the record's `flags`.
+
+The standard library's parser does the MIME structure, with the compat32 policy and raw
+header values: its modern header parser raises on real-world defects and grows
+super-linearly with a header's size, so headers are decoded here (RFC 2047 and raw 8-bit
+bytes, with the same charset repair as bodies). Added: the body part with the text,
+HTML to text (BeautifulSoup), charset repair (charset-normalizer), dropping quoted replies
+and signatures (services.quotes), size bounds, and the language (services.language).
 """
 
 import hashlib
 import re
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email import message_from_bytes
+from email.errors import HeaderParseError
+from email.header import decode_header
+from email.message import Message
+from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
 from bs4 import BeautifulSoup
 from charset_normalizer import from_bytes
 
-from services.records import Attachment, EmailV1, Source
+from services.language import language
+from services.quotes import strip_history, strip_html_history
+from services.records import Attachment, EmailV1, Flag, Source
 
 MAX_BODY_CHARS = 20_000  # more is truncated (and flagged): the model reads 128 tokens anyway
+MAX_SUBJECT_CHARS = 1_000
+MAX_HEADER_BYTES = 16_384  # one header field, folded lines included
+MAX_TEXT_BYTES = 4 * MAX_BODY_CHARS  # of a plain text part: enough for MAX_BODY_CHARS
+MAX_HTML_BYTES = 1_000_000  # of an HTML part: markup takes most of it
+MAX_PARTS = 1_000  # MIME parts looked at; the rest are not read
+MAX_PARTITION_KEY = 256  # Kinesis' limit on the partition key, i.e. the message id
 
-# Where the quoted history or the signature starts (English and German mail clients).
-CUT_MARKERS = re.compile(
-    r"^(?:"
-    r"On .{1,200} wrote:\s*$"
-    r"|Am .{1,200} schrieb .{0,200}:\s*$"
-    r"|-{2,} ?(?:Original Message|Ursprüngliche Nachricht"
-    r"|Forwarded message|Weitergeleitete Nachricht) ?-{2,}.*$"
-    r"|(?:From|Von): .+\n(?:Sent|Gesendet): .+$"
-    r"|-- ?$"
-    r")",
-    re.MULTILINE,
-)
-STOPWORDS = {
-    "de": {
-        "und",
-        "der",
-        "die",
-        "das",
-        "ich",
-        "nicht",
-        "ist",
-        "mit",
-        "sie",
-        "ein",
-        "eine",
-        "für",
-        "bitte",
-        "mein",
-        "meine",
-        "ihre",
-        "wir",
-        "auf",
-        "zu",
-        "den",
-        "danke",
-    },
-    "en": {
-        "the",
-        "and",
-        "is",
-        "not",
-        "you",
-        "my",
-        "with",
-        "for",
-        "please",
-        "your",
-        "we",
-        "to",
-        "of",
-        "a",
-        "an",
-        "this",
-        "thanks",
-        "have",
-        "it",
-        "on",
-    },
-}
+ADDRESS_HEADERS = ("From", "To", "Cc")
+MAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
+LATIN = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15", "windows-1252"}
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+HEADER_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
+HTML_DOCUMENT = re.compile(r"\A\s*(?:<!doctype html|<html|<head|<body|<div|<p[ >]|<table)", re.I)
 
 
 class NotAnEmail(ValueError):
     """The bytes are not an e-mail; the message says why."""
 
 
+class RawHeaders(Compat32):
+    """compat32 that hands out header values as they came, cut to MAX_HEADER_BYTES: MIME
+    parameters (boundary, charset, filename) are then read by the old, linear, lenient code
+    of email.message, and the text of a header is decoded by `decode_header_value`."""
+
+    def header_fetch_parse(self, name, value):
+        return value[:MAX_HEADER_BYTES]
+
+
+POLICY = RawHeaders()
+
+
 def parse_email(raw: bytes, bucket: str, key: str) -> EmailV1:
-    check_looks_like_email(raw)
-    message = message_from_bytes(raw, policy=policy.default)
-    if not any(message.get(h) for h in ("From", "To", "Subject", "Date", "Message-ID")):
+    flags: set[Flag] = set()
+    message = mime_tree(lenient_head(raw, flags), flags)
+    if not any(name in message for name in MAIL_HEADERS):
         raise NotAnEmail("no e-mail headers (From, To, Subject, Date or Message-ID)")
-    body, truncated = bound(strip_history(body_text(message)))
-    subject = header(message, "Subject")
+    subject = header(message, "Subject", flags)
+    if len(subject) > MAX_SUBJECT_CHARS:
+        subject = subject[:MAX_SUBJECT_CHARS]
+        flags.add("subject_truncated")
+    body, truncated = bound(body_text(message, flags))
+    if truncated:
+        flags.add("body_truncated")
+    senders = addresses(message, "From", flags)
     return EmailV1(
-        message_id=message_id(message, raw),
-        received_at=received_at(message),
-        sender=addresses(message, "From")[0] if addresses(message, "From") else "",
-        recipients=addresses(message, "To") + addresses(message, "Cc"),
+        message_id=message_id(message, raw, flags),
+        received_at=received_at(message, flags),
+        sender=senders[0] if senders else "",
+        recipients=addresses(message, "To", flags) + addresses(message, "Cc", flags),
         subject=subject,
         body_text=body,
-        body_truncated=truncated,
+        body_truncated="body_truncated" in flags,
         language=language(f"{subject}\n{body}"),
         attachments=attachments(message),
         source=Source(bucket=bucket, key=key, sha256=hashlib.sha256(raw).hexdigest()),
+        flags=sorted(flags),
     )
+
+
+def lenient_head(raw: bytes, flags: set[Flag]) -> bytes:
+    """The bytes with the header block as mail servers read it: blank lines before it
+    dropped, a common indentation removed, `Name :` read as `Name:`, each field cut to
+    MAX_HEADER_BYTES (flagged); NotAnEmail when it does not start with a header line."""
+    raw = re.sub(rb"\A(?:[ \t]*\r?\n)+", b"", raw[:4096]) + raw[4096:]
+    check_looks_like_email(raw)
+    end = HEAD_END.search(raw)
+    head, rest = (raw[: end.start() + 1], raw[end.start() + 1 :]) if end else (raw, b"")
+    lines = head.splitlines(keepends=True)
+    indent = lines[0][: len(lines[0]) - len(lines[0].lstrip(b" \t"))]
+    fields: list[bytes] = []
+    for line in lines:
+        if indent and line.startswith(indent) and HEADER_NAME.match(line, len(indent)):
+            line = line[len(indent) :]
+        if fields and line[:1] in (b" ", b"\t"):
+            fields[-1] += line
+        else:
+            fields.append(re.sub(rb"\A([!-9;-~]+)[ \t]+:", rb"\1:", line))
+    if any(len(field) > MAX_HEADER_BYTES for field in fields):
+        flags.add("header_truncated")
+        fields = [field[:MAX_HEADER_BYTES].rstrip(b"\r\n") + b"\r\n" for field in fields]
+    return b"".join(fields) + rest
 
 
 def check_looks_like_email(raw: bytes) -> None:
     if not raw.strip():
         raise NotAnEmail("empty file")
     head = raw[:4096]
-    if b"\x00" in head:
+    end = HEAD_END.search(head)
+    if b"\x00" in (head[: end.start()] if end else head):  # a binary part may hold NULs
         raise NotAnEmail("binary content (NUL bytes), not an e-mail")
     first_line = head.split(b"\n", 1)[0]
-    if not re.match(rb"^(?:From |[!-9;-~]+:)", first_line):
+    if not re.match(rb"^[ \t]*(?:From |[!-9;-~]+[ \t]*:)", first_line):
         raise NotAnEmail(f"does not start with a header line: {first_line[:40]!r}")
 
 
-def header(message: EmailMessage, name: str) -> str:
+def mime_tree(raw: bytes, flags: set[Flag]) -> Message:
+    """The parsed message; nesting too deep for the parser's recursion leaves the headers
+    only (flagged)."""
     try:
-        return str(message.get(name) or "").strip()
-    except (ValueError, IndexError):  # a defective header: its raw value is still useful
-        return str(message.get_all(name, [""])[0]).strip()
+        message = message_from_bytes(raw, policy=POLICY)
+    except RecursionError:
+        flags.add("mime_defect")
+        return message_from_bytes(raw, policy=POLICY, headersonly=True)
+    if message.defects or any(part.defects for part in parts(message)):
+        flags.add("mime_defect")
+    return message
 
 
-def addresses(message: EmailMessage, name: str) -> list[str]:
+def parts(message: Message) -> list[Message]:
+    """The first MAX_PARTS parts, depth first, nested messages included (no recursion:
+    a deeply nested message must not exhaust the stack)."""
+    found, pending = [], [message]
+    while pending and len(found) < MAX_PARTS:
+        part = pending.pop()
+        found.append(part)
+        if part.is_multipart():  # also a message/rfc822 part: a list of one message
+            pending.extend(reversed([p for p in part.get_payload() if isinstance(p, Message)]))
+    return found
+
+
+def header(message: Message, name: str, flags: set[Flag]) -> str:
+    return decode_header_value(message.get(name) or "", flags)
+
+
+def decode_header_value(value: str, flags: set[Flag]) -> str:
+    """RFC 2047 encoded words and raw 8-bit bytes -> text, each with the charset repair of
+    `decode_bytes`; a value that cannot be decoded as declared is raw-decoded (flagged)."""
+    value = re.sub(r"\r?\n(?=[ \t])", "", str(value))
+    # raw 8-bit bytes came as surrogates, decoded text (RFC 2231) as itself: as UTF-8 bytes
+    # both, one char per byte for decode_header
+    raw = value.encode("utf-8", "surrogateescape").decode("latin-1")
     try:
-        values = message.get_all(name, [])
-    except (ValueError, IndexError):
-        return []
-    return [address for _, address in getaddresses([str(v) for v in values]) if address]
+        chunks = decode_header(raw)
+    except HeaderParseError:
+        flags.add("header_defect")
+        chunks = [(raw, None)]
+    text = "".join(
+        decode_bytes(chunk.encode("latin-1") if isinstance(chunk, str) else chunk, charset, flags)
+        for chunk, charset in chunks
+    )
+    return re.sub(r"[\r\n]+", " ", text).strip()
 
 
-def message_id(message: EmailMessage, raw: bytes) -> str:
-    """The Message-ID, or a hash of the bytes: a re-delivered e-mail keeps its id."""
-    value = header(message, "Message-ID").strip("<> \t")
+def decode_bytes(data: bytes, charset: str | None, flags: set[Flag]) -> str:
+    """The text of some bytes: UTF-8 where a Latin-1 label (which never fails) hides it,
+    else the declared charset when it decodes cleanly, else a detected one, else UTF-8
+    with replacement characters (flagged)."""
+    declared = (charset or "").strip().lower()
+    if not declared or declared in LATIN or declared == "unknown-8bit":
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode(declared or "us-ascii")
+    except (LookupError, ValueError):  # unknown, not decodable, or not a name at all
+        best = from_bytes(data).best()
+        if best is not None:
+            return str(best)
+    flags.add("charset_unknown")
+    return data.decode("utf-8", errors="replace")
+
+
+def addresses(message: Message, name: str, flags: set[Flag]) -> list[str]:
+    values = [decode_header_value(v, flags) for v in message.get_all(name, [])]
+    return [address for _, address in getaddresses(values) if address]
+
+
+def message_id(message: Message, raw: bytes, flags: set[Flag]) -> str:
+    """The Message-ID, or a hash of the bytes: a re-delivered e-mail keeps its id. An id
+    too long for a partition key is hashed too."""
+    value = re.sub(r"\s+", "", header(message, "Message-ID", flags)).strip("<>")
+    if len(value) > MAX_PARTITION_KEY:
+        return f"sha256-{hashlib.sha256(value.encode()).hexdigest()[:32]}"
     return value or f"sha256-{hashlib.sha256(raw).hexdigest()[:32]}"
 
 
-def received_at(message: EmailMessage) -> datetime:
+def received_at(message: Message, flags: set[Flag]) -> datetime:
     try:
-        moment = parsedate_to_datetime(header(message, "Date"))
-    except (TypeError, ValueError, IndexError):
+        moment = parsedate_to_datetime(header(message, "Date", flags))
+    except (TypeError, ValueError, IndexError, OverflowError):
         return datetime.now(UTC)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def body_text(message: EmailMessage) -> str:
-    """Plain text if there is some, else the HTML's text; a forwarded message's otherwise."""
-    part = message.get_body(preferencelist=("plain", "html"))
-    if part is None:
-        nested = next((p for p in message.walk() if p.get_content_type() == "message/rfc822"), None)
-        if nested is not None:
-            return body_text(nested.get_payload(0))
+def is_attachment(part: Message) -> bool:
+    disposition = str(part.get("Content-Disposition", "")).split(";")[0].strip().lower()
+    return (
+        disposition == "attachment"
+        or part.get_param("filename", header="content-disposition") is not None
+        or part.get_param("name") is not None
+        or part.get_content_maintype() not in ("text", "multipart", "message")
+    )
+
+
+def body_text(message: Message, flags: set[Flag]) -> str:
+    """The first text part with text: plain text (HTML-looking plain text turned into
+    text), else the first HTML part's text."""
+    html = None
+    for part in parts(message):
+        if part.is_multipart() or is_attachment(part):
+            continue
+        subtype = part.get_content_subtype()
+        if subtype == "plain":
+            text = part_text(part, MAX_TEXT_BYTES, flags)
+            if HTML_DOCUMENT.match(text):
+                text = html_text(text)
+            if text.strip():
+                return normalise_whitespace(strip_history(text))
+        elif subtype == "html" and html is None:
+            html = part
+    if html is None:
         return ""
-    text = decode(part)
-    if part.get_content_type() == "text/html":
-        text = BeautifulSoup(text, "html.parser").get_text("\n")
-    return normalise_whitespace(text)
+    return normalise_whitespace(strip_history(html_text(part_text(html, MAX_HTML_BYTES, flags))))
 
 
-def decode(part: EmailMessage) -> str:
-    """The part's text: the declared charset when it decodes cleanly, else a detected one."""
-    payload = part.get_payload(decode=True) or b""
-    charset = part.get_content_charset() or "us-ascii"
-    try:
-        return payload.decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        best = from_bytes(payload).best()
-        return str(best) if best is not None else payload.decode("utf-8", errors="replace")
+def part_text(part: Message, limit: int, flags: set[Flag]) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    if len(payload) > limit:
+        flags.add("body_truncated")
+        payload = payload[:limit]
+    return decode_bytes(payload, part.get_param("charset"), flags)
+
+
+def html_text(html: str) -> str:
+    soup = BeautifulSoup(html, "html.parser")
+    strip_html_history(soup)
+    for hidden in soup(["script", "style", "head", "title"]):
+        hidden.decompose()
+    return soup.get_text("\n")
 
 
 def normalise_whitespace(text: str) -> str:
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def strip_history(text: str) -> str:
-    """Drop `>` quoted lines and everything from a reply header or signature on."""
-    marker = CUT_MARKERS.search(text)
-    if marker and marker.start() > 0:
-        text = text[: marker.start()]
-    kept = [line for line in text.split("\n") if not line.lstrip().startswith(">")]
-    return "\n".join(kept).strip()
 
 
 def bound(text: str) -> tuple[str, bool]:
@@ -192,23 +276,30 @@ def bound(text: str) -> tuple[str, bool]:
     return text[:MAX_BODY_CHARS], True
 
 
-def language(text: str) -> str:
-    words = re.findall(r"[a-zäöüß]+", text.lower())
-    counts = {lang: sum(word in stop for word in words) for lang, stop in STOPWORDS.items()}
-    best = max(counts, key=counts.get)
-    if counts[best] == 0 or list(counts.values()).count(counts[best]) > 1:
-        return "unknown"
-    return best
-
-
-def attachments(message: EmailMessage) -> list[Attachment]:
+def attachments(message: Message) -> list[Attachment]:
     found = []
-    for part in message.iter_attachments():
+    for part in parts(message):
+        if part.is_multipart() or not is_attachment(part):
+            continue
         payload = part.get_payload(decode=True)
-        size = len(payload) if isinstance(payload, bytes) else len(part.as_bytes())
         found.append(
             Attachment(
-                filename=part.get_filename(), content_type=part.get_content_type(), size=size
+                filename=filename(part),
+                content_type=part.get_content_type(),
+                size=len(payload) if isinstance(payload, bytes) else 0,
             )
         )
     return found
+
+
+def filename(part: Message) -> str | None:
+    """The attachment's name: RFC 2231 (`filename*=charset''...`) decoded here with the
+    charset repair, since the standard library's decoding raises on real-world values."""
+    for param, field in (("filename", "content-disposition"), ("name", "content-type")):
+        value = part.get_param(param, header=field)
+        if isinstance(value, tuple):  # RFC 2231: (charset, language, one char per byte)
+            charset, _, text = value
+            return decode_bytes(text.encode("latin-1", "surrogateescape"), charset, set())
+        if value is not None:
+            return decode_header_value(value, set())
+    return None

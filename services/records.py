@@ -3,9 +3,22 @@ them is cut into chunks that fit an API's limits."""
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 from pydantic import BaseModel, Field
+
+Language = Literal["de", "en", "fr", "it", "es", "nl", "pt", "pl", "tr", "ja", "zh", "unknown"]
+LANGUAGES: tuple[str, ...] = get_args(Language)[:-1]  # what services.language tells apart
+
+# What ingest cut, repaired or could not read (services/mail.py).
+Flag = Literal[
+    "body_truncated",  # the text the model reads was cut to its bound
+    "subject_truncated",  # the subject was cut to its bound
+    "header_truncated",  # a header field over its bound was cut
+    "header_defect",  # a header that did not decode as declared: its raw value is kept
+    "charset_unknown",  # text in a charset nobody could tell: replacement characters
+    "mime_defect",  # the MIME structure was broken (missing boundary, nesting too deep)
+]
 
 
 class Attachment(BaseModel):
@@ -31,9 +44,10 @@ class EmailV1(BaseModel):
     subject: str
     body_text: str  # quoted history and signature removed; what the model reads
     body_truncated: bool = False
-    language: Literal["de", "en", "unknown"]
+    language: Language
     attachments: list[Attachment]
     source: Source
+    flags: list[Flag] = []  # sorted; absent in records written before flags existed
 
     model_config = {"populate_by_name": True}
 

@@ -1,8 +1,10 @@
 """Real-world e-mail shapes -> email.v1 records (services/mail.py)."""
 
 import base64
+import contextlib
 import quopri
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +164,28 @@ def test_huge_bodies_are_truncated_and_flagged():
 def test_bytes_that_are_not_an_email_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(NotAnEmail, match=reason):
         parse(raw)
+
+
+FIXTURES = Path(__file__).parent / "mail_fixtures"
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.eml")), ids=lambda p: p.stem)
+def test_every_regression_fixture_gives_a_record_or_a_rejection(path):
+    with contextlib.suppress(NotAnEmail):
+        parse(path.read_bytes())
+
+
+def fixture(name: str):
+    return parse((FIXTURES / f"{name}.eml").read_bytes())
+
+
+def test_defective_headers_degrade_to_recorded_values():
+    assert fixture("message-id-empty").message_id.startswith("sha256-")
+    assert fixture("message-id-brackets").message_id == "[id@domain]"
+    assert fixture("from-dot-before-angle").sender == "john.doe@example.com"
+    assert fixture("from-encoded-newline").recipients == ["b@example.com"]
+    [attachment] = fixture("rfc2231-iso-2022-jp").attachments
+    assert attachment.filename and attachment.filename.endswith(".txt")
+    assert fixture("empty-related-in-alternative").body_text == ""
+    forwarded = fixture("attached-message-8bit-headers")
+    assert forwarded.body_text == "siehe unten"
