@@ -14,8 +14,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from model.data import email_text
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints: 6 MB
-JSON_TYPES = {"application/json"}
-JSONLINES_TYPES = {"application/jsonlines", "application/x-jsonlines", "application/jsonl"}
+# In the order answers prefer them when the Accept header allows several equally.
+ANSWER_TYPES = [
+    "application/json",
+    "application/jsonlines",
+    "application/x-jsonlines",
+    "application/jsonl",
+]
+JSON_TYPES = set(ANSWER_TYPES[:1])
+JSONLINES_TYPES = set(ANSWER_TYPES[1:])
 SUPPORTED_TYPES = JSON_TYPES | JSONLINES_TYPES
 
 
@@ -95,7 +102,7 @@ def response_type(accept: str | None, content_type: str) -> str:
     if not (accept or "").strip():
         return content_type
     ranges = [parse_media_type(item) for item in accept.split(",") if item.strip()]
-    offers = [content_type, *sorted(SUPPORTED_TYPES - {content_type})]
+    offers = [content_type, *(kind for kind in ANSWER_TYPES if kind != content_type)]
     quality = {offer: preference(offer, ranges) for offer in offers}
     best = max(offers, key=quality.get)  # max keeps the first of equals: the request's type
     if quality[best] <= 0:
