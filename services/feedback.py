@@ -26,7 +26,6 @@ from aws_lambda_powertools.event_handler.exceptions import (
     BadRequestError,
     NotFoundError,
     ServiceError,
-    UnauthorizedError,
 )
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, ValidationError
@@ -54,7 +53,13 @@ def require_token(app: APIGatewayHttpResolver, next_middleware) -> Response:
     if token and app.current_event.path.startswith("/api/"):
         given = app.current_event.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise UnauthorizedError("the review token is missing or wrong")
+            message = "the review token is missing or wrong"
+            return Response(
+                401,
+                "application/json",
+                json.dumps({"statusCode": 401, "message": message}),
+                headers={"WWW-Authenticate": "Bearer"},  # RFC 6750: how to authenticate
+            )
     return next_middleware(app)
 
 

@@ -38,12 +38,16 @@ def http_event(method, path, body: dict | str | None = None, query=None, headers
 
 
 def call(method: str, path: str, body=None, query=None, headers=None) -> tuple[int, dict | str]:
-    answer = feedback.handler(http_event(method, path, body, query, headers), LambdaContext())
+    answer = answer_of(method, path, body, query, headers)
     text = answer["body"]
     if answer.get("isBase64Encoded"):
         text = base64.b64decode(text).decode()
     is_json = answer["headers"].get("Content-Type", "").startswith("application/json")
     return answer["statusCode"], json.loads(text) if is_json else text
+
+
+def answer_of(method: str, path: str, body=None, query=None, headers=None) -> dict:
+    return feedback.handler(http_event(method, path, body, query, headers), LambdaContext())
 
 
 @pytest.fixture
@@ -185,6 +189,7 @@ def test_with_a_review_token_the_api_wants_it_and_the_page_stays_open(stored, mo
     assert call("GET", "/")[0] == 200
     status, answer = call("GET", "/api/results")
     assert status == 401 and "review token" in answer["message"]
+    assert answer_of("GET", "/api/results")["headers"]["WWW-Authenticate"] == "Bearer"
     wrong = {"authorization": "Bearer guess"}
     assert (
         call("POST", "/api/results/m0/review", {"label": "other", "reviewer": "a"}, None, wrong)[0]
