@@ -10,11 +10,15 @@ fault, the dead-letter path, then down and up again.
 import contextlib
 import json
 import os
+import pty
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -467,3 +471,78 @@ def test_deploy_to_aws_is_the_same_path_and_its_dry_run_changes_nothing(local_st
     assert container["PrimaryContainer"]["Image"] == "postwerk-model:test"
     assert "/models/uploaded/" in container["PrimaryContainer"]["ModelDataUrl"]
     assert container["ExecutionRoleArn"] == pipeline["SageMakerRoleArn"]
+
+
+READY = "Ctrl-C stops the pipeline."
+
+
+def stack_processes(state_dir: Path) -> list[psutil.Process]:
+    """The launcher and everything below it: MiniStack and its Lambda workers, the SageMaker
+    service and its model servers (each in a session of its own, still in the tree)."""
+    launcher = psutil.Process(json.loads((state_dir / "local.json").read_text())["pids"][0])
+    return [launcher, *launcher.children(recursive=True)]
+
+
+def wait_for_output(read: Callable[[], str], marker: str, timeout: float = 300) -> str:
+    seen, deadline = "", time.monotonic() + timeout
+    while marker not in seen:
+        assert time.monotonic() < deadline, f"no {marker!r} within {timeout} s:\n{seen}"
+        seen += read()
+    return seen
+
+
+def reader_of_fd(fd: int) -> Callable[[], str]:
+    def read() -> str:
+        ready, _, _ = select.select([fd], [], [], 1)
+        return os.read(fd, 65536).decode(errors="replace") if ready else ""
+
+    return read
+
+
+@pytest.mark.parametrize(
+    ("stop_signal", "stdout"),
+    [
+        (signal.SIGINT, "a pipe that closed first"),  # `make up | tee`: tee dies with Ctrl-C
+        (signal.SIGHUP, "a terminal that closed"),
+        (signal.SIGTERM, "a file"),
+    ],
+)
+def test_a_stop_signal_to_up_stops_everything_whatever_stdout_is(
+    local_stack, pipeline, tmp_path, stop_signal, stdout
+):
+    """`up` in the foreground, as a user runs it; the signal goes to its process group as a
+    terminal sends it. The first case finds the stack running (from `up --detach`), the
+    others start it again from its state (the model is kept)."""
+    environment, _ = local_stack
+    state_dir = Path(environment["POSTWERK_STATE_DIR"])
+    command = [str(POSTWERK), "up", "--no-send-samples"]
+    if stdout == "a pipe that closed first":
+        up = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        shown = wait_for_output(reader_of_fd(up.stdout.fileno()), READY)
+        up.stdout.close()
+    elif stdout == "a terminal that closed":
+        terminal, screen = pty.openpty()
+        up = subprocess.Popen(command, env=environment, stdin=screen, stdout=screen,
+                              stderr=screen, start_new_session=True)  # fmt: skip
+        os.close(screen)
+        shown = wait_for_output(reader_of_fd(terminal), READY)
+        os.close(terminal)
+    else:
+        log = tmp_path / "up.log"
+        with log.open("w") as output:
+            up = subprocess.Popen(command, env=environment, stdout=output,
+                                  stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        shown = wait_for_output(lambda: time.sleep(0.5) or log.read_text(), READY)
+        assert "in service with" in shown and "training" not in shown, "the kept model serves"
+    processes = stack_processes(state_dir)
+    assert len(processes) >= 4, "launcher, MiniStack, the service and a model server at least"
+
+    signalled = time.monotonic()
+    os.killpg(up.pid, stop_signal)
+    up.wait(timeout=15)
+    _, alive = psutil.wait_procs(processes, timeout=max(0, signalled + 15 - time.monotonic()))
+    assert alive == [], f"still running 15 s after {stop_signal.name}: {alive}\n{shown}"
+    for port in ("POSTWERK_AWS_PORT", "POSTWERK_SAGEMAKER_PORT"):
+        assert not port_in_use(int(environment[port]))
+    assert not (state_dir / "local.json").exists()
