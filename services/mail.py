@@ -9,7 +9,7 @@ The standard library's parser does the MIME structure, with the compat32 policy 
 header values: its modern header parser raises on real-world defects and grows
 super-linearly with a header's size, so headers are decoded here (RFC 2047 and raw 8-bit
 bytes, with the same charset repair as bodies). Added: the body part with the text,
-HTML to text (BeautifulSoup), charset repair (charset-normalizer), dropping quoted replies
+HTML to text (selectolax), charset repair (charset-normalizer), dropping quoted replies
 and signatures (services.quotes), size bounds, and the language (services.language).
 """
 
@@ -20,11 +20,12 @@ from email import message_from_bytes
 from email.errors import HeaderParseError
 from email.header import decode_header
 from email.message import Message
+from email.parser import BytesParser
 from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
-from bs4 import BeautifulSoup
 from charset_normalizer import from_bytes
+from selectolax.lexbor import LexborHTMLParser
 
 from services.language import language
 from services.quotes import strip_history, strip_html_history
@@ -33,16 +34,20 @@ from services.records import Attachment, EmailV1, Flag, Source
 MAX_BODY_CHARS = 20_000  # more is truncated (and flagged): the model reads 128 tokens anyway
 MAX_SUBJECT_CHARS = 1_000
 MAX_HEADER_BYTES = 16_384  # one header field, folded lines included
+MAX_HEAD_BYTES = 256 * 1024  # the message's header block
 MAX_TEXT_BYTES = 4 * MAX_BODY_CHARS  # of a plain text part: enough for MAX_BODY_CHARS
 MAX_HTML_BYTES = 1_000_000  # of an HTML part: markup takes most of it
 MAX_PARTS = 1_000  # MIME parts looked at; the rest are not read
+MAX_BOUNDARY_LINES = 4 * MAX_PARTS  # lines starting with "--" the parser gets, at most
+MAX_MULTIPARTS = 64  # multipart boundaries declared, so the nesting depth
+MAX_PARSER_STEPS = 1_000_000  # lines times nesting depth the parser gets, at most
 MAX_PARTITION_KEY = 256  # Kinesis' limit on the partition key, i.e. the message id
 
 ADDRESS_HEADERS = ("From", "To", "Cc")
 MAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 LATIN = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15", "windows-1252"}
-HEAD_END = re.compile(rb"\r?\n\r?\n")
 HEADER_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
+HTML_BLOCKS = "p, div, br, tr, li, h1, h2, h3, h4, h5, h6, table, blockquote, pre, hr, dt, dd"
 HTML_DOCUMENT = re.compile(r"\A\s*(?:<!doctype html|<html|<head|<body|<div|<p[ >]|<table)", re.I)
 
 
@@ -64,7 +69,7 @@ POLICY = RawHeaders()
 
 def parse_email(raw: bytes, bucket: str, key: str) -> EmailV1:
     flags: set[Flag] = set()
-    message = mime_tree(lenient_head(raw, flags), flags)
+    message = mime_tree(bounded(raw, flags), flags)
     if not any(name in message for name in MAIL_HEADERS):
         raise NotAnEmail("no e-mail headers (From, To, Subject, Date or Message-ID)")
     subject = header(message, "Subject", flags)
@@ -90,38 +95,82 @@ def parse_email(raw: bytes, bucket: str, key: str) -> EmailV1:
     )
 
 
-def lenient_head(raw: bytes, flags: set[Flag]) -> bytes:
-    """The bytes with the header block as mail servers read it: blank lines before it
-    dropped, a common indentation removed, `Name :` read as `Name:`, each field cut to
-    MAX_HEADER_BYTES (flagged); NotAnEmail when it does not start with a header line."""
+def bounded(raw: bytes, flags: set[Flag]) -> bytes:
+    """The bytes the MIME parser gets: the header block as mail servers read it, cut to
+    MAX_HEAD_BYTES, and the rest cut before the MAX_BOUNDARY_LINES-th line that may be a
+    MIME boundary (both flagged): the parser's cost grows with both. NotAnEmail when the
+    bytes do not start with a header line."""
     raw = re.sub(rb"\A(?:[ \t]*\r?\n)+", b"", raw[:4096]) + raw[4096:]
     check_looks_like_email(raw)
-    end = HEAD_END.search(raw)
-    head, rest = (raw[: end.start() + 1], raw[end.start() + 1 :]) if end else (raw, b"")
+    end = head_end(raw)
+    head, rest = raw[:end], raw[end:]
+    if len(head) > MAX_HEAD_BYTES:
+        flags.add("header_truncated")
+        head = head[: head.rfind(b"\n", 0, MAX_HEAD_BYTES) + 1] or head[:MAX_HEAD_BYTES]
+    return lenient_head(head, flags) + cut_parts(rest, flags)
+
+
+def lenient_head(head: bytes, flags: set[Flag]) -> bytes:
+    """A common indentation removed, `Name :` read as `Name:`, each field cut to
+    MAX_HEADER_BYTES (flagged)."""
     lines = head.splitlines(keepends=True)
     indent = lines[0][: len(lines[0]) - len(lines[0].lstrip(b" \t"))]
-    fields: list[bytes] = []
+    fields: list[list[bytes]] = []
     for line in lines:
         if indent and line.startswith(indent) and HEADER_NAME.match(line, len(indent)):
             line = line[len(indent) :]
         if fields and line[:1] in (b" ", b"\t"):
-            fields[-1] += line
+            fields[-1].append(line)
         else:
-            fields.append(re.sub(rb"\A([!-9;-~]+)[ \t]+:", rb"\1:", line))
-    if any(len(field) > MAX_HEADER_BYTES for field in fields):
+            fields.append([re.sub(rb"\A([!-9;-~]+)[ \t]+:", rb"\1:", line)])
+    joined = [b"".join(field) for field in fields]
+    if any(len(field) > MAX_HEADER_BYTES for field in joined):
         flags.add("header_truncated")
-        fields = [field[:MAX_HEADER_BYTES].rstrip(b"\r\n") + b"\r\n" for field in fields]
-    return b"".join(fields) + rest
+        joined = [field[:MAX_HEADER_BYTES].rstrip(b"\r\n") + b"\r\n" for field in joined]
+    return b"".join(joined)
+
+
+def cut_parts(body: bytes, flags: set[Flag]) -> bytes:
+    """The body cut (flagged) where the parser's work would pass its bound: it grows with
+    the parts, and with the lines times the nesting depth (each line is matched against
+    every open boundary). The depth is at most the number of boundaries declared."""
+    lowered = body.lower()
+    cut = min(
+        nth(lowered, b"boundary", MAX_MULTIPARTS + 1),
+        nth(body, b"\n--", MAX_BOUNDARY_LINES),
+    )
+    depth = 1 + lowered.count(b"boundary", 0, cut)
+    steps = depth * body.count(b"\n", 0, cut)
+    if steps > MAX_PARSER_STEPS:
+        cut = cut * MAX_PARSER_STEPS // steps
+    if cut >= len(body):
+        return body
+    flags.add("parts_truncated")
+    return body[: body.rfind(b"\n", 0, cut) + 1]
+
+
+def nth(data: bytes, needle: bytes, n: int) -> int:
+    """Where the n-th needle starts; the length of the data when there are fewer."""
+    at = -1
+    for _ in range(n):
+        at = data.find(needle, at + 1)
+        if at < 0:
+            return len(data)
+    return at
+
+
+def head_end(raw: bytes) -> int:
+    """Where the blank line after the header block starts (the length when there is none)."""
+    ends = [at for at in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if at >= 0]
+    return min(ends) + 1 if ends else len(raw)
 
 
 def check_looks_like_email(raw: bytes) -> None:
     if not raw.strip():
         raise NotAnEmail("empty file")
-    head = raw[:4096]
-    end = HEAD_END.search(head)
-    if b"\x00" in (head[: end.start()] if end else head):  # a binary part may hold NULs
+    if b"\x00" in raw[: min(head_end(raw), 4096)]:  # a binary part may hold NULs
         raise NotAnEmail("binary content (NUL bytes), not an e-mail")
-    first_line = head.split(b"\n", 1)[0]
+    first_line = raw[:4096].split(b"\n", 1)[0]
     if not re.match(rb"^[ \t]*(?:From |[!-9;-~]+[ \t]*:)", first_line):
         raise NotAnEmail(f"does not start with a header line: {first_line[:40]!r}")
 
@@ -133,9 +182,12 @@ def mime_tree(raw: bytes, flags: set[Flag]) -> Message:
         message = message_from_bytes(raw, policy=POLICY)
     except RecursionError:
         flags.add("mime_defect")
-        return message_from_bytes(raw, policy=POLICY, headersonly=True)
-    if message.defects or any(part.defects for part in parts(message)):
+        return BytesParser(policy=POLICY).parsebytes(raw, headersonly=True)
+    found = parts(message)
+    if any(part.defects for part in found):
         flags.add("mime_defect")
+    if len(found) == MAX_PARTS:
+        flags.add("parts_truncated")
     return message
 
 
@@ -258,11 +310,17 @@ def part_text(part: Message, limit: int, flags: set[Flag]) -> str:
 
 
 def html_text(html: str) -> str:
-    soup = BeautifulSoup(html, "html.parser")
-    strip_html_history(soup)
-    for hidden in soup(["script", "style", "head", "title"]):
+    """The text of HTML, a line per block, the history that mail clients mark left out."""
+    tree = LexborHTMLParser(html)
+    strip_html_history(tree)
+    for hidden in tree.css("script, style, head, title, template"):
         hidden.decompose()
-    return soup.get_text("\n")
+    for block in tree.css(HTML_BLOCKS):
+        block.insert_after("\n")
+    for cell in tree.css("td, th"):
+        cell.insert_after(" ")
+    root = tree.body or tree.root
+    return root.text(separator="") if root is not None else ""
 
 
 def normalise_whitespace(text: str) -> str:

@@ -2,7 +2,7 @@
 
 import re
 
-from bs4 import BeautifulSoup
+from selectolax.lexbor import LexborHTMLParser
 
 # Where the quoted history or the signature starts (English and German mail clients).
 CUT_MARKERS = re.compile(
@@ -27,7 +27,7 @@ def strip_history(text: str) -> str:
     return "\n".join(kept).strip()
 
 
-def strip_html_history(soup: BeautifulSoup) -> None:
+def strip_html_history(tree: LexborHTMLParser) -> None:
     """Remove quoted history that HTML mail clients mark (blockquote, Gmail's quote)."""
-    for quote in soup.select("blockquote, div.gmail_quote, div.moz-cite-prefix"):
+    for quote in tree.css("blockquote, div.gmail_quote, div.moz-cite-prefix"):
         quote.decompose()

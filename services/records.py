@@ -18,6 +18,7 @@ Flag = Literal[
     "header_defect",  # a header that did not decode as declared: its raw value is kept
     "charset_unknown",  # text in a charset nobody could tell: replacement characters
     "mime_defect",  # the MIME structure was broken (missing boundary, nesting too deep)
+    "parts_truncated",  # more MIME parts than ingest reads: the rest was not parsed
 ]
 
 

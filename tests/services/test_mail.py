@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from services.mail import MAX_BODY_CHARS, NotAnEmail, parse_email
+from services.mail import (
+    MAX_BODY_CHARS,
+    MAX_MULTIPARTS,
+    MAX_PARTS,
+    MAX_SUBJECT_CHARS,
+    NotAnEmail,
+    parse_email,
+)
 
 
 def parse(raw: bytes):
@@ -189,3 +196,27 @@ def test_defective_headers_degrade_to_recorded_values():
     assert fixture("empty-related-in-alternative").body_text == ""
     forwarded = fixture("attached-message-8bit-headers")
     assert forwarded.body_text == "siehe unten"
+
+
+HEAD = b"From: a@example.com\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\n"
+
+
+def test_oversized_subjects_and_headers_are_cut_and_flagged():
+    record = parse(HEAD + b"Subject: " + b"spam " * 26_000 + b"\r\n\r\nhello")
+    assert len(record.subject) == MAX_SUBJECT_CHARS
+    assert {"subject_truncated", "header_truncated"} <= set(record.flags)
+    semicolons = parse(HEAD + b"Content-Type: text/plain;" + b" ;" * 20_000 + b"\r\n\r\nhello")
+    assert semicolons.body_text == "hello" and "header_truncated" in semicolons.flags
+
+
+def test_mime_trees_past_the_bounds_are_cut_and_flagged():
+    deep = b"".join(
+        b"Content-Type: multipart/mixed; boundary=n%d\r\n\r\n--n%d\r\n" % (i, i)
+        for i in range(MAX_MULTIPARTS + 10)
+    )
+    assert "parts_truncated" in parse(HEAD + deep + b"\r\ndeep\r\n").flags
+    part = b"--b\r\nContent-Type: application/pdf; name=a.pdf\r\n\r\n%PDF\r\n"
+    many = parse(
+        HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + part * (2 * MAX_PARTS)
+    )
+    assert 0 < len(many.attachments) <= MAX_PARTS and "parts_truncated" in many.flags
