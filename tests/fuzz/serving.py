@@ -69,8 +69,9 @@ def run_schemathesis(url: str, seconds: int, report: Path) -> None:
         *("--workers", "4"),
         *("--report", "json", "--report-json-path", str(report)),
     ]
-    environment = os.environ | {"SCHEMATHESIS_HOOKS": "tests.fuzz.serving"}
-    subprocess.run(command, cwd=ROOT, env=environment, check=False)  # the report tells
+    environment = os.environ | {"SCHEMATHESIS_HOOKS": "tests.fuzz.serving", "PYTHONPATH": str(ROOT)}
+    # Run in the work folder: schemathesis keeps its example database where it runs.
+    subprocess.run(command, cwd=report.parent, env=environment, check=False)  # the report tells
 
 
 def summarize(report: dict) -> bool:
