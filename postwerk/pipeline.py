@@ -91,14 +91,18 @@ def results(table_name: str) -> list[dict]:
     return sorted(stored, key=lambda item: (item["classified_at"], item["message_id"]))
 
 
-def rejection(raw_bucket: str, key: str) -> str | None:
-    """Why ingest rejected the object at key (rejected/<key>.reason.json), if it did."""
+def rejections(raw_bucket: str, keys: set[str]) -> dict[str, str]:
+    """Why ingest rejected those of `keys` it did (rejected/<key>.reason.json): one listing
+    of the prefix, then one read per rejected e-mail."""
     s3 = boto3.client("s3")
-    try:
-        answer = s3.get_object(Bucket=raw_bucket, Key=f"rejected/{key}.reason.json")
-    except s3.exceptions.NoSuchKey:
-        return None
-    return json.loads(answer["Body"].read()).get("reason", "no reason given")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=raw_bucket, Prefix="rejected/")
+    explained = {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+    found = {}
+    for key in keys:
+        if f"rejected/{key}.reason.json" in explained:
+            answer = s3.get_object(Bucket=raw_bucket, Key=f"rejected/{key}.reason.json")
+            found[key] = json.loads(answer["Body"].read()).get("reason", "no reason given")
+    return found
 
 
 def counts(outputs: dict[str, str]) -> Counts:

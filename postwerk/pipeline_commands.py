@@ -145,11 +145,8 @@ def show_sent_results(sent: list[pipeline.Sent], outputs: dict[str, str], timeou
                 for item in pipeline.results(outputs["ResultsTable"])
                 if item["message_id"] in wanted
             }
-            for item in sent:
-                if item.message_id not in found and item.key not in rejected:
-                    reason = pipeline.rejection(outputs["RawBucket"], item.key)
-                    if reason:
-                        rejected[item.key] = reason
+            waiting = {i.key for i in sent if i.message_id not in found and i.key not in rejected}
+            rejected |= pipeline.rejections(outputs["RawBucket"], waiting)
             progress.update(task, completed=len(found) + len(rejected))
             time.sleep(0.5)
     console.print(sent_table(sent, found, rejected))

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -95,6 +96,28 @@ def test_up_trains_serves_and_classifies_the_samples(local_stack, pipeline):
     stored = {item["message_id"] for item in operations.results(pipeline["ResultsTable"])}
     assert stored == {f"sample-{DEMO['seed']}-{n:04d}@kunden.example" for n in range(42)}
     assert "****@kunden.example" in up.stdout and "schmidt@" not in up.stdout, "redacted"
+
+
+def test_the_printed_eval_line_works_as_printed(local_stack, pipeline):
+    environment, up = local_stack
+    line = re.search(r'eval "\$\((.+?) env\)"', up.stdout).group(0)
+    script = f'{line} && echo "$AWS_ENDPOINT_URL"'
+    shell = subprocess.run(
+        ["bash", "-c", script], env=environment, capture_output=True, text=True, check=False
+    )
+    assert shell.stdout.strip() == f"http://127.0.0.1:{environment['POSTWERK_AWS_PORT']}"
+
+
+def test_results_shows_the_newest_first_with_sender_and_subject(local_stack, pipeline):
+    environment, _ = local_stack
+    shown = postwerk(environment, "results", "--limit", "5")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "the newest 5 of" in shown.stdout and "****@kunden.example" in shown.stdout
+    newest = operations.results(pipeline["ResultsTable"])[::-1][:5]
+    rows = [line for line in shown.stdout.splitlines() if "****@" in line]
+    assert len(rows) == 5
+    assert [item["classified_at"][:19].replace("T", " ") in row
+            for item, row in zip(newest, rows, strict=True)] == [True] * 5  # fmt: skip
 
 
 def varied_emails() -> dict[str, bytes]:
@@ -256,6 +279,38 @@ def browser():
         launched.close()
 
 
+# Every visible text on the page against the background it is drawn on (the nearest
+# ancestor with an opaque background), by WCAG 2's contrast ratio: 4.5 for text, 3 for
+# large text (24 px, or 18.66 px bold). Returns the texts that fall short.
+LOW_CONTRAST_TEXTS = """() => {
+  const rgb = c => c.match(/[\\d.]+/g).map(Number);
+  const linear = v => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  const luminance = ([r, g, b]) => 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+  const background = element => {
+    for (let e = element; e; e = e.parentElement) {
+      const color = rgb(getComputedStyle(e).backgroundColor);
+      if (color.length < 4 || color[3] > 0) return color;
+    }
+    return [255, 255, 255];
+  };
+  const short = [];
+  for (const element of document.querySelectorAll("body *")) {
+    const text = [...element.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent)
+      .join("").trim();
+    if (!text || !element.getClientRects().length) continue;
+    const style = getComputedStyle(element);
+    if (style.visibility === "hidden") continue;
+    const [light, dark] = [luminance(rgb(style.color)), luminance(background(element))]
+      .sort((a, b) => b - a);
+    const ratio = (light + 0.05) / (dark + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const needed = size >= 24 || (size >= 18.66 && bold) ? 3 : 4.5;
+    if (ratio < needed) short.push(`${text.slice(0, 30)}: ${ratio.toFixed(2)} < ${needed}`);
+  }
+  return short;
+}"""
+
+
 def test_the_review_page_confirms_and_corrects_by_keyboard(pipeline, browser):
     from playwright.sync_api import expect
 
@@ -283,6 +338,7 @@ def test_the_review_page_confirms_and_corrects_by_keyboard(pipeline, browser):
     other = next(i for i, label in enumerate(labels) if label != predicted)
     page.keyboard.press(str(other + 1))
     expect(page.locator("#status")).to_contain_text(f"corrected {predicted}")
+    assert page.evaluate(LOW_CONTRAST_TEXTS) == [], "WCAG AA contrast: list, detail, hints"
 
     table = boto3.resource("dynamodb").Table(pipeline["ResultsTable"])
     first = table.get_item(Key={"message_id": confirmed})["Item"]
@@ -304,6 +360,7 @@ def test_the_review_page_confirms_and_corrects_by_keyboard(pipeline, browser):
     )
     page.select_option("#filter", "review")
     expect(page.locator("#alert")).to_contain_text("table unreachable")
+    assert page.evaluate(LOW_CONTRAST_TEXTS) == [], "WCAG AA contrast: the error banner"
 
 
 def test_the_review_api_refuses_unknown_labels_and_ids(pipeline):
@@ -363,6 +420,7 @@ def test_corrections_feed_a_retraining_that_the_champion_rule_promotes_or_reject
     )
     assert fired.returncode == 0, fired.stdout + fired.stderr
     assert "rule fired: live accuracy" in fired.stdout and "started retraining job" in fired.stdout
+    assert "verdict: 1 rule(s) fired (live accuracy" in fired.stdout, "ends with its decision"
     job = fired.stdout.split("started retraining job ")[1].split(":")[0]
 
     sm = boto3.client("sagemaker")
@@ -415,6 +473,11 @@ def test_down_leaves_nothing_and_up_again_reuses_the_model(local_stack, pipeline
     assert not [pid for pid in pipeline["pids"] if psutil.pid_exists(pid)]
     for port in ("POSTWERK_AWS_PORT", "POSTWERK_SAGEMAKER_PORT"):
         assert not port_in_use(int(environment[port]))
+    no_aws = {k: v for k, v in environment.items() if not k.startswith("AWS_")} | {
+        "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"
+    }  # fmt: skip
+    status = postwerk(no_aws, "status")
+    assert status.returncode == 2 and "the local AWS is not running: start it" in status.stdout
 
     again = postwerk(environment, "up", "--detach", "--no-send-samples")
     assert again.returncode == 0, again.stdout + again.stderr

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from postwerk import local, pipeline
+from postwerk.pipeline_commands import verdict
 from services.mail import parse_email
 
 
@@ -37,6 +38,17 @@ def test_senders_are_redacted_and_counts_never_go_negative():
     assert pipeline.redact("not an address") == "****"
     assert pipeline.Counts(received=5, classified=3, rejected=1, dead_lettered=0).in_flight == 1
     assert pipeline.Counts(received=1, classified=2, rejected=0, dead_lettered=0).in_flight == 0
+
+
+def test_the_monitors_verdict_names_the_rules_and_what_came_of_them():
+    assert verdict([], []) == "no rule fired; nothing to do"
+    assert verdict([], ["promoted job-2 (0.91 vs 0.88)"]) == "promoted job-2 (0.91 vs 0.88)"
+    fired = ["live accuracy 0.500 < 0.8 on 4 reviewed e-mails"]
+    assert verdict(fired, ["started retraining job r-1: data + 4 corrections"]) == (
+        "1 rule(s) fired (live accuracy 0.500 < 0.8 on 4 reviewed e-mails): "
+        "started retraining job r-1: data + 4 corrections"
+    )
+    assert verdict(fired, []).endswith("; nothing started")
 
 
 def test_backend_choice(monkeypatch):
