@@ -49,7 +49,7 @@ def deploy(
         else:
             deploy_target = stack.target_for("aws")
         bucket = sagemaker.artifact_bucket(settings.bucket)
-        if target == "aws" and not settings.review_token:
+        if target == "aws" and not settings.review_token.strip():
             raise ValueError(
                 "the review page's API serves customer e-mails: set POSTWERK_REVIEW_TOKEN "
                 "(a long random string staff enter on the page) before deploying to AWS"

@@ -88,6 +88,24 @@ def test_the_emulation_image_installs_exactly_the_emulation_extra():
     assert "torch" not in dockerfile
 
 
+def test_the_emulation_image_copies_every_module_it_imports_from_outside_emulation():
+    copied = set()
+    for sources in re.findall(
+        r"^COPY\s+(.+)\s+\S+$", (ROOT / "emulation" / "Dockerfile").read_text(), re.M
+    ):
+        copied |= set(sources.split())
+    imported = {
+        match.replace(".", "/") + ".py"
+        for path in (ROOT / "emulation").rglob("*.py")
+        for match in re.findall(
+            r"^\s*from ((?:model|services|postwerk)\.[\w.]+) import", path.read_text(), re.M
+        )
+    }
+    assert imported and imported <= copied, f"not copied: {imported - copied}"
+    for module in imported:  # packages' __init__ too, and nothing heavy imported at the top
+        assert f"{module.split('/')[0]}/__init__.py" in copied
+
+
 @pytest.mark.parametrize("dockerfile", ["model/Dockerfile", "emulation/Dockerfile"])
 def test_dockerfiles_pass_hadolint(dockerfile):
     hadolint = subprocess.run(

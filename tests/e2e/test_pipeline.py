@@ -512,6 +512,8 @@ def test_deploy_to_aws_is_the_same_path_and_its_dry_run_changes_nothing(local_st
 
     no_token = postwerk(aws, "deploy", "--target", "aws", "--image", "postwerk-model:test")
     assert no_token.returncode == 2 and "set POSTWERK_REVIEW_TOKEN" in no_token.stdout
+    blank = postwerk(aws | {"POSTWERK_REVIEW_TOKEN": " \t "}, "deploy", "--target", "aws")
+    assert blank.returncode == 2 and "set POSTWERK_REVIEW_TOKEN" in blank.stdout, "no token"
     aws |= {"POSTWERK_REVIEW_TOKEN": "e2e-token"}
     if not docker_engine_reachable():  # these machines: building the image is refused
         no_docker = postwerk(aws, "deploy", "--target", "aws")
