@@ -1,33 +1,160 @@
-"""Quoted history and signatures out of a reply: what the sender wrote, nothing more."""
+"""What the sender wrote: a reply without its quoted history, signature and list footer.
+
+Line by line, in one pass (the cost grows linearly with the text; no pattern sees a line of
+more than MAX_PATTERN_LINE characters):
+- `>` quoted lines and the attribution above them ("On … wrote:", "Am … schrieb …:",
+  "Le … a écrit :", "Il … ha scritto:", also wrapped over two lines) are dropped, but the
+  answers written between quoted lines are kept;
+- from the start of an unquoted history on, everything is dropped: Outlook's separator
+  lines ("-----Ursprüngliche Nachricht-----", the underscore line), a block of two or more
+  "Von:/From:/Gesendet:/Sent:/Datum:/An:/Betreff:" lines (Outlook, Outlook on the web,
+  GMX and Web.de), an attribution that no quote follows, Lotus Notes' "Forwarded by",
+  forwarded-message lines; a forward with no text of its own keeps the forwarded text;
+- from a signature on, everything is dropped: "-- ", "Von meinem iPhone gesendet" and
+  its kin, a closing formula on a line of its own ("Mit freundlichen Grüßen", "LG Tom",
+  "Best regards,") after some text, a mailing list's footer;
+- snip lines ("-- 8< --", "[...]") are dropped.
+
+mail-parser-reply (the multi-language library) was measured against this on the fixtures in
+tests/services/mail_fixtures/replies: it gets 12 of 24 right, loses answers written between
+quoted lines, and takes 34 s on one 40 KB line (its patterns backtrack), so it is not used.
+"""
 
 import re
 
 from selectolax.lexbor import LexborHTMLParser
 
-# Where the quoted history or the signature starts (English and German mail clients).
-CUT_MARKERS = re.compile(
-    r"^(?:"
-    r"On .{1,200} wrote:\s*$"
-    r"|Am .{1,200} schrieb .{0,200}:\s*$"
-    r"|-{2,} ?(?:Original Message|Ursprüngliche Nachricht"
-    r"|Forwarded message|Weitergeleitete Nachricht) ?-{2,}.*$"
-    r"|(?:From|Von): .+\n(?:Sent|Gesendet): .+$"
-    r"|-- ?$"
-    r")",
-    re.MULTILINE,
+MAX_PATTERN_LINE = 1_000
+MAX_FORWARDS = 3  # nested forwards without own text unwrapped, at most
+
+HEADER_NAMES = (
+    r"From|Von|De|Da|Sent|Gesendet|Envoyé|Inviato|Date|Datum|Data|To|An|À|A|Cc|Kopie"
+    r"|Subject|Betreff|Objet|Oggetto"
 )
+HEADER_LINE = re.compile(rf"^\*?(?:{HEADER_NAMES})\*? ?:\*?(?:\s|$)", re.IGNORECASE)
+HISTORY_HEADER = re.compile(
+    r"^\*?(?:From|Von|De|Da|Sent|Gesendet|Envoyé|Inviato|Date|Datum)\*? ?:", re.IGNORECASE
+)
+ATTRIBUTION = re.compile(
+    r"^(?:On\b.{1,300}\bwrote"
+    r"|Am\b.{1,300}\bschrieb\b.{0,300}"
+    r"|Le\b.{1,300}\ba écrit ?"
+    r"|Il\b.{1,300}\bha scritto"
+    r") ?:$"
+)
+ATTRIBUTION_START = re.compile(r"^(?:On|Am|Le|Il)\b")
+HISTORY_START = re.compile(
+    r"^(?:-{2,} ?(?:Original Message|Ursprüngliche Nachricht|Message d'origine"
+    r"|Messaggio originale|Forwarded message|Weitergeleitete Nachricht"
+    r"|Forwarded by\b.*|Weitergeleitet von\b.*) ?-{2,}"
+    r"|Begin forwarded message:|Anfang der weitergeleiteten Nachricht:)$",
+    re.IGNORECASE,
+)
+RULE_LINE = re.compile(r"^[_-]{10,}$")
+LIST_FOOTER = re.compile(r"mailing list|listinfo|unsubscribe|abmelden", re.IGNORECASE)
+SENT_FROM = re.compile(
+    r"^(?:Sent from my\b|Von meinem .{1,40} gesendet$|Gesendet von meinem\b"
+    r"|Gesendet mit der .{1,40} App|Get Outlook for\b|Envoyé de mon\b|Inviato da\b)",
+    re.IGNORECASE,
+)
+CLOSING = re.compile(
+    r"^(?:Mit freundlichen Grüßen|Mit freundlichen Grüssen|Freundliche Grü(?:ß|ss)e"
+    r"|(?:Viele|Beste|Liebe|Herzliche|Schöne|Sonnige|Freundliche) Grü(?:ß|ss)e|Grü(?:ß|ss)e"
+    r"|Gru(?:ß|ss)|MfG|LG|VG|Best regards|Kind regards|Warm regards|Regards|Best wishes"
+    r"|Cheers|Cordialement|Bien à vous|Distinti saluti|Cordiali saluti|Saluti)"
+    r"[,.!]?(?: [A-ZÄÖÜ][\w.-]*){0,3}$"
+)
+SNIP = re.compile(r"^-*\s*(?:8<|>8|✂|\[\.\.\.\]|\[snip\]|<snip>)\s*-*$", re.IGNORECASE)
 
 
 def strip_history(text: str) -> str:
-    """Drop `>` quoted lines and everything from a reply header or signature on."""
-    marker = CUT_MARKERS.search(text)
-    if marker and marker.start() > 0:
-        text = text[: marker.start()]
-    kept = [line for line in text.split("\n") if not line.lstrip().startswith(">")]
-    return "\n".join(kept).strip()
+    lines = text.split("\n")
+    for _ in range(MAX_FORWARDS):
+        kept, history = own_lines(lines)
+        if any(line.strip() for line in kept) or history is None:
+            return "\n".join(kept).strip()
+        lines = lines[skip_headers(lines, history) :]  # a forward without text of its own
+    return "\n".join(own_lines(lines)[0]).strip()
+
+
+def own_lines(lines: list[str]) -> tuple[list[str], int | None]:
+    """The sender's lines, and where an unquoted history starts (None: there is none)."""
+    kept: list[str] = []
+    skip = 0
+    for at, raw in enumerate(lines):
+        if skip:
+            skip -= 1
+            continue
+        line = raw.strip()
+        if len(line) > MAX_PATTERN_LINE:
+            kept.append(raw)
+        elif line.startswith(">") or SNIP.match(line):
+            continue
+        elif length := attribution(lines, at):
+            if not quote_follows(lines, at + length):
+                return kept, at
+            skip = length - 1
+        elif starts_history(lines, at):
+            return kept, at
+        elif ends_text(lines, at, kept):
+            return kept, None
+        else:
+            kept.append(raw)
+    return kept, None
+
+
+def attribution(lines: list[str], at: int) -> int:
+    """How many lines the attribution starting here takes: 0 (none), 1 or 2 (wrapped)."""
+    line = lines[at].strip()
+    if not ATTRIBUTION_START.match(line):
+        return 0
+    if ATTRIBUTION.match(line):
+        return 1
+    if at + 1 < len(lines) and len(lines[at + 1]) < MAX_PATTERN_LINE:
+        return 2 if ATTRIBUTION.match(f"{line} {lines[at + 1].strip()}") else 0
+    return 0
+
+
+def quote_follows(lines: list[str], at: int) -> bool:
+    following = next((line.strip() for line in lines[at : at + 3] if line.strip()), "")
+    return following.startswith(">")
+
+
+def starts_history(lines: list[str], at: int) -> bool:
+    line = lines[at].strip()
+    if HISTORY_START.match(line):
+        return True
+    if RULE_LINE.match(line):
+        return any(HISTORY_HEADER.match(next_line.strip()) for next_line in lines[at + 1 : at + 3])
+    return (
+        HISTORY_HEADER.match(line) is not None
+        and at + 1 < len(lines)
+        and HEADER_LINE.match(lines[at + 1].strip()) is not None
+    )
+
+
+def ends_text(lines: list[str], at: int, kept: list[str]) -> bool:
+    """A signature, a closing formula after some text, or a mailing list's footer."""
+    line = lines[at].strip()
+    if line in ("--", "-- ") or SENT_FROM.match(line):
+        return True
+    if CLOSING.match(line):
+        return any(previous.strip() for previous in kept)
+    if RULE_LINE.match(line):
+        return any(LIST_FOOTER.search(next_line) for next_line in lines[at + 1 : at + 4])
+    return False
+
+
+def skip_headers(lines: list[str], at: int) -> int:
+    """The first line after a history's marker and header block."""
+    at += 1 if not HISTORY_HEADER.match(lines[at].strip()) else 0
+    while at < len(lines) and (HEADER_LINE.match(lines[at].strip()) or not lines[at].strip()):
+        at += 1
+    return at
 
 
 def strip_html_history(tree: LexborHTMLParser) -> None:
-    """Remove quoted history that HTML mail clients mark (blockquote, Gmail's quote)."""
+    """Remove the quoted history that HTML mail clients mark (blockquote, Gmail's quote,
+    Thunderbird's attribution)."""
     for quote in tree.css("blockquote, div.gmail_quote, div.moz-cite-prefix"):
         quote.decompose()
