@@ -1,7 +1,9 @@
 """ingest: S3 -> SQS -> this function -> an `email.v1` record on the Kinesis stream.
 
 Each SQS message is an S3 event notification. Bytes that are not an e-mail are copied to
-`rejected/<key>` with `<key>.reason.json` beside them, so nothing disappears unexplained.
+`rejected/<key>` with `<key>.reason.json` beside them, so nothing disappears unexplained;
+parse_email raises nothing else, and its cost is bounded (services/mail.py), so a defective
+or hostile e-mail becomes a flagged record instead of a retried, dead-lettered message.
 A message that fails (S3 or Kinesis unavailable) is reported as a batch item failure: SQS
 delivers it again, and after five tries moves it to the ingest dead-letter queue. Logs name
 message ids, never addresses or bodies.
@@ -76,6 +78,7 @@ def read_notification(s3, notification: dict) -> list[EmailV1]:
             language=email.language,
             attachments=len(email.attachments),
             truncated=email.body_truncated,
+            flags=email.flags,
         )
         emails.append(email)
     return emails

@@ -33,16 +33,22 @@ def test_emails_go_to_the_stream_and_the_rest_is_rejected(aws, monkeypatch):
     body = "Guten Tag, bitte ändern Sie meine Adresse auf Hauptstraße 5."
     s3.put_object(Bucket=RAW, Key="incoming/a b.eml", Body=simple(body))
     s3.put_object(Bucket=RAW, Key="incoming/photo.png", Body=b"\x89PNG\r\n\x1a\n\x00\x00")
+    defective = b"From: John Doe.<john@example.com>\r\nMessage-Id: <>\r\nSubject: " + b"x" * 20_000
+    s3.put_object(Bucket=RAW, Key="incoming/defective.eml", Body=defective + b"\r\n\r\nhi")
 
     event = sqs_event(
         json.dumps(s3_event(RAW, "incoming/a b.eml", "incoming/photo.png")),
+        json.dumps(s3_event(RAW, "incoming/defective.eml")),  # raised before: dead-lettered
         json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"}),
         json.dumps(s3_event(RAW, "incoming/vanished.eml")),  # deleted before ingest read it
     )
     answer = ingest.handler(event, LambdaContext())
-    assert answer == {"batchItemFailures": [{"itemIdentifier": "message-2"}]}, "SQS retries it"
-    [record] = read_stream("emails")
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "message-3"}]}, "SQS retries it"
+    record, flagged = read_stream("emails")
     email = EmailV1.model_validate_json(record["Data"])
+    defective = EmailV1.model_validate_json(flagged["Data"])
+    assert defective.sender == "john@example.com" and defective.message_id.startswith("sha256-")
+    assert {"header_truncated", "subject_truncated"} <= set(defective.flags)
     assert record["PartitionKey"] == email.message_id == "m1@example.de"
     assert email.body_text == body and email.source.key == "incoming/a b.eml"
     reason = json.loads(
