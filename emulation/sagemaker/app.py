@@ -21,6 +21,7 @@ from emulation.sagemaker.endpoints import Endpoints
 from emulation.sagemaker.protocol import SageMakerError, required
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Store
+from emulation.sagemaker.tags import Tags
 from emulation.sagemaker.training import TrainingJobs
 from emulation.sagemaker.tuning import TuningJobs
 
@@ -34,8 +35,19 @@ def by_name(describe: Callable[[str], Any], key: str) -> Operation:
     return lambda request: describe(required(request, key))
 
 
-def operations(training: TrainingJobs, tuning: TuningJobs, endpoints: Endpoints):
-    return {
+def tagging(create: Operation, tags: Tags) -> Operation:
+    """A Create call that honours its request's `Tags`."""
+
+    def create_and_tag(request: dict[str, Any]) -> dict[str, Any]:
+        result = create(request)
+        tags.tag_created(request, result)
+        return result
+
+    return create_and_tag
+
+
+def operations(training: TrainingJobs, tuning: TuningJobs, endpoints: Endpoints, tags: Tags):
+    table = {
         "CreateTrainingJob": training.create,
         "DescribeTrainingJob": by_name(training.describe, "TrainingJobName"),
         "ListTrainingJobs": training.list,
@@ -43,6 +55,8 @@ def operations(training: TrainingJobs, tuning: TuningJobs, endpoints: Endpoints)
         "CreateHyperParameterTuningJob": tuning.create,
         "DescribeHyperParameterTuningJob": by_name(tuning.describe, "HyperParameterTuningJobName"),
         "StopHyperParameterTuningJob": by_name(tuning.stop, "HyperParameterTuningJobName"),
+        "ListHyperParameterTuningJobs": tuning.list,
+        "DeleteHyperParameterTuningJob": by_name(tuning.delete, "HyperParameterTuningJobName"),
         "ListTrainingJobsForHyperParameterTuningJob": tuning.list_training_jobs,
         "CreateModel": endpoints.create_model,
         "DescribeModel": by_name(endpoints.describe_model, "ModelName"),
@@ -57,7 +71,13 @@ def operations(training: TrainingJobs, tuning: TuningJobs, endpoints: Endpoints)
         "UpdateEndpoint": endpoints.update_endpoint,
         "DeleteEndpoint": by_name(endpoints.delete_endpoint, "EndpointName"),
         "ListEndpoints": endpoints.list_endpoints,
+        "UpdateEndpointWeightsAndCapacities": endpoints.update_weights_and_capacities,
     }
+    table = {
+        name: tagging(operation, tags) if name.startswith("Create") else operation
+        for name, operation in table.items()
+    }
+    return table | {"AddTags": tags.add, "ListTags": tags.list, "DeleteTags": tags.delete}
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -67,7 +87,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     training = TrainingJobs(store, settings, containers)
     tuning = TuningJobs(store, settings, training)
     endpoints = Endpoints(store, settings, containers)
-    table = operations(training, tuning, endpoints)
+    table = operations(training, tuning, endpoints, Tags(store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

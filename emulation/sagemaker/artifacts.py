@@ -99,3 +99,21 @@ class LogStream:
             self.client.put_log_events(
                 logGroupName=self.group, logStreamName=self.stream, logEvents=events
             )
+
+
+class MetricPublisher:
+    """A job's metrics to CloudWatch, as SageMaker publishes those of its MetricDefinitions:
+    namespace `/aws/sagemaker/TrainingJobs`, dimension TrainingJobName."""
+
+    def __init__(self, namespace: str, dimensions: dict[str, str]):
+        self.client = boto3.client("cloudwatch")
+        self.namespace = namespace
+        self.dimensions = [{"Name": k, "Value": v} for k, v in dimensions.items()]
+
+    def put(self, name: str, value: float) -> None:
+        # metrics are best effort, like logs
+        with contextlib.suppress(ClientError):
+            self.client.put_metric_data(
+                Namespace=self.namespace,
+                MetricData=[{"MetricName": name, "Dimensions": self.dimensions, "Value": value}],
+            )

@@ -251,6 +251,86 @@ class Endpoints:
         keys = ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
         return self._list(documents, request, "Endpoints", "EndpointName", keys)
 
+    def update_weights_and_capacities(self, request: dict[str, Any]) -> dict[str, Any]:
+        """UpdateEndpointWeightsAndCapacities: new weights at once, replicas started or
+        drained and stopped to the desired counts (Updating until they are)."""
+        name = required(request, "EndpointName")
+        endpoint = self.describe_endpoint(name)
+        fleet = self._fleets.get(name)
+        if endpoint["EndpointStatus"] != "InService" or fleet is None:
+            raise validation(f'Cannot update in-progress endpoint "{endpoint["EndpointArn"]}".')
+        desired = {
+            required(d, "VariantName"): d for d in required(request, "DesiredWeightsAndCapacities")
+        }
+        if unknown := sorted(set(desired) - {variant for variant, _, _ in fleet.variants}):
+            raise validation(
+                f'The variant(s) "{", ".join(unknown)}" are not present on endpoint "{name}".'
+            )
+        if any(int(d.get("DesiredInstanceCount", 1)) < 1 for d in desired.values()):
+            raise validation("DesiredInstanceCount must be at least 1")
+        self._change(name, EndpointStatus="Updating")
+        self._in_background(self._resize, name, fleet, desired)
+        return {"EndpointArn": endpoint["EndpointArn"]}
+
+    def _resize(self, name: str, fleet: Fleet, desired: dict[str, dict]) -> None:
+        failure = None
+        for index, (variant, weight, replicas) in enumerate(fleet.variants):
+            wanted = desired.get(variant)
+            if wanted is None:
+                continue
+            weight = float(wanted.get("DesiredWeight", weight))
+            fleet.variants[index] = (variant, weight, replicas)
+            try:
+                self._scale(name, replicas, int(wanted.get("DesiredInstanceCount", len(replicas))))
+            except ReplicaError as error:
+                failure = f"ClientError: {error}"
+        summaries = [
+            {
+                "VariantName": variant,
+                "CurrentWeight": weight,
+                "DesiredWeight": weight,
+                "CurrentInstanceCount": sum(r.ready for r in replicas),
+                "DesiredInstanceCount": len(replicas),
+            }
+            for variant, weight, replicas in fleet.variants
+        ]
+        self._change(
+            name, EndpointStatus="InService", ProductionVariants=summaries, FailureReason=failure
+        )
+
+    def _scale(self, name: str, replicas: list[Replica], count: int) -> None:
+        """Start replicas like the variant's first one, or drain and stop the last ones."""
+        while len(replicas) > count:
+            surplus = replicas.pop()
+            surplus.ready = False
+            deadline = time.monotonic() + DRAIN_SECONDS
+            while surplus.in_flight and time.monotonic() < deadline:
+                time.sleep(0.05)
+            surplus.stop()
+        template = replicas[0]
+        model_dir = (template.base_dir / "model").resolve()
+        added = [
+            Replica(
+                name,
+                template.variant,
+                max(r.number for r in replicas) + 1 + offset,
+                template.image,
+                self._replica_folder(name, model_dir),
+                template.environment,
+            )
+            for offset in range(count - len(replicas))
+        ]
+        try:
+            for replica in added:
+                replica.start(self.containers)
+            for replica in added:
+                replica.wait_ready(self.settings.replica_start_timeout)
+        except BaseException:
+            for replica in added:
+                replica.stop()
+            raise
+        replicas.extend(added)
+
     # --- InvokeEndpoint --------------------------------------------------------------------
 
     async def invoke(

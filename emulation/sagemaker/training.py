@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
+from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream, MetricPublisher
 from emulation.sagemaker.containers import Containers
 from emulation.sagemaker.protocol import in_use, not_found, now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
@@ -167,7 +167,7 @@ class TrainingJobs:
             "AlgorithmSpecification": algorithm,
             "RoleArn": request.get("RoleArn", ""),
             "InputDataConfig": request.get("InputDataConfig", []),
-            "OutputDataConfig": output,
+            "OutputDataConfig": {"KmsKeyId": ""} | output,  # AWS's empty key when unset
             "ResourceConfig": resources,
             "StoppingCondition": request.get("StoppingCondition", {}),
             "Environment": request.get("Environment", {}),
@@ -286,6 +286,7 @@ class TrainingJobs:
             for d in document["AlgorithmSpecification"].get("MetricDefinitions", [])
         ]
         stream = LogStream(LOG_GROUP, f"{name}/algo-1-{int(document['CreationTime'])}")
+        metrics = MetricPublisher(LOG_GROUP, {"TrainingJobName": name})
         image = document["AlgorithmSpecification"]["TrainingImage"]
         process = self.containers.train(image, job_dir, document["Environment"])
         watchdog = threading.Thread(target=self._watch, args=(run, process, document), daemon=True)
@@ -299,6 +300,7 @@ class TrainingJobs:
                 if match:
                     value = float(match.group(1))
                     final[metric] = {"MetricName": metric, "Value": value, "Timestamp": now()}
+                    metrics.put(metric, value)
                     if run.on_metric:
                         run.on_metric(name, metric, value)
         exit_code = process.wait()

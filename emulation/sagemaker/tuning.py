@@ -171,7 +171,7 @@ class TuningJobs:
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
         name = required(request, "HyperParameterTuningJobName")
         config = required(request, "HyperParameterTuningJobConfig")
-        definition = required(request, "TrainingJobDefinition")
+        definition = training_definition(required(request, "TrainingJobDefinition"), config)
         parameters, max_jobs = self._validate(name, config, definition)
         arn = (
             f"arn:aws:sagemaker:{self.settings.region}:{self.settings.account_id}:"
@@ -207,6 +207,39 @@ class TuningJobs:
         if document is None:
             raise not_found(f"Amazon SageMaker can't find a tuning job with name {name}")
         return document
+
+    def list(self, request: dict[str, Any]) -> dict[str, Any]:
+        jobs = self.store.all(KIND)
+        name, status = "HyperParameterTuningJobName", "HyperParameterTuningJobStatus"
+        if "NameContains" in request:
+            jobs = [j for j in jobs if request["NameContains"] in j[name]]
+        if "StatusEquals" in request:
+            jobs = [j for j in jobs if j[status] == request["StatusEquals"]]
+        for bound, keep in (("After", float.__gt__), ("Before", float.__lt__)):
+            for field in ("CreationTime", "LastModifiedTime"):
+                if (moment := request.get(f"{field}{bound}")) is not None:
+                    jobs = [j for j in jobs if keep(float(j[field]), float(moment))]
+        return paginate(
+            request,
+            [tuning_summary(j) for j in jobs],
+            "HyperParameterTuningJobSummaries",
+            sort_keys={
+                "Name": "HyperParameterTuningJobName",
+                "CreationTime": "CreationTime",
+                "Status": "HyperParameterTuningJobStatus",
+            },
+        )
+
+    def delete(self, name: str) -> dict[str, Any]:
+        """The tuning job's entry only: its training jobs and artifacts stay, as on AWS."""
+        status = self.describe(name)["HyperParameterTuningJobStatus"]
+        if status in ("InProgress", "Stopping"):
+            raise validation(f"the tuning job {name} is {status}; stop it before deleting it")
+        self.store.delete(KIND, name)
+        for trial in self.store.all(TRIAL):
+            if trial["TuningJobName"] == name:
+                self.store.delete(TRIAL, trial["TrainingJobName"])
+        return {}
 
     def stop(self, name: str) -> dict[str, Any]:
         status = self.describe(name)["HyperParameterTuningJobStatus"]
@@ -320,6 +353,44 @@ class TuningJobs:
                 )
 
 
+def training_definition(definition: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The definition as AWS describes it: with ResourceConfig also when the request had
+    HyperParameterTuningResourceConfig (what SDK 2.x sends), and the objective as the
+    static hyperparameter `_tuning_objective_metric`."""
+    definition = dict(definition)
+    if "ResourceConfig" not in definition and "HyperParameterTuningResourceConfig" in definition:
+        tuning_resources = definition["HyperParameterTuningResourceConfig"]
+        definition["ResourceConfig"] = {
+            key: tuning_resources[key]
+            for key in ("InstanceType", "InstanceCount", "VolumeSizeInGB", "VolumeKmsKeyId")
+            if key in tuning_resources
+        }
+    metric = config.get("HyperParameterTuningJobObjective", {}).get("MetricName")
+    if metric:
+        static = definition.get("StaticHyperParameters", {})
+        definition["StaticHyperParameters"] = static | {"_tuning_objective_metric": metric}
+    return definition
+
+
+def tuning_summary(document: Document) -> Document:
+    """HyperParameterTuningJobSummary."""
+    keys = (
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobArn",
+        "HyperParameterTuningJobStatus",
+        "CreationTime",
+        "HyperParameterTuningEndTime",
+        "LastModifiedTime",
+        "TrainingJobStatusCounters",
+        "ObjectiveStatusCounters",
+    )
+    config = document["HyperParameterTuningJobConfig"]
+    return {key: document[key] for key in keys if key in document} | {
+        "Strategy": config["Strategy"],
+        "ResourceLimits": config["ResourceLimits"],
+    }
+
+
 class Search:
     """One tuning job's loop: ask Optuna, launch a training job, tell Optuna its result."""
 
@@ -375,6 +446,7 @@ class Search:
                 if key
                 not in (
                     "StaticHyperParameters",
+                    "HyperParameterTuningResourceConfig",
                     "DefinitionName",
                     "TuningObjective",
                     "HyperParameterRanges",
