@@ -261,6 +261,14 @@ def env() -> None:
         "AWS_REGION": running.env["AWS_DEFAULT_REGION"],
         "POSTWERK_STACK_NAME": settings.stack_name,
     }
+    # The SageMaker SDKs ask STS on the public endpoint for the role and the default bucket,
+    # so notebooks pass both explicitly: these are the stack's role and artifacts bucket.
+    os.environ.update(running.env)
+    with clear_failures():
+        exports["POSTWERK_BUCKET"] = sagemaker.artifact_bucket(settings.bucket)
+        if stack.stack_exists(settings.stack_name):
+            outputs = stack.stack_outputs(settings.stack_name)
+            exports["POSTWERK_ROLE_ARN"] = outputs.get("SageMakerRoleArn", settings.role_arn)
     for name, value in exports.items():
         print(f"export {name}={value}")
 
