@@ -43,7 +43,6 @@ MAX_MULTIPARTS = 64  # multipart boundaries declared, so the nesting depth
 MAX_PARSER_STEPS = 1_000_000  # lines times nesting depth the parser gets, at most
 MAX_PARTITION_KEY = 256  # Kinesis' limit on the partition key, i.e. the message id
 
-ADDRESS_HEADERS = ("From", "To", "Cc")
 MAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 LATIN = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15", "windows-1252"}
 HEADER_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
@@ -72,34 +71,33 @@ def parse_email(raw: bytes, bucket: str, key: str) -> EmailV1:
     message = mime_tree(bounded(raw, flags), flags)
     if not any(name in message for name in MAIL_HEADERS):
         raise NotAnEmail("no e-mail headers (From, To, Subject, Date or Message-ID)")
-    subject = header(message, "Subject", flags)
-    if len(subject) > MAX_SUBJECT_CHARS:
-        subject = subject[:MAX_SUBJECT_CHARS]
-        flags.add("subject_truncated")
-    body, truncated = bound(body_text(message, flags))
-    if truncated:
-        flags.add("body_truncated")
+    subject = cut(header(message, "Subject", flags), MAX_SUBJECT_CHARS, "subject_truncated", flags)
+    body = cut(body_text(message, flags), MAX_BODY_CHARS, "body_truncated", flags)
     senders = addresses(message, "From", flags)
+    recipients = addresses(message, "To", flags) + addresses(message, "Cc", flags)
+    digest = hashlib.sha256(raw).hexdigest()
+    identifier = message_id(message, digest, flags)
+    received = received_at(message, flags)
     return EmailV1(
-        message_id=message_id(message, raw, flags),
-        received_at=received_at(message, flags),
+        message_id=identifier,
+        received_at=received,
         sender=senders[0] if senders else "",
-        recipients=addresses(message, "To", flags) + addresses(message, "Cc", flags),
+        recipients=recipients,
         subject=subject,
         body_text=body,
         body_truncated="body_truncated" in flags,
         language=language(f"{subject}\n{body}"),
         attachments=attachments(message),
-        source=Source(bucket=bucket, key=key, sha256=hashlib.sha256(raw).hexdigest()),
+        source=Source(bucket=bucket, key=key, sha256=digest),
         flags=sorted(flags),
     )
 
 
 def bounded(raw: bytes, flags: set[Flag]) -> bytes:
-    """The bytes the MIME parser gets: the header block as mail servers read it, cut to
-    MAX_HEAD_BYTES, and the rest cut before the MAX_BOUNDARY_LINES-th line that may be a
-    MIME boundary (both flagged): the parser's cost grows with both. NotAnEmail when the
-    bytes do not start with a header line."""
+    """The bytes the MIME parser gets: blank lines before the header block dropped, the
+    block as mail servers read it and cut to MAX_HEAD_BYTES (flagged), the rest cut where
+    the parser's work would pass its bound (`cut_parts`). NotAnEmail when the bytes do not
+    start with a header line."""
     raw = re.sub(rb"\A(?:[ \t]*\r?\n)+", b"", raw[:4096]) + raw[4096:]
     check_looks_like_email(raw)
     end = head_end(raw)
@@ -251,13 +249,13 @@ def addresses(message: Message, name: str, flags: set[Flag]) -> list[str]:
     return [address for _, address in getaddresses(values) if address]
 
 
-def message_id(message: Message, raw: bytes, flags: set[Flag]) -> str:
+def message_id(message: Message, digest: str, flags: set[Flag]) -> str:
     """The Message-ID, or a hash of the bytes: a re-delivered e-mail keeps its id. An id
     too long for a partition key is hashed too."""
     value = re.sub(r"\s+", "", header(message, "Message-ID", flags)).strip("<>")
     if len(value) > MAX_PARTITION_KEY:
         return f"sha256-{hashlib.sha256(value.encode()).hexdigest()[:32]}"
-    return value or f"sha256-{hashlib.sha256(raw).hexdigest()[:32]}"
+    return value or f"sha256-{digest[:32]}"
 
 
 def received_at(message: Message, flags: set[Flag]) -> datetime:
@@ -306,7 +304,10 @@ def part_text(part: Message, limit: int, flags: set[Flag]) -> str:
     if len(payload) > limit:
         flags.add("body_truncated")
         payload = payload[:limit]
-    return decode_bytes(payload, part.get_param("charset"), flags)
+    charset = part.get_param("charset")
+    if isinstance(charset, tuple):  # RFC 2231 (charset*=...): (charset, language, value)
+        charset = charset[2]
+    return decode_bytes(payload, charset, flags)
 
 
 def html_text(html: str) -> str:
@@ -328,10 +329,11 @@ def normalise_whitespace(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def bound(text: str) -> tuple[str, bool]:
-    if len(text) <= MAX_BODY_CHARS:
-        return text, False
-    return text[:MAX_BODY_CHARS], True
+def cut(text: str, limit: int, flag: Flag, flags: set[Flag]) -> str:
+    if len(text) <= limit:
+        return text
+    flags.add(flag)
+    return text[:limit]
 
 
 def attachments(message: Message) -> list[Attachment]:
