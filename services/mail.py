@@ -37,6 +37,7 @@ MAX_HEADER_BYTES = 16_384  # one header field, folded lines included
 MAX_HEAD_BYTES = 256 * 1024  # the message's header block
 MAX_TEXT_BYTES = 4 * MAX_BODY_CHARS  # of a plain text part: enough for MAX_BODY_CHARS
 MAX_HTML_BYTES = 1_000_000  # of an HTML part: markup takes most of it
+MAX_SINGLE_TEXT_BYTES = 2 * MAX_HTML_BYTES  # of a one-part message, base64 included
 MAX_PARTS = 1_000  # MIME parts looked at; the rest are not read
 MAX_BOUNDARY_LINES = 4 * MAX_PARTS  # lines starting with "--" the parser gets, at most
 MAX_MULTIPARTS = 64  # multipart boundaries declared, so the nesting depth
@@ -46,6 +47,8 @@ MAX_PARTITION_KEY = 256  # Kinesis' limit on the partition key, i.e. the message
 MAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 LATIN = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15", "windows-1252"}
 HEADER_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
+TOP_CONTENT_TYPE = re.compile(rb"^content-type:\s*([!-~]*)", re.IGNORECASE | re.MULTILINE)
+ATTACHED = re.compile(rb"^content-disposition:\s*attachment", re.IGNORECASE | re.MULTILINE)
 HTML_BLOCKS = "p, div, br, tr, li, h1, h2, h3, h4, h5, h6, table, blockquote, pre, hr, dt, dd"
 HTML_DOCUMENT = re.compile(r"\A\s*(?:<!doctype html|<html|<head|<body|<div|<p[ >]|<table)", re.I)
 
@@ -105,7 +108,23 @@ def bounded(raw: bytes, flags: set[Flag]) -> bytes:
     if len(head) > MAX_HEAD_BYTES:
         flags.add("header_truncated")
         head = head[: head.rfind(b"\n", 0, MAX_HEAD_BYTES) + 1] or head[:MAX_HEAD_BYTES]
-    return lenient_head(head, flags) + cut_parts(rest, flags)
+    head = lenient_head(head, flags)
+    return head + (cut_text(rest, flags) if text_only(head) else cut_parts(rest, flags))
+
+
+def text_only(head: bytes) -> bool:
+    """Whether the message is one text part, not an attachment: its text is read up to
+    MAX_HTML_BYTES, so the parser need not see more."""
+    found = TOP_CONTENT_TYPE.search(head)
+    kind = found.group(1).split(b";")[0].lower() if found else b""
+    return (not kind or kind.startswith(b"text/")) and not ATTACHED.search(head)
+
+
+def cut_text(body: bytes, flags: set[Flag]) -> bytes:
+    if len(body) <= MAX_SINGLE_TEXT_BYTES:
+        return body
+    flags.add("body_truncated")
+    return body[:MAX_SINGLE_TEXT_BYTES]
 
 
 def lenient_head(head: bytes, flags: set[Flag]) -> bytes:
@@ -166,9 +185,10 @@ def head_end(raw: bytes) -> int:
 def check_looks_like_email(raw: bytes) -> None:
     if not raw.strip():
         raise NotAnEmail("empty file")
-    if b"\x00" in raw[: min(head_end(raw), 4096)]:  # a binary part may hold NULs
+    start = raw[:4096]
+    if b"\x00" in start[: head_end(start)]:  # a binary part after the headers may hold NULs
         raise NotAnEmail("binary content (NUL bytes), not an e-mail")
-    first_line = raw[:4096].split(b"\n", 1)[0]
+    first_line = start.split(b"\n", 1)[0]
     if not re.match(rb"^[ \t]*(?:From |[!-9;-~]+[ \t]*:)", first_line):
         raise NotAnEmail(f"does not start with a header line: {first_line[:40]!r}")
 
