@@ -64,6 +64,10 @@ CLOSING = re.compile(
     r"|Cheers|Cordialement|Bien à vous|Distinti saluti|Cordiali saluti|Saluti)"
     r"[,.!]?(?: [A-ZÄÖÜ][\w.-]*){0,3}$"
 )
+HTML_HISTORY = (
+    "blockquote, .gmail_quote, .gmail_signature, .moz-cite-prefix, .moz-signature,"
+    " #divRplyFwdMsg, #Signature"
+)
 SNIP = re.compile(r"^-*\s*(?:8<|>8|✂|\[\.\.\.\]|\[snip\]|<snip>)\s*-*$", re.IGNORECASE)
 
 
@@ -154,7 +158,7 @@ def skip_headers(lines: list[str], at: int) -> int:
 
 
 def strip_html_history(tree: LexborHTMLParser) -> None:
-    """Remove the quoted history that HTML mail clients mark (blockquote, Gmail's quote,
-    Thunderbird's attribution)."""
-    for quote in tree.css("blockquote, div.gmail_quote, div.moz-cite-prefix"):
-        quote.decompose()
+    """Remove the quoted history and signatures that HTML mail clients mark (blockquote,
+    Gmail's and Thunderbird's classes, Outlook's reply header and signature)."""
+    for marked in tree.css(HTML_HISTORY):
+        marked.decompose()

@@ -324,3 +324,13 @@ def test_what_mail_servers_accept_is_accepted(raw):
     record = parse(raw)
     assert (record.sender, record.subject) == ("a@example.com", "Adresse")
     assert record.body_text == "Bitte Adresse ändern."
+
+
+def test_html_replies_lose_the_history_and_signature_their_client_marks():
+    html = (
+        b'<html><body><div dir="ltr">Die Heizung ist wieder kalt.</div>'
+        b'<div class="gmail_signature">Max Mustermann | Musterfirma</div>'
+        b'<div class="gmail_quote"><div>Am Mo., 30. Nov. 2026 schrieb Service:</div>'
+        b"<blockquote>Ist die Heizung repariert?</blockquote></div></body></html>"
+    )
+    assert parse(one_part("text/html", html)).body_text == "Die Heizung ist wieder kalt."
