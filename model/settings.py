@@ -4,6 +4,7 @@ The SAGEMAKER_* variables are the container contract; POSTWERK_* are postwerk's 
 """
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,7 +24,10 @@ class Settings(BaseSettings):
     max_batch_size: PositiveInt = 64
     # CPU only (CUDA serves in fp16): int8 dynamic quantization of the Linear layers.
     # On Banking77: x2.5 throughput for -0.26 accuracy points (bench/results/accuracy.json).
-    quantize_int8: bool = True
+    quantize_int8: bool = True  # for engine torch
+    # CPU engine: OpenVINO (an IR converted from the safetensors and cached in the model
+    # folder) or torch. CUDA always serves with torch in fp16. bench/results/serving.json.
+    engine: Literal["openvino", "torch"] = "openvino"
     # Bounds on what one client may cost (README: "Serving limits"). Past them: the status.
     max_instances: PositiveInt = 1000  # per request: 413
     max_request_target_bytes: PositiveInt = 8 * 1024  # the URL: 414

@@ -5,11 +5,11 @@ https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.h
 """
 
 import asyncio
-import json
 import logging
 import os
 from contextlib import asynccontextmanager
 
+import orjson
 import torch
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -29,6 +29,7 @@ from model.serving.requests import (
 from model.settings import Settings
 
 log = logging.getLogger("postwerk.serving")
+JSON = "application/json"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,12 +38,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Workers share the cores; each gets its slice so they do not fight over them.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
+        threads = max(1, (os.cpu_count() or 1) // settings.workers)
+        torch.set_num_threads(threads)
         predictor = await asyncio.to_thread(
             Predictor,
             settings.base_dir / "model",
             settings.max_batch_size,
             settings.quantize_int8,
+            settings.engine,
+            threads,
         )
         batcher = DynamicBatcher(predictor.predict, settings.max_batch_size)
         batcher.start()
@@ -92,9 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         identity = predictor.model_identity
         if accept in JSONLINES_TYPES:
-            lines = "".join(json.dumps(row | {"model": identity}) + "\n" for row in rows)
+            lines = b"".join(orjson.dumps(row | {"model": identity}) + b"\n" for row in rows)
             return Response(lines, media_type=accept)
-        return JSONResponse({"predictions": rows, "model": identity})
+        return Response(orjson.dumps({"predictions": rows, "model": identity}), media_type=JSON)
 
     return app
 

@@ -4,14 +4,15 @@ import contextlib
 import ctypes
 import json
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from model.archive import ArchiveError, unpack
+from model.serving.engine import EngineError, OpenVinoEngine, TorchEngine
 
 TRIM_EVERY_PASSES = 10
 
@@ -68,27 +69,25 @@ def read_model_info(model_dir: Path) -> dict:
 
 
 class Predictor:
-    def __init__(self, model_dir: Path, max_batch_size: int, quantize_int8: bool = False):
+    def __init__(
+        self,
+        model_dir: Path,
+        max_batch_size: int,
+        quantize_int8: bool = False,
+        engine: str = "torch",
+        threads: int | None = None,
+    ):
         model_dir = unpack_archive(model_dir)
         if not (model_dir / "model.safetensors").exists():
             raise ModelLoadError(
                 f"no model.safetensors in {model_dir} (only safetensors is loaded)"
             )
         self.info = read_model_info(model_dir)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
-        if self.device.type == "cuda":
-            model = model.half()
-        elif quantize_int8:
-            with warnings.catch_warnings():  # deprecated for torchao, still the simplest path
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(
-                    model, {torch.nn.Linear}, dtype=torch.qint8
-                )
-        self.model = model.to(self.device).eval()
-        return_free_heap_to_os()  # the fp32 weights that quantization replaced
-        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.engine = load_engine(model_dir, engine, quantize_int8, threads)
+        return_free_heap_to_os()  # the fp32 weights that quantization or conversion left
+        config = AutoConfig.from_pretrained(model_dir)
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.max_length = self.info.get("max_length", 128)
         self.max_batch_size = max_batch_size
         self.passes = 0
@@ -97,7 +96,6 @@ class Predictor:
     def model_identity(self) -> dict:
         return {"name": self.info["name"], "version": self.info["version"]}
 
-    @torch.inference_mode()
     def predict(self, texts: list[str], top_k: int) -> list[Prediction]:
         """Sorted by length so each forward pass pads little; results in input order."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -115,16 +113,31 @@ class Predictor:
 
     def _forward(self, texts: list[str], top_k: int) -> list[Prediction]:
         batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self.device)
-        probabilities = self.model(**batch).logits.float().softmax(dim=-1)
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
+        )
+        logits = self.engine.logits({key: value.astype(np.int64) for key, value in batch.items()})
         k = min(top_k, len(self.labels))
-        scores, indices = probabilities.topk(k, dim=-1)
+        indices = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
+        probabilities = softmax(logits)
         predictions = []
-        for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True):
+        for row, row_indices in zip(probabilities, indices.tolist(), strict=True):
             ranked = [
-                {"label": self.labels[i], "score": round(score, 6)}
-                for score, i in zip(row_scores, row_indices, strict=True)
+                {"label": self.labels[i], "score": round(float(row[i]), 6)} for i in row_indices
             ]
             predictions.append(Prediction(ranked[0]["label"], ranked[0]["score"], ranked))
         return predictions
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def load_engine(model_dir: Path, engine: str, quantize_int8: bool, threads: int | None):
+    """OpenVINO on CPUs when asked; torch on CUDA (fp16) whatever is asked, or when asked."""
+    if engine == "openvino" and not torch.cuda.is_available():
+        try:
+            return OpenVinoEngine(model_dir, threads or torch.get_num_threads())
+        except EngineError as error:
+            raise ModelLoadError(str(error)) from error
+    return TorchEngine(model_dir, quantize_int8)

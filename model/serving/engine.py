@@ -1,0 +1,146 @@
+"""The engines that compute logits for the Predictor.
+
+- openvino (CPU default): the model converted from the training job's safetensors to an
+  OpenVINO IR (no pickle anywhere), cached in the model folder under openvino/ with the
+  SHA-256 of its files in model_info.json; rebuilt when missing or when a hash disagrees.
+  OpenVINO picks bf16 on CPUs with AMX and f32 elsewhere (INFERENCE_PRECISION_HINT).
+- torch: CUDA in fp16, or CPU in fp32 / int8 dynamic quantization (the engine before
+  OpenVINO; kept for CUDA and as a fallback, POSTWERK_ENGINE=torch).
+
+Both take the tokenizer's numpy arrays and return float32 logits as a numpy array.
+Measured against ONNX Runtime (fp32 and int8) in bench/engines.py.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification
+
+IR_DIR = "openvino"
+IR_FILES = ("model.xml", "model.bin")
+INFO_KEY = "openvino_ir"  # in model_info.json: {"files": {name: sha256}, "openvino": version}
+
+
+class EngineError(Exception):
+    pass
+
+
+def load_torch_model(model_dir: Path) -> torch.nn.Module:
+    return AutoModelForSequenceClassification.from_pretrained(
+        model_dir, use_safetensors=True
+    ).eval()
+
+
+class TorchEngine:
+    def __init__(self, model_dir: Path, quantize_int8: bool):
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_torch_model(model_dir)
+        if self.device.type == "cuda":
+            model = model.half()
+        elif quantize_int8:
+            with warnings.catch_warnings():  # deprecated for torchao, still the simplest path
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8
+                )
+        self.model = model.to(self.device)
+        self.name = f"torch {self.device.type} " + (
+            "fp16" if self.device.type == "cuda" else "int8" if quantize_int8 else "fp32"
+        )
+
+    @torch.inference_mode()
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        tensors = {key: torch.from_numpy(value).to(self.device) for key, value in inputs.items()}
+        return self.model(**tensors).logits.float().cpu().numpy()
+
+
+class OpenVinoEngine:
+    def __init__(self, model_dir: Path, threads: int):
+        import openvino as ov
+
+        xml = ensure_ir(model_dir)
+        compiled = ov.Core().compile_model(xml, "CPU", {"INFERENCE_NUM_THREADS": threads})
+        self.input_names = {port.get_any_name() for port in compiled.inputs}
+        self.request = compiled.create_infer_request()  # one pass at a time (the batcher)
+        precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.name = f"openvino {ov.__version__} CPU {precision}"
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {key: value for key, value in inputs.items() if key in self.input_names}
+        return self.request.infer(feed)[0].copy()  # the request reuses its output buffer
+
+
+def ensure_ir(model_dir: Path) -> Path:
+    """The IR's model.xml in model_dir/openvino, converted first if missing or changed.
+
+    A file lock keeps several workers from converting at once; the second finds it done.
+    """
+    try:
+        with open(model_dir / f".{IR_DIR}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not ir_is_current(model_dir):
+                convert_to_ir(model_dir)
+    except OSError as error:
+        raise EngineError(
+            f"cannot write the OpenVINO model into {model_dir} ({error}); "
+            "make the folder writable or serve with POSTWERK_ENGINE=torch"
+        ) from error
+    return model_dir / IR_DIR / IR_FILES[0]
+
+
+def ir_is_current(model_dir: Path) -> bool:
+    recorded = read_info(model_dir).get(INFO_KEY, {}).get("files", {})
+    return set(recorded) == set(IR_FILES) and all(
+        (model_dir / IR_DIR / name).is_file() and sha256(model_dir / IR_DIR / name) == digest
+        for name, digest in recorded.items()
+    )
+
+
+def convert_to_ir(model_dir: Path) -> None:
+    """Trace the safetensors model with example inputs; the IR keeps batch and length dynamic."""
+    import openvino as ov
+
+    model = load_torch_model(model_dir)
+    example = {
+        "input_ids": torch.ones(2, 8, dtype=torch.long),
+        "attention_mask": torch.ones(2, 8, dtype=torch.long),
+    }
+    if model.config.type_vocab_size:
+        example["token_type_ids"] = torch.zeros(2, 8, dtype=torch.long)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python control flow
+        converted = ov.convert_model(model, example_input=example)
+    target = model_dir / IR_DIR
+    target.mkdir(exist_ok=True)
+    ov.save_model(converted, target / IR_FILES[0], compress_to_fp16=False)
+    files = {name: sha256(target / name) for name in IR_FILES}
+    entry = {"files": files, "openvino": ov.__version__}
+    write_info(model_dir, read_info(model_dir) | {INFO_KEY: entry})
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_info(model_dir: Path) -> dict:
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        return json.loads((model_dir / "model_info.json").read_text())
+    return {}
+
+
+def write_info(model_dir: Path, info: dict) -> None:
+    """Replaced in one rename, so a reader never sees half a file."""
+    staged = model_dir / "model_info.json.tmp"
+    staged.write_text(json.dumps(info, indent=2))
+    os.replace(staged, model_dir / "model_info.json")
