@@ -286,10 +286,13 @@ def received_at(message: Message, flags: set[Flag]) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def disposition(part: Message) -> str:
+    return str(part.get("Content-Disposition", "")).split(";")[0].strip().lower()
+
+
 def is_attachment(part: Message) -> bool:
-    disposition = str(part.get("Content-Disposition", "")).split(";")[0].strip().lower()
     return (
-        disposition == "attachment"
+        disposition(part) == "attachment"
         or part.get_param("filename", header="content-disposition") is not None
         or part.get_param("name") is not None
         or part.get_content_maintype() not in ("text", "multipart", "message")
@@ -297,20 +300,22 @@ def is_attachment(part: Message) -> bool:
 
 
 def body_text(message: Message, flags: set[Flag]) -> str:
-    """The first text part with text: plain text (HTML-looking plain text turned into
-    text), else the first HTML part's text."""
+    """The first text part with text, not attached (an inline one may have a file name):
+    plain text (HTML-looking plain text turned into text), else the first HTML part's text."""
     html = None
     for part in parts(message):
-        if part.is_multipart() or is_attachment(part):
+        if part.is_multipart() or disposition(part) == "attachment":
             continue
-        subtype = part.get_content_subtype()
-        if subtype == "plain":
+        kind = part.get_content_type()
+        if part.get_content_maintype() == "multipart":  # no parts found: read its raw text
+            kind = "text/plain"
+        if kind == "text/plain":
             text = part_text(part, MAX_TEXT_BYTES, flags)
             if HTML_DOCUMENT.match(text):
                 text = html_text(text)
             if text.strip():
                 return normalise_whitespace(strip_history(text))
-        elif subtype == "html" and html is None:
+        elif kind == "text/html" and html is None:
             html = part
     if html is None:
         return ""

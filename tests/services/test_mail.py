@@ -334,3 +334,9 @@ def test_html_replies_lose_the_history_and_signature_their_client_marks():
         b"<blockquote>Ist die Heizung repariert?</blockquote></div></body></html>"
     )
     assert parse(one_part("text/html", html)).body_text == "Die Heizung ist wieder kalt."
+
+
+def test_a_multipart_without_a_usable_boundary_keeps_its_text():
+    raw = one_part("multipart/alternative;", b"Mein Vertrag endet im Januar.\r\n")
+    record = parse(raw)
+    assert record.body_text == "Mein Vertrag endet im Januar." and "mime_defect" in record.flags
