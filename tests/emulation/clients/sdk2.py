@@ -1,0 +1,99 @@
+"""A notebook's session with the SageMaker Python SDK 2.x against the local service:
+tune (Bayesian), attach, analytics, deploy, predict, update, delete.
+
+Run in the SDK's own venv: `python sdk2.py '<json arguments>'`. Prints one JSON object,
+client call -> "ok" or the error, and exits 1 when a call that must work failed.
+"""
+
+import json
+import sys
+
+import boto3
+import sagemaker
+from sagemaker.analytics import TrainingJobAnalytics
+from sagemaker.deserializers import JSONDeserializer
+from sagemaker.estimator import Estimator
+from sagemaker.serializers import JSONSerializer
+from sagemaker.tuner import CategoricalParameter, HyperparameterTuner
+
+arguments = json.loads(sys.argv[1])
+results: dict[str, str] = {}
+
+
+def call(name: str, function, *args, **kwargs):
+    try:
+        value = function(*args, **kwargs)
+    except Exception as error:
+        results[name] = f"{type(error).__name__}: {error}"
+        print("\n" + json.dumps(results))  # after the SDK's progress dots
+        sys.exit(1)
+    results[name] = "ok"
+    return value
+
+
+session = sagemaker.Session(boto3.Session(), default_bucket=arguments["bucket"])
+estimator = Estimator(
+    image_uri="postwerk-model:latest",
+    role=arguments["role"],
+    instance_count=1,
+    instance_type="ml.m5.large",
+    output_path=f"s3://{arguments['bucket']}/sdk2/artifacts",
+    hyperparameters=arguments["hyperparameters"],
+    metric_definitions=arguments["metric_definitions"],
+    max_run=600,
+    sagemaker_session=session,
+)
+tuner = HyperparameterTuner(
+    estimator,
+    objective_metric_name="validation_loss",
+    objective_type="Minimize",
+    metric_definitions=arguments["metric_definitions"],
+    hyperparameter_ranges={"learning_rate": CategoricalParameter(["0.02", "0.0000001"])},
+    strategy="Bayesian",
+    max_jobs=2,
+    max_parallel_jobs=1,
+    base_tuning_job_name="sdk2",
+)
+call("HyperparameterTuner.fit", tuner.fit, arguments["channels"], wait=False)
+call("HyperparameterTuner.wait", tuner.wait)
+best = call("HyperparameterTuner.best_training_job", tuner.best_training_job)
+best_estimator = call("HyperparameterTuner.best_estimator", tuner.best_estimator)
+name = tuner.latest_tuning_job.name
+call("HyperparameterTuner.attach", HyperparameterTuner.attach, name, sagemaker_session=session)
+call("Estimator.attach", Estimator.attach, best, sagemaker_session=session)
+frame = call(
+    "TrainingJobAnalytics.dataframe",
+    TrainingJobAnalytics(best, ["validation_loss"], sagemaker_session=session).dataframe,
+)
+if frame.empty:
+    results["TrainingJobAnalytics.dataframe"] = "empty"
+
+predictor = call(
+    "Estimator.deploy",
+    best_estimator.deploy,
+    initial_instance_count=1,
+    instance_type="ml.m5.large",
+    endpoint_name="sdk2-endpoint",
+    serializer=JSONSerializer(),
+    deserializer=JSONDeserializer(),
+    wait=False,
+)
+session.wait_for_endpoint("sdk2-endpoint", poll=1)
+answer = call("Predictor.predict", predictor.predict, {"inputs": ["my invoice is wrong"]})
+call(
+    "Predictor.update_endpoint",
+    predictor.update_endpoint,
+    initial_instance_count=1,
+    instance_type="ml.m5.large",
+    wait=False,
+)
+session.wait_for_endpoint("sdk2-endpoint", poll=1)
+try:
+    predictor.endpoint_context()
+    results["Predictor.endpoint_context"] = "ok"
+except Exception as error:  # lineage is not served: a clear error, not a crash
+    results["Predictor.endpoint_context"] = f"{type(error).__name__}: {error}"
+call("Predictor.delete_endpoint", predictor.delete_endpoint)
+call("Predictor.delete_model", predictor.delete_model)
+results["prediction"] = json.dumps(answer)[:200]
+print("\n" + json.dumps(results))  # after the SDK's progress dots

@@ -1,0 +1,63 @@
+"""The real clients against the local service: the SageMaker Python SDK 2.x and 3.x and the
+AWS CLI, each in its own cached venv (tests/emulation/clients), driven by a script that
+prints client call -> result."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from model.contract import METRIC_DEFINITIONS
+from tests.conftest import tiny_hyperparameters
+from tests.emulation.clients import SCRIPTS, SDK2, client_python
+from tests.emulation.conftest import BUCKET, ROLE, put_jsonl
+from tests.jobs import make_emails
+
+
+def run_client(python, script: str, arguments: dict, environment: dict) -> dict[str, str]:
+    done = subprocess.run(
+        [str(python), str(SCRIPTS / script), json.dumps(arguments)],
+        env=os.environ | environment,
+        capture_output=True,
+        text=True,
+        timeout=900,  # a shared, noisy machine: training, tuning and endpoints take a while
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"{script} printed no results: {done.stdout[-2000:]} {done.stderr[-3000:]}"
+    results = json.loads(lines[-1])
+    assert done.returncode == 0, f"{results}\n{done.stderr[-3000:]}"
+    return results
+
+
+@pytest.fixture
+def client_environment(sagemaker, sagemaker_service, ministack) -> dict[str, str]:
+    """What a user's shell has after `eval "$(postwerk env)"`."""
+    _, url, _ = sagemaker_service
+    return ministack.client_environment() | {
+        "AWS_ENDPOINT_URL_SAGEMAKER": url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": url,
+        "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+    }
+
+
+def channels(s3, prefix: str) -> dict[str, str]:
+    rows = {"train": make_emails(30, 1), "validation": make_emails(9, 2)}
+    return {c: put_jsonl(s3, f"{prefix}/{c}/emails.jsonl", r) for c, r in rows.items()}
+
+
+def test_sdk_2(sagemaker, client_environment, tiny_bert):
+    _, _, s3 = sagemaker
+    static = {k: str(v) for k, v in tiny_hyperparameters(tiny_bert, epochs=1).items()}
+    static.pop("learning_rate")
+    arguments = {
+        "bucket": BUCKET,
+        "role": ROLE,
+        "hyperparameters": static,
+        "metric_definitions": METRIC_DEFINITIONS,
+        "channels": channels(s3, "sdk2"),
+    }
+    results = run_client(client_python(SDK2), "sdk2.py", arguments, client_environment)
+    assert "UnknownOperationException" in results.pop("Predictor.endpoint_context")
+    assert "predictions" in results.pop("prediction")
+    assert set(results.values()) == {"ok"}, results
