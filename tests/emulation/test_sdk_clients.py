@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 
+import boto3
 import pytest
+import yaml
 
 from model.contract import METRIC_DEFINITIONS
 from tests.conftest import tiny_hyperparameters
-from tests.emulation.clients import SCRIPTS, SDK2, client_python
+from tests.emulation.clients import ROOT, SCRIPTS, SDK2, SDK3, client_python
 from tests.emulation.conftest import BUCKET, ROLE, put_jsonl
 from tests.jobs import make_emails
 
@@ -41,6 +43,34 @@ def client_environment(sagemaker, sagemaker_service, ministack) -> dict[str, str
     }
 
 
+def template_role(name: str) -> str:
+    """The stack's SageMakerRole (infra/template.yaml) in the local IAM, as `postwerk up`
+    creates it; its ARN."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def plain(loader, _, node):  # CloudFormation's tags (!Sub "arn:...${CodeBucket}") as text
+        if isinstance(node, yaml.ScalarNode):
+            return loader.construct_scalar(node)
+        return None
+
+    Loader.add_multi_constructor("!", plain)
+    template = yaml.load((ROOT / "infra" / "template.yaml").read_text(), Loader)
+    role = template["Resources"]["SageMakerRole"]["Properties"]
+    iam = boto3.client("iam")
+    arn = iam.create_role(
+        RoleName=name, AssumeRolePolicyDocument=json.dumps(role["AssumeRolePolicyDocument"])
+    )["Role"]["Arn"]
+    for policy in role["Policies"]:
+        iam.put_role_policy(
+            RoleName=name,
+            PolicyName=policy["PolicyName"],
+            PolicyDocument=json.dumps(policy["PolicyDocument"]),
+        )
+    return arn
+
+
 def channels(s3, prefix: str) -> dict[str, str]:
     rows = {"train": make_emails(30, 1), "validation": make_emails(9, 2)}
     return {c: put_jsonl(s3, f"{prefix}/{c}/emails.jsonl", r) for c, r in rows.items()}
@@ -59,5 +89,23 @@ def test_sdk_2(sagemaker, client_environment, tiny_bert):
     }
     results = run_client(client_python(SDK2), "sdk2.py", arguments, client_environment)
     assert "UnknownOperationException" in results.pop("Predictor.endpoint_context")
+    assert "predictions" in results.pop("prediction")
+    assert set(results.values()) == {"ok"}, results
+
+
+def test_sdk_3(sagemaker, client_environment, tiny_bert):
+    """ModelTrainer accepts the stack's role: its own IAM check passes, not switched off."""
+    _, _, s3 = sagemaker
+    arguments = {
+        "bucket": BUCKET,
+        "role": template_role("postwerk-sagemaker"),
+        "bare_role": boto3.client("iam").create_role(
+            RoleName="bare", AssumeRolePolicyDocument=json.dumps({"Statement": []})
+        )["Role"]["Arn"],
+        "hyperparameters": tiny_hyperparameters(tiny_bert, epochs=1),
+        "channels": channels(s3, "sdk3"),
+    }
+    results = run_client(client_python(SDK3), "sdk3.py", arguments, client_environment)
+    assert results.pop("ModelTrainer (role without permissions)") == "RoleValidationError"
     assert "predictions" in results.pop("prediction")
     assert set(results.values()) == {"ok"}, results

@@ -11,7 +11,7 @@ SCRIPTS = Path(__file__).resolve().parent
 
 # verified against the local service (2026-12)
 SDK2 = ("sagemaker==2.257.7",)
-SDK3 = ("sagemaker-train==1.27.0",)  # SDK 3.x's ModelTrainer, without serve/mlops/mlflow
+SDK3 = ("sagemaker==3.27.0",)
 CLI = ("awscli==1.44.8",)
 
 
