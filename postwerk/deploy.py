@@ -9,13 +9,12 @@ embedded emulator, to Docker Compose and to AWS; a `Target` holds what differs.
 
 import base64
 import hashlib
-import importlib.metadata
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,15 +84,12 @@ def build_folder() -> Path:
 
 
 def requirements() -> list[str]:
-    """The `services` extra's requirements, as installed metadata states them."""
-    pattern = re.compile(r"""^(?P<req>[^;]+);\s*extra\s*==\s*["']services["']""")
-    found = []
-    for requirement in importlib.metadata.requires("postwerk") or []:
-        match = pattern.match(requirement)
-        if match:
-            found.append(match["req"].strip())
+    """The `services` extra of pyproject.toml (the checkout's, not an installed copy's
+    metadata, which goes stale when the file changes without a reinstall)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    found = project.get("optional-dependencies", {}).get("services", [])
     if not found:
-        raise ValueError("no 'services' requirements in the installed postwerk metadata")
+        raise ValueError(f"no 'services' extra in {REPO_ROOT / 'pyproject.toml'}")
     return found
 
 

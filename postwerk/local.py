@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emulation.ministack import alive  # the one liveness check of local processes
+from postwerk.errors import CommandError
 from postwerk.settings import REPO_ROOT
 
 BACKENDS = ("embedded", "compose")
@@ -34,7 +35,7 @@ DUMMY_CREDENTIALS = {
 }
 
 
-class LocalError(Exception):
+class LocalError(CommandError):
     """The local AWS could not start or stop; the message says why and what to do."""
 
 

@@ -20,9 +20,11 @@ from rich.live import Live
 from rich.table import Table
 
 from postwerk import deploy as stack
-from postwerk import local, models, pipeline, pipeline_commands, sagemaker, samples
-from postwerk.output import clear_failures, console, fail, follow_training_job, shell_command
+from postwerk import local, model_commands, pipeline, pipeline_commands, sagemaker, samples
+from postwerk.errors import RAN_AND_FAILED, CommandError
+from postwerk.output import console, follow_training_job, shell_command
 from postwerk.settings import REPO_ROOT, CliSettings
+from services import lifecycle
 
 SAMPLE_EMAILS = REPO_ROOT / "examples" / "emails"
 DEFAULT_JOB_PREFIX = "postwerk-default"
@@ -49,8 +51,7 @@ def up(
     started = time.monotonic()
     with stop_signals_interrupt():
         try:
-            with clear_failures():
-                running, ours = start_local_aws(settings, backend, emulator)
+            running, ours = start_local_aws(settings, backend, emulator)
         except KeyboardInterrupt:
             console.print("\ninterrupted while starting the local AWS; nothing left running")
             raise typer.Exit(130) from None
@@ -91,21 +92,19 @@ def make_ready(
     started: float,
 ) -> dict[str, str]:
     """Deploy the stack, make sure a model serves, send the samples; the stack's outputs."""
-    with clear_failures():
-        os.environ.update(running.env)  # every boto3 client from here on talks to it
-        outputs = stack.deploy_pipeline(
-            stack.target_for(running.backend),
-            settings.stack_name,
-            sagemaker.artifact_bucket(settings.bucket),
-            {"EndpointName": settings.endpoint_name, "ReviewToken": settings.review_token},
-            say=console.print,
-        )
-        ensure_model(settings, sagemaker.parse_hyperparameters(hyperparameter))
+    os.environ.update(running.env)  # every boto3 client from here on talks to it
+    outputs = stack.deploy_pipeline(
+        stack.target_for(running.backend),
+        settings.stack_name,
+        sagemaker.artifact_bucket(settings.bucket),
+        {"EndpointName": settings.endpoint_name, "ReviewToken": settings.review_token},
+        say=console.print,
+    )
+    ensure_model(settings, sagemaker.parse_hyperparameters(hyperparameter))
     console.print(f"[green]ready[/] in {time.monotonic() - started:.1f} s")
     console.print(f"review page: [bold]{pipeline.review_url(outputs)}[/]")
     if send_samples:
-        with clear_failures():
-            sent = pipeline.send(pipeline.email_files([SAMPLE_EMAILS]), outputs["RawBucket"])
+        sent = pipeline.send(pipeline.email_files([SAMPLE_EMAILS]), outputs["RawBucket"])
         console.print(f"sent {len(sent)} sample e-mails ...")
         pipeline_commands.show_sent_results(sent, outputs)
     console.print(
@@ -147,17 +146,17 @@ def ensure_model(settings: CliSettings, hyperparameters: dict[str, str]) -> None
     """An endpoint in service: the one there, else the last default model, else a new one
     trained on the bundled samples."""
     endpoint = settings.endpoint_name
-    if sagemaker.endpoint_exists(endpoint):
-        description = sagemaker.wait_for_endpoint(endpoint)  # a restart brings it back
+    if lifecycle.endpoint_exists(endpoint):
+        description = lifecycle.wait_for_endpoint(endpoint)  # a restart brings it back
         if description["EndpointStatus"] == "InService":
             serving = description["EndpointConfigName"]
             console.print(f"endpoint [bold]{endpoint}[/] in service with {serving}")
             return
     job = last_default_job() or train_default_model(settings, hyperparameters)
     console.print(f"deploying the model of {job} to endpoint [bold]{endpoint}[/] ...")
-    description = models.promote(settings, job, endpoint, reason="make up: the default model")
-    if description["EndpointStatus"] != "InService":
-        raise ValueError(f"endpoint {endpoint}: {description.get('FailureReason', 'failed')}")
+    model_commands.serve_job(
+        settings, job, endpoint, instances=1, reason="make up: the default model", must_exist=False
+    )
 
 
 def last_default_job() -> str | None:
@@ -180,7 +179,7 @@ def train_default_model(settings: CliSettings, hyperparameters: dict[str, str]) 
         rows = samples.training_rows(samples.generate(**generated))
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         (folder / f"{channel}.jsonl").write_text(text)
-    job = sagemaker.job_name(DEFAULT_JOB_PREFIX)
+    job = lifecycle.job_name(DEFAULT_JOB_PREFIX)
     console.print(
         f"no model yet: training [bold]{job}[/] on {samples.TRAINING['count']} generated "
         f"e-mails (held out: {samples.HELD_OUT['count']})"
@@ -194,7 +193,8 @@ def train_default_model(settings: CliSettings, hyperparameters: dict[str, str]) 
     status = follow_training_job(job)
     if status != "Completed":
         described = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
-        fail(f"training job {job} {status.lower()}: {described.get('FailureReason')}", 1)
+        reason = described.get("FailureReason")
+        raise CommandError(f"training job {job} {status.lower()}: {reason}", RAN_AND_FAILED)
     keep_model(job, settings.state_dir / "models" / "model.tar.gz")
     return job
 
@@ -239,15 +239,15 @@ def down() -> None:
 
 def stop(settings: CliSettings) -> None:
     console.print("stopping the local pipeline ...")
-    with clear_failures():
-        stopped = local.stop(settings.state_dir)
+    stopped = local.stop(settings.state_dir)
     if stopped is None:
         console.print("nothing was running")
         return
     ports = (settings.aws_port, settings.sagemaker_port)
     busy = [port for port in ports if local.port_in_use(port)]
     if stopped.backend == "embedded" and busy:
-        fail(f"stopped, but ports {busy} still answer: another program holds them", 1)
+        message = f"stopped, but ports {busy} still answer: another program holds them"
+        raise CommandError(message, RAN_AND_FAILED)
     console.print(f"stopped ({stopped.backend})")
 
 
@@ -256,7 +256,7 @@ def env() -> None:
     settings = CliSettings()
     running = local.find(settings.state_dir)
     if running is None:
-        fail("the local AWS is not running: start it with `make up`", 2)
+        raise CommandError("the local AWS is not running: start it with `make up`")
     exports = running.env | {
         "AWS_REGION": running.env["AWS_DEFAULT_REGION"],
         "POSTWERK_STACK_NAME": settings.stack_name,
@@ -264,11 +264,10 @@ def env() -> None:
     # The SageMaker SDKs ask STS on the public endpoint for the role and the default bucket,
     # so notebooks pass both explicitly: these are the stack's role and artifacts bucket.
     os.environ.update(running.env)
-    with clear_failures():
-        exports["POSTWERK_BUCKET"] = sagemaker.artifact_bucket(settings.bucket)
-        if stack.stack_exists(settings.stack_name):
-            outputs = stack.stack_outputs(settings.stack_name)
-            exports["POSTWERK_ROLE_ARN"] = outputs.get("SageMakerRoleArn", settings.role_arn)
+    exports["POSTWERK_BUCKET"] = sagemaker.artifact_bucket(settings.bucket)
+    if stack.stack_exists(settings.stack_name):
+        outputs = stack.stack_outputs(settings.stack_name)
+        exports["POSTWERK_ROLE_ARN"] = outputs.get("SageMakerRoleArn", settings.role_arn)
     for name, value in exports.items():
         print(f"export {name}={value}")
 
@@ -294,21 +293,24 @@ def status() -> None:
     elif aws_configured():
         console.print("local AWS: not running; looking at AWS (the default credential chain)")
     else:
-        fail("the local AWS is not running: start it with `make up` (or `postwerk up`)", 2)
-    with clear_failures():
-        if not stack.stack_exists(settings.stack_name):
-            fail(f"stack {settings.stack_name}: not deployed (make up, or postwerk deploy)", 1)
-        outputs = stack.stack_outputs(settings.stack_name)
-        console.print(f"stack [bold]{settings.stack_name}[/]: deployed")
-        console.print(f"review page: {pipeline.review_url(outputs)}")
-        if sagemaker.endpoint_exists(settings.endpoint_name):
-            endpoint = boto3.client("sagemaker").describe_endpoint(
-                EndpointName=settings.endpoint_name
-            )
-            console.print(
-                f"endpoint [bold]{settings.endpoint_name}[/]: {endpoint['EndpointStatus']} "
-                f"({endpoint['EndpointConfigName']})"
-            )
-        else:
-            console.print(f"endpoint {settings.endpoint_name}: [yellow]none[/]")
-        console.print(counts_table(pipeline.counts(outputs)))
+        raise CommandError(
+            "the local AWS is not running: start it with `make up` (or `postwerk up`)"
+        )
+    if not stack.stack_exists(settings.stack_name):
+        message = f"stack {settings.stack_name}: not deployed (make up, or postwerk deploy)"
+        raise CommandError(message, RAN_AND_FAILED)
+    outputs = stack.stack_outputs(settings.stack_name)
+    console.print(f"stack [bold]{settings.stack_name}[/]: deployed")
+    console.print(f"review page: {pipeline.review_url(outputs)}")
+    if lifecycle.endpoint_exists(settings.endpoint_name):
+        endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=settings.endpoint_name)
+        console.print(
+            f"endpoint [bold]{settings.endpoint_name}[/]: {endpoint['EndpointStatus']} "
+            f"({endpoint['EndpointConfigName']})"
+        )
+    else:
+        console.print(f"endpoint {settings.endpoint_name}: [yellow]none[/]")
+    console.print(counts_table(pipeline.counts(outputs)))
+
+
+COMMANDS = {"up": up, "down": down, "status": status, "env": env}

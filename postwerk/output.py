@@ -1,24 +1,28 @@
 """How every `postwerk` command talks to its user: one console, and failures as one red
-line with an exit code scripts can trust instead of a traceback.
+line with an exit code scripts can trust instead of a traceback (`handled`, applied to
+every command where the CLI registers it).
 
 Exit codes: 0 done; 1 the job or call ran and failed (its reason is printed); 2 the command
 could not start (bad input, AWS unreachable or refusing, the local AWS not running).
 """
 
+import functools
 import io
 import os
 import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from postwerk import sagemaker
-from postwerk.local import LocalError
+from postwerk.errors import COULD_NOT_START, CommandError
+from services.registry import LifecycleError
 
 
 class StdoutThatMayVanish(io.TextIOBase):
@@ -76,22 +80,29 @@ def shell_command() -> str:
         return str(installed)
 
 
-@contextmanager
-def clear_failures() -> Iterator[None]:
-    """AWS and input errors as one red line and exit code 2, not a traceback."""
-    try:
-        yield
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        fail(f"AWS refused: {details.get('Code')}: {details.get('Message')}", 2)
-    except BotoCoreError as error:
-        local_hint = f'for the local stack: eval "$({shell_command()} env)"'
-        fail(f"cannot reach AWS: {error}\n({local_hint})", 2)
-    except (ValueError, LocalError) as error:
-        fail(str(error), 2)
+def handled(command: Callable) -> Callable:
+    """The command, with every user-facing failure rendered as one red line and its exit
+    code. What is not listed here is a bug and keeps its traceback."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CommandError as error:
+            failure(str(error), error.code)
+        except LifecycleError as error:
+            failure(str(error), COULD_NOT_START)
+        except ClientError as error:
+            details = error.response.get("Error", {})
+            failure(f"AWS refused: {details.get('Code')}: {details.get('Message')}", 2)
+        except BotoCoreError as error:
+            local_hint = f'for the local stack: eval "$({shell_command()} env)"'
+            failure(f"cannot reach AWS: {error}\n({local_hint})", COULD_NOT_START)
+
+    return run
 
 
-def fail(message: str, code: int) -> None:
+def failure(message: str, code: int) -> NoReturn:
     console.print(f"[red]error:[/] {message}")
     raise typer.Exit(code)
 

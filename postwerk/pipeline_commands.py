@@ -1,5 +1,5 @@
-"""`postwerk deploy`, `send`, `results` and `monitor`: put the pipeline somewhere, feed it,
-read it, watch it."""
+"""`postwerk send`, `results` and `monitor`: feed the pipeline, read it, watch it (the
+calls are in postwerk/pipeline.py)."""
 
 import csv
 import json
@@ -16,104 +16,14 @@ from rich.progress import Progress
 from rich.table import Table
 
 from postwerk import deploy as stack
-from postwerk import local, pipeline, sagemaker
-from postwerk.output import clear_failures, console, fail
+from postwerk import pipeline
+from postwerk import plots as plotting
+from postwerk.errors import RAN_AND_FAILED, CommandError
+from postwerk.output import console
 from postwerk.settings import CliSettings
+from services.settings import MONITOR_OVERRIDES
 
 Paths = Annotated[list[Path], typer.Argument(help=".eml files, or folders of them")]
-
-
-def deploy(
-    target: Annotated[str, typer.Option(help="local (the running local AWS) or aws")] = "local",
-    dry_run: Annotated[bool, typer.Option(help="print the plan, change nothing")] = False,
-    region: Annotated[str | None, typer.Option(help="AWS region (default: your config)")] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile (default chain)")] = None,
-    image: Annotated[str | None, typer.Option(help="aws: a pushed model image URI")] = None,
-    model: Annotated[Path | None, typer.Option(help="aws: model.tar.gz to serve")] = None,
-    instances: Annotated[int, typer.Option(min=1, help="aws: endpoint replicas")] = 1,
-    review_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.75,
-) -> None:
-    """Deploy the pipeline's stack; with --target aws also push the model image, upload the
-    model and create or update the endpoint. The same steps as the local deploy."""
-    settings = CliSettings()
-    if target not in ("local", "aws"):
-        fail(f"--target {target}: choose local or aws", 2)
-    with clear_failures():
-        if region or profile:
-            boto3.setup_default_session(region_name=region, profile_name=profile)
-        if target == "local":
-            running = local.find(settings.state_dir)
-            if running is None:
-                raise ValueError("the local AWS is not running: start it with `make up`")
-            deploy_target = stack.target_for(running.backend)
-        else:
-            deploy_target = stack.target_for("aws")
-        bucket = sagemaker.artifact_bucket(settings.bucket)
-        if target == "aws" and not settings.review_token.strip():
-            raise ValueError(
-                "the review page's API serves customer e-mails: set POSTWERK_REVIEW_TOKEN "
-                "(a long random string staff enter on the page) before deploying to AWS"
-            )
-        template = {
-            "EndpointName": settings.endpoint_name,
-            "ReviewThreshold": str(review_threshold),
-            "ReviewToken": settings.review_token,
-        }
-        if dry_run:
-            show_plan(settings, deploy_target, bucket, template, image, model)
-            return
-        outputs = stack.deploy_pipeline(
-            deploy_target, settings.stack_name, bucket, template, say=console.print
-        )
-        show_outputs(settings.stack_name, outputs)
-        if target == "aws":
-            serve_on_aws(settings, outputs, bucket, image, model, instances)
-
-
-def serve_on_aws(settings, outputs, bucket, image, model, instances) -> None:
-    image = image or stack.push_image("postwerk-model", say=console.print)
-    model_url = stack.upload_model(model or default_model(settings), bucket)
-    console.print(f"serving {model_url} with {image} on [bold]{settings.endpoint_name}[/] ...")
-    served = sagemaker.Served(image, model_url, outputs["SageMakerRoleArn"])
-    description = sagemaker.serve_model(
-        settings, served, "postwerk", settings.endpoint_name, instances, must_exist=False
-    )
-    if description["EndpointStatus"] != "InService":
-        fail(f"endpoint: {description.get('FailureReason', 'failed')}", 1)
-    console.print(f"endpoint [bold]{settings.endpoint_name}[/] InService")
-
-
-def default_model(settings: CliSettings) -> Path:
-    return settings.state_dir / "models" / "model.tar.gz"
-
-
-def show_plan(settings, deploy_target, bucket, template, image, model) -> None:
-    archive = stack.build_package(stack.build_folder(), deploy_target.lambda_python)
-    parameters = (
-        {"CodeBucket": bucket, "CodeKey": stack.package_key(archive)}
-        | template
-        | deploy_target.parameters()
-    )
-    changes = stack.plan_stack(settings.stack_name, parameters)
-    console.print(f"[bold]plan[/] for {deploy_target.backend} (nothing was changed):")
-    console.print(f"  upload {archive.name} to s3://{bucket}/{parameters['CodeKey']}")
-    console.print(f"  stack {settings.stack_name}: {len(changes) or 'no'} change(s)")
-    for change in changes:
-        console.print(f"    {change}")
-    if deploy_target.backend == "aws":
-        console.print(f"  image: {image or 'build model/Dockerfile, push to ECR postwerk-model'}")
-        console.print(f"  model: upload {model or default_model(settings)} to s3://{bucket}")
-        verb = "update" if sagemaker.endpoint_exists(settings.endpoint_name) else "create"
-        console.print(f"  endpoint {settings.endpoint_name}: {verb} (blue/green)")
-
-
-def show_outputs(stack_name: str, outputs: dict[str, str]) -> None:
-    table = Table(title=f"stack {stack_name}")
-    table.add_column("output")
-    table.add_column("value")
-    for key, value in outputs.items():
-        table.add_row(key, value)
-    console.print(table)
 
 
 def send(
@@ -122,9 +32,8 @@ def send(
 ) -> None:
     """Upload e-mails into the pipeline (the raw bucket's incoming/ prefix)."""
     settings = CliSettings()
-    with clear_failures():
-        outputs = stack.stack_outputs(settings.stack_name)
-        sent = pipeline.send(pipeline.email_files(paths), outputs["RawBucket"])
+    outputs = stack.stack_outputs(settings.stack_name)
+    sent = pipeline.send(pipeline.email_files(paths), outputs["RawBucket"])
     console.print(f"sent {len(sent)} e-mail(s) to s3://{outputs['RawBucket']}/incoming/")
     if wait:
         show_sent_results(sent, outputs)
@@ -152,7 +61,8 @@ def show_sent_results(sent: list[pipeline.Sent], outputs: dict[str, str], timeou
     console.print(sent_table(sent, found, rejected))
     missing = len(sent) - len(found) - len(rejected)
     if missing:
-        fail(f"{missing} e-mail(s) without a result after {timeout} s; see `postwerk status`", 1)
+        message = f"{missing} e-mail(s) without a result after {timeout} s; see `postwerk status`"
+        raise CommandError(message, RAN_AND_FAILED)
 
 
 def sent_table(sent: list[pipeline.Sent], found: dict[str, dict], rejected: dict[str, str]):
@@ -208,17 +118,16 @@ def results(
 ) -> None:
     """Show or export the classification results (classification.v1), newest first."""
     if output_format not in FORMATS:
-        fail(f"--format {output_format}: choose one of {', '.join(FORMATS)}", 2)
+        raise CommandError(f"--format {output_format}: choose one of {', '.join(FORMATS)}")
     settings = CliSettings()
-    with clear_failures():
-        outputs = stack.stack_outputs(settings.stack_name)
-        items = pipeline.results(outputs["ResultsTable"])[::-1]
-        if needs_review:
-            items = [item for item in items if item["needs_review"]]
-        if output_format == "table":
-            shown = items[: limit or TABLE_ROWS]
-            console.print(stored_results_table(shown, total=len(items)))
-            return
+    outputs = stack.stack_outputs(settings.stack_name)
+    items = pipeline.results(outputs["ResultsTable"])[::-1]
+    if needs_review:
+        items = [item for item in items if item["needs_review"]]
+    if output_format == "table":
+        shown = items[: limit or TABLE_ROWS]
+        console.print(stored_results_table(shown, total=len(items)))
+        return
     items = items[:limit] if limit else items
     with open(output, "w", newline="") if output else nullcontext(sys.stdout) as stream:
         if output_format == "jsonl":
@@ -269,7 +178,7 @@ def raw_headers(s3, result: dict) -> dict[str, str]:
 
 
 def monitor(
-    window_hours: Annotated[float, typer.Option(min=0.01, help="the sliding window")] = 24,
+    window_hours: Annotated[float | None, typer.Option(min=0.01, help="the window")] = None,
     min_accuracy: Annotated[float | None, typer.Option(help="rule override")] = None,
     min_reviewed: Annotated[int | None, typer.Option(help="rule override")] = None,
     max_label_psi: Annotated[float | None, typer.Option(help="rule override")] = None,
@@ -277,36 +186,28 @@ def monitor(
     plots: Annotated[Path | None, typer.Option(help="folder for the PNG plots")] = None,
 ) -> None:
     """Run the monitor now (the scheduled function): live quality, drift, and the
-    retraining or promotion it decides. Writes its plots as PNG."""
+    retraining or promotion it decides. Draws its plots as PNG. The defaults of the
+    overrides are the function's (services/settings.py)."""
     settings = CliSettings()
-    event = {
-        name: value
-        for name, value in {
-            "window_hours": window_hours,
-            "min_accuracy": min_accuracy,
-            "min_reviewed": min_reviewed,
-            "max_label_psi": max_label_psi,
-            "promotion_margin": promotion_margin,
-        }.items()
-        if value is not None
-    }
-    with clear_failures():
-        outputs = stack.stack_outputs(settings.stack_name)
-        lambda_ = boto3.client("lambda", config=Config(read_timeout=330))
-        answer = lambda_.invoke(FunctionName=outputs["MonitorFunction"], Payload=json.dumps(event))
-        document = json.loads(answer["Payload"].read() or b"{}")
-        if "FunctionError" in answer:
-            fail(f"the monitor failed: {document.get('errorMessage', document)}", 1)
-        if document["status"] != "ok":
-            console.print(document["message"])
-            return
-        folder = plots or settings.state_dir / "monitoring"
-        saved = download_plots(sagemaker.artifact_bucket(settings.bucket), document, folder)
-    show_report(document["report"], window_hours)
+    given = locals()
+    event = {name: given[name] for name in MONITOR_OVERRIDES if given[name] is not None}
+    outputs = stack.stack_outputs(settings.stack_name)
+    lambda_ = boto3.client("lambda", config=Config(read_timeout=330))
+    answer = lambda_.invoke(FunctionName=outputs["MonitorFunction"], Payload=json.dumps(event))
+    document = json.loads(answer["Payload"].read() or b"{}")
+    if "FunctionError" in answer:
+        message = f"the monitor failed: {document.get('errorMessage', document)}"
+        raise CommandError(message, RAN_AND_FAILED)
+    if document["status"] != "ok":
+        console.print(document["message"])
+        return
+    report = document["report"]
+    show_report(report, document["window_hours"])
     for action in document["actions"]:
         console.print(f"[bold]action:[/] {action}")
+    saved = plotting.draw(report, plots or settings.state_dir / "monitoring")
     console.print(f"plots: {', '.join(str(path) for path in saved)}")
-    console.print(f"[bold]verdict:[/] {verdict(document['report']['fired'], document['actions'])}")
+    console.print(f"[bold]verdict:[/] {verdict(report['fired'], document['actions'])}")
 
 
 def verdict(fired: list[str], actions: list[str]) -> str:
@@ -316,16 +217,6 @@ def verdict(fired: list[str], actions: list[str]) -> str:
         return done or "no rule fired; nothing to do"
     rules = f"{len(fired)} rule(s) fired ({'; '.join(fired)})"
     return f"{rules}: {done}" if done else f"{rules}; nothing started"
-
-
-def download_plots(bucket: str, document: dict, folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    s3 = boto3.client("s3")
-    saved = []
-    for name in ("confidence.png", "labels.png"):
-        s3.download_file(bucket, f"{document['report_prefix']}/{name}", str(folder / name))
-        saved.append(folder / name)
-    return saved
 
 
 def show_report(report: dict, window_hours: float) -> None:
@@ -355,3 +246,6 @@ def show_report(report: dict, window_hours: float) -> None:
         console.print(f"  {number / 10:.1f}-{(number + 1) / 10:.1f} {bar} {count}")
     for rule in report["fired"]:
         console.print(f"[red]rule fired:[/] {rule}")
+
+
+COMMANDS = {"send": send, "results": results, "monitor": monitor}

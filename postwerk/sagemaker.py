@@ -6,11 +6,9 @@ The same calls reach the local SageMaker service (AWS_ENDPOINT_URL_SAGEMAKER set
 
 import functools
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +16,13 @@ import boto3
 from botocore.exceptions import ClientError
 
 from model.contract import METRIC_DEFINITIONS
+from postwerk.errors import CommandError
 from postwerk.settings import CliSettings
+from services.lifecycle import Serving, s3_channel
 
 CHANNELS = ("train", "validation", "test")
 FINISHED = ("Completed", "Failed", "Stopped")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-
-
-def job_name(prefix: str) -> str:
-    """Unique and valid for SageMaker: prefix-YYYYmmdd-HHMMSS."""
-    return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
 def ensure_bucket(bucket: str) -> None:
@@ -49,7 +44,7 @@ def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sign, value = pair.partition("=")
         if not sign or not name:
-            raise ValueError(f"hyperparameter '{pair}' is not name=value")
+            raise CommandError(f"hyperparameter '{pair}' is not name=value")
         parsed[name.strip()] = value.strip()
     return parsed
 
@@ -72,23 +67,12 @@ def upload_channels(settings: CliSettings, name: str, channels: dict[str, Path])
     for channel, path in channels.items():
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         if not files:
-            raise ValueError(f"{channel}: no files in {path}")
+            raise CommandError(f"{channel}: no files in {path}")
         prefix = f"jobs/{name}/{channel}"
         for file in files:
             key = f"{prefix}/{file.relative_to(path) if path.is_dir() else file.name}"
             s3.upload_file(str(file), bucket, key)
-        config.append(
-            {
-                "ChannelName": channel,
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": f"s3://{bucket}/{prefix}/",
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-        )
+        config.append(s3_channel(channel, f"s3://{bucket}/{prefix}/"))
     return config
 
 
@@ -182,65 +166,14 @@ def tuning_trials(name: str) -> list[dict]:
     return [summary for page in pages for summary in page["TrainingJobSummaries"]]
 
 
-@dataclass(frozen=True)
-class Served:
-    image: str
-    model_data_url: str  # s3://.../model.tar.gz
-    role_arn: str
-
-
-def endpoint_exists(endpoint: str) -> bool:
-    endpoints = boto3.client("sagemaker").list_endpoints(NameContains=endpoint, MaxResults=100)
-    return endpoint in [e["EndpointName"] for e in endpoints["Endpoints"]]
-
-
-def serve_model(
-    settings: CliSettings,
-    served: Served,
-    name_prefix: str,
-    endpoint: str,
-    instances: int,
-    must_exist: bool,
-) -> dict:
-    """Model + endpoint config, then create or update the endpoint (blue/green); returns
-    the endpoint's description once InService or Failed."""
-    sm = boto3.client("sagemaker")
-    exists = endpoint_exists(endpoint)
-    if must_exist and not exists:
-        raise ValueError(f"endpoint {endpoint} does not exist; create it with deploy-model")
-    model = job_name(name_prefix)
-    sm.create_model(
-        ModelName=model,
-        ExecutionRoleArn=served.role_arn,
-        PrimaryContainer={"Image": served.image, "ModelDataUrl": served.model_data_url},
+def serving(settings: CliSettings, instances: int, image: str = "", role_arn: str = "") -> Serving:
+    """What serves a model, from the settings unless given."""
+    return Serving(
+        image or settings.serving_image,
+        role_arn or settings.role_arn,
+        settings.serving_instance_type,
+        instances,
     )
-    sm.create_endpoint_config(
-        EndpointConfigName=model,
-        ProductionVariants=[
-            {
-                "VariantName": "primary",
-                "ModelName": model,
-                "InitialInstanceCount": instances,
-                "InstanceType": settings.serving_instance_type,
-                "InitialVariantWeight": 1.0,
-            }
-        ],
-    )
-    if exists:
-        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=model)
-    else:
-        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=model)
-    return wait_for_endpoint(endpoint)
-
-
-def wait_for_endpoint(endpoint: str) -> dict:
-    """The endpoint's description once it is no longer creating or updating."""
-    poll = 1 if os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER") else 15
-    while True:
-        description = boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint)
-        if description["EndpointStatus"] in ("InService", "Failed", "OutOfService"):
-            return description
-        time.sleep(poll)
 
 
 def predict(endpoint: str, instances: list[dict]) -> dict:

@@ -5,7 +5,9 @@ AWS endpoints, region and credentials come from the standard AWS variables and c
 """
 
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,3 +31,11 @@ class CliSettings(BaseSettings):
     training_instance_type: str = "ml.g4dn.xlarge"
     serving_instance_type: str = "ml.m5.large"
     max_runtime_seconds: int = 24 * 3600
+
+
+# Options several commands share; None means the setting above (one source of defaults).
+EndpointOption = Annotated[
+    str | None,
+    typer.Option("--endpoint", help="the endpoint (default: POSTWERK_ENDPOINT_NAME)"),
+]
+InstancesOption = Annotated[int, typer.Option(min=1, help="replicas")]

@@ -18,8 +18,8 @@ import hmac
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated, Literal
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import (
@@ -27,29 +27,34 @@ from aws_lambda_powertools.event_handler.exceptions import (
     NotFoundError,
     ServiceError,
 )
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from services import results
+from services import clients, registry, results
 from services.mail import parse_email
 from services.records import ClassificationV1, Review
-from services.registry import champion_labels
 from services.settings import FunctionSettings
 
 PAGE = (Path(__file__).parent / "review.html").read_text(encoding="utf-8")
-STATUSES = ("review", "reviewed", "all")
 MAX_LISTED = 500
 MAX_BODY_CHARS = 5000
 
 logger = Logger(service="feedback")
-app = APIGatewayHttpResolver()
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+def settings() -> FunctionSettings:
+    """This invocation's settings, built once by the handler."""
+    return app.context["settings"]
 
 
 def require_token(app: APIGatewayHttpResolver, next_middleware) -> Response:
     """The API answers only with the review token (POSTWERK_REVIEW_TOKEN) as bearer token:
     the e-mails are customers' data. The page itself carries none and stays open; an
     empty token (the local stack) leaves the API open too."""
-    token = FunctionSettings().review_token
+    token = settings().review_token
     if token and app.current_event.path.startswith("/api/"):
         given = app.current_event.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -66,27 +71,34 @@ def require_token(app: APIGatewayHttpResolver, next_middleware) -> Response:
 app.use(middlewares=[require_token])
 
 
+@app.exception_handler(RequestValidationError)
+def refuse_invalid_request(error: RequestValidationError) -> Response:
+    """400 with what was wrong (Powertools answers 422 by default)."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}"
+        for problem in error.errors()
+    )
+    message = f"expected {{'label', 'reviewer'}} and valid parameters: {problems}"
+    return Response(400, "application/json", json.dumps({"statusCode": 400, "message": message}))
+
+
 class ReviewRequest(BaseModel):
     label: str = Field(min_length=1, max_length=100)
     reviewer: str = Field(min_length=1, max_length=100)
 
 
 @app.get("/")
-def review_page() -> Response:
+def review_page():  # no return annotation: the validator would model Response
     return Response(200, "text/html; charset=utf-8", PAGE)
 
 
 @app.get("/api/results")
-def list_results() -> dict:
-    status = app.current_event.get_query_string_value("status", "review")
-    if status not in STATUSES:
-        raise BadRequestError(f"status must be one of {', '.join(STATUSES)}")
-    query = app.current_event.get_query_string_value("q", "").strip().lower()
-    items = [
-        item
-        for item in results.scan(FunctionSettings().results_table)
-        if wanted(item, status, query)
-    ]
+def list_results(
+    status: Annotated[Literal["review", "reviewed", "all"], Query()] = "review",
+    q: Annotated[str, Query(max_length=200)] = "",
+) -> dict:
+    query = q.strip().lower()
+    items = [item for item in results.scan(settings().results_table) if wanted(item, status, query)]
     items.sort(key=lambda item: item.classified_at, reverse=True)
     return {
         "results": [summary(item) for item in items[:MAX_LISTED]],
@@ -102,11 +114,7 @@ def get_result(message_id: str) -> dict:
 
 
 @app.post("/api/results/<message_id>/review")
-def review(message_id: str) -> dict:
-    try:
-        request = ReviewRequest.model_validate(app.current_event.json_body or {})
-    except (ValidationError, json.JSONDecodeError) as error:
-        raise BadRequestError(f"expected {{'label', 'reviewer'}}: {error}") from None
+def review(message_id: str, request: Annotated[ReviewRequest, Body()]) -> dict:
     known = labels()
     if request.label not in known:
         raise BadRequestError(f"unknown label '{request.label}' (known: {', '.join(known)})")
@@ -152,17 +160,17 @@ def summary(item: ClassificationV1) -> dict:
 
 
 def load(message_id: str) -> ClassificationV1:
-    found = results.get(FunctionSettings().results_table, message_id)
+    found = results.get(settings().results_table, message_id)
     if found is None:
         raise NotFoundError(f"no result for message id '{message_id}'")
     return found
 
 
 def labels() -> list[str]:
-    known = champion_labels(FunctionSettings().artifacts_bucket)
-    if not known:
+    champion = registry.champion_version(settings().artifacts_bucket)
+    if champion is None:
         raise ServiceError(503, "no champion model in the registry yet: nothing to label with")
-    return known
+    return champion.model_info.labels
 
 
 def email_text(item: ClassificationV1) -> dict[str, str]:
@@ -170,7 +178,7 @@ def email_text(item: ClassificationV1) -> dict[str, str]:
     if item.input is None:
         raise NotFoundError(f"result '{item.message_id}' has no link to its e-mail")
     source = item.input.source
-    raw = boto3.client("s3").get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
+    raw = clients.client("s3").get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
     email = parse_email(raw, source.bucket, source.key)
     return {"subject": email.subject, "body": email.body_text}
 
@@ -182,17 +190,16 @@ def store_training_row(item: ClassificationV1, entry: Review) -> None:
         "reviewer": entry.reviewer,
         "reviewed_at": entry.reviewed_at.isoformat(),
     }
-    boto3.client("s3").put_object(
-        Bucket=FunctionSettings().artifacts_bucket,
+    clients.client("s3").put_object(
+        Bucket=settings().artifacts_bucket,
         Key=f"feedback/{item.message_id}.jsonl",
         Body=(json.dumps(row, ensure_ascii=False) + "\n").encode(),
     )
 
 
 def record_review(item: ClassificationV1, entry: Review) -> None:
-    table = boto3.resource("dynamodb").Table(FunctionSettings().results_table)
     try:
-        table.update_item(
+        clients.table(settings().results_table).update_item(
             Key={"message_id": item.message_id},
             UpdateExpression="SET label = :new, "
             "reviews = list_append(if_not_exists(reviews, :none), :entry)",
@@ -212,4 +219,5 @@ def record_review(item: ClassificationV1, entry: Review) -> None:
 
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
+    app.append_context(settings=FunctionSettings())
     return app.resolve(event, context)

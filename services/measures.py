@@ -18,11 +18,11 @@ CONFIDENCE_BINS = 10
 
 @dataclass(frozen=True)
 class Rules:
-    """When the monitor starts retraining (environment POSTWERK_MIN_ACCURACY etc.)."""
+    """When the monitor starts retraining (the defaults are in services/settings.py)."""
 
-    min_accuracy: float = 0.8  # live accuracy on reviewed e-mails below this
-    min_reviewed: int = 20  # ... counted only with at least this many reviews
-    max_label_psi: float = 0.25  # predicted labels against the training distribution
+    min_accuracy: float  # live accuracy on reviewed e-mails below this
+    min_reviewed: int  # ... counted only with at least this many reviews
+    max_label_psi: float  # predicted labels against the training distribution
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
-"""The model registry: every trained model version with what produced it, and which one is
-the champion (serving). JSON objects in the artifacts bucket, so it works the same on AWS
-and on every local backend:
+"""The model registry: every trained model with what produced it, and which one is the
+champion (serving). JSON objects in the artifacts bucket, so it works the same on AWS and on
+every local backend:
 
-registry/versions/<version>.json   the version (its training job's name), model archive,
-                                   labels, metrics, hyperparameters, data manifest, code
-registry/champion.json             the serving version and the history of promotions
-registry/decisions/<time>.json     champion/challenger decisions with both scores
+registry/versions/<job>.json   a trained model: its training job, model archive, model
+                               info (labels, metrics, the weights' digest `version`),
+                               hyperparameters, data manifest, code
+registry/champion.json         the serving job and the history of promotions
+registry/decisions/<time>.json champion/challenger decisions with both scores
+
+A model is named by its training job (`job`); `version` is always the digest of its
+weights, the one that every classification.v1 result carries.
 
 Why not SageMaker's Model Registry: its model packages hold the same facts, but no
 emulator has it, and S3 objects need no emulation at all; the entry's fields map onto a
@@ -19,8 +23,79 @@ import tarfile
 from datetime import UTC, datetime
 
 import boto3
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 PREFIX = "registry"
+
+
+class LifecycleError(Exception):
+    """A life-cycle step that cannot be taken (a job not finished, no earlier champion, no
+    endpoint to update); the message says why."""
+
+
+# Entries written before `job` had its own name called it `version`: still read.
+JOB = Field(validation_alias=AliasChoices("job", "version"))
+
+
+class ManifestItem(BaseModel):
+    channel: str
+    uri: str
+    size: int
+    sha256: str
+
+
+class ModelInfo(BaseModel):
+    """model_info.json as training writes it (fields beyond these are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = ""
+    version: str  # the digest of the weights
+    labels: list[str] = []
+    metrics: dict = {}
+    train_label_counts: dict[str, int] = {}
+
+
+class ModelVersion(BaseModel):
+    job: str = JOB
+    registered_at: str
+    model_data_url: str
+    model_info: ModelInfo
+    hyperparameters: dict[str, str] = {}
+    data_manifest: list[ManifestItem] = []
+    code_version: str = "unknown"
+
+    @property
+    def held_out_accuracy(self) -> float | None:
+        return self.model_info.metrics.get("test", {}).get("accuracy")
+
+    @property
+    def held_out(self) -> set[str]:
+        """The test channel's objects by content: equal sets mean the same held-out set."""
+        return {item.sha256 for item in self.data_manifest if item.channel == "test"}
+
+
+class Promotion(BaseModel):
+    job: str = JOB
+    promoted_at: str
+    reason: str
+
+
+class Champion(BaseModel):
+    job: str = JOB
+    history: list[Promotion] = []
+
+
+class Decision(BaseModel):
+    challenger: str
+    champion: str | None
+    challenger_accuracy: float | None
+    champion_accuracy: float | None
+    margin: float
+    same_held_out_set: bool
+    promoted: bool
+    reasons: list[str]
+    decided_at: str = Field(default_factory=lambda: now())
 
 
 def read(bucket: str, key: str) -> dict | None:
@@ -31,29 +106,32 @@ def read(bucket: str, key: str) -> dict | None:
         return None
 
 
-def write(bucket: str, key: str, document: dict) -> None:
+def write(bucket: str, key: str, document: BaseModel | dict) -> None:
+    if isinstance(document, BaseModel):
+        document = document.model_dump(mode="json")
     body = json.dumps(document, indent=2, ensure_ascii=False).encode()
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
 
 
-def version(bucket: str, name: str) -> dict | None:
-    return read(bucket, f"{PREFIX}/versions/{name}.json")
+def version(bucket: str, job: str) -> ModelVersion | None:
+    found = read(bucket, f"{PREFIX}/versions/{job}.json")
+    return ModelVersion.model_validate(found) if found else None
 
 
-def register(bucket: str, entry: dict) -> None:
-    write(bucket, f"{PREFIX}/versions/{entry['version']}.json", entry)
+def register(bucket: str, entry: ModelVersion) -> None:
+    write(bucket, f"{PREFIX}/versions/{entry.job}.json", entry)
 
 
-def versions(bucket: str) -> list[dict]:
-    """Every registered version, oldest first."""
+def versions(bucket: str) -> list[ModelVersion]:
+    """Every registered model, oldest first."""
     pages = (
         boto3.client("s3")
         .get_paginator("list_objects_v2")
         .paginate(Bucket=bucket, Prefix=f"{PREFIX}/versions/")
     )
     keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-    entries = [read(bucket, key) for key in keys]
-    return sorted((e for e in entries if e), key=lambda entry: entry["registered_at"])
+    entries = [ModelVersion.model_validate(found) for key in keys if (found := read(bucket, key))]
+    return sorted(entries, key=lambda entry: entry.registered_at)
 
 
 def s3_parts(uri: str) -> tuple[str, str]:
@@ -61,39 +139,41 @@ def s3_parts(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def register_job(bucket: str, job: str, code_version: str) -> dict:
+def register_job(bucket: str, job: str, code_version: str) -> ModelVersion:
     """The registry entry of a completed training job (written once; read after)."""
     if existing := version(bucket, job):
         return existing
     described = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
     if described["TrainingJobStatus"] != "Completed":
-        raise ValueError(f"training job {job} is {described['TrainingJobStatus']}, not Completed")
+        raise LifecycleError(
+            f"training job {job} is {described['TrainingJobStatus']}, not Completed"
+        )
     model_url = described["ModelArtifacts"]["S3ModelArtifacts"]
-    entry = {
-        "version": job,
-        "registered_at": now(),
-        "model_data_url": model_url,
-        "model_info": model_info(model_url.removesuffix("model.tar.gz") + "output.tar.gz"),
-        "hyperparameters": described.get("HyperParameters", {}),
-        "data_manifest": data_manifest(described["InputDataConfig"]),
-        "code_version": code_version,
-    }
+    entry = ModelVersion(
+        job=job,
+        registered_at=now(),
+        model_data_url=model_url,
+        model_info=model_info(model_url.removesuffix("model.tar.gz") + "output.tar.gz"),
+        hyperparameters=described.get("HyperParameters", {}),
+        data_manifest=data_manifest(described["InputDataConfig"]),
+        code_version=code_version,
+    )
     register(bucket, entry)
     return entry
 
 
-def model_info(output_url: str) -> dict:
+def model_info(output_url: str) -> ModelInfo:
     """model_info.json (labels, metrics, training label counts) from the job's output.tar.gz."""
     bucket, key = s3_parts(output_url)
     raw = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
         member = archive.extractfile("model_info.json")
         if member is None:
-            raise ValueError(f"{output_url} has no model_info.json")
-        return json.loads(member.read())
+            raise LifecycleError(f"{output_url} has no model_info.json")
+        return ModelInfo.model_validate_json(member.read())
 
 
-def data_manifest(channels: list[dict]) -> list[dict]:
+def data_manifest(channels: list[dict]) -> list[ManifestItem]:
     """Every S3 object the job read, with its size and SHA-256: the exact data set."""
     s3 = boto3.client("s3")
     manifest = []
@@ -103,37 +183,48 @@ def data_manifest(channels: list[dict]) -> list[dict]:
         for obj in (obj for page in pages for obj in page.get("Contents", [])):
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
             manifest.append(
-                {
-                    "channel": channel["ChannelName"],
-                    "uri": f"s3://{bucket}/{obj['Key']}",
-                    "size": obj["Size"],
-                    "sha256": hashlib.sha256(body).hexdigest(),
-                }
+                ManifestItem(
+                    channel=channel["ChannelName"],
+                    uri=f"s3://{bucket}/{obj['Key']}",
+                    size=obj["Size"],
+                    sha256=hashlib.sha256(body).hexdigest(),
+                )
             )
     return manifest
 
 
-def champion(bucket: str) -> dict | None:
-    return read(bucket, f"{PREFIX}/champion.json")
+def champion(bucket: str) -> Champion | None:
+    found = read(bucket, f"{PREFIX}/champion.json")
+    return Champion.model_validate(found) if found else None
 
 
-def champion_labels(bucket: str) -> list[str]:
+def champion_version(bucket: str) -> ModelVersion | None:
+    """The registry entry of the serving model, if a champion is recorded."""
     current = champion(bucket)
-    entry = version(bucket, current["version"]) if current else None
-    return entry["model_info"]["labels"] if entry else []
+    return version(bucket, current.job) if current else None
 
 
-def set_champion(bucket: str, name: str, reason: str) -> dict:
-    """Record `name` as the serving version (the caller has deployed it)."""
-    history = (champion(bucket) or {}).get("history", [])
-    promoted = {"version": name, "promoted_at": now(), "reason": reason}
-    document = {"version": name, "history": [*history, promoted]}
+def set_champion(bucket: str, job: str, reason: str) -> Champion:
+    """Record `job`'s model as the serving one (the caller has deployed it)."""
+    history = current.history if (current := champion(bucket)) else []
+    promoted = Promotion(job=job, promoted_at=now(), reason=reason)
+    document = Champion(job=job, history=[*history, promoted])
     write(bucket, f"{PREFIX}/champion.json", document)
     return document
 
 
-def record_decision(bucket: str, decision: dict) -> None:
-    write(bucket, f"{PREFIX}/decisions/{now()}.json", decision | {"decided_at": now()})
+def previous_champion(bucket: str) -> str:
+    """The job whose model served before the current champion."""
+    history = current.history if (current := champion(bucket)) else []
+    serving = history[-1].job if history else None
+    earlier = [step.job for step in history[:-1] if step.job != serving]
+    if not earlier:
+        raise LifecycleError("no earlier champion to roll back to")
+    return earlier[-1]
+
+
+def record_decision(bucket: str, decision: Decision) -> None:
+    write(bucket, f"{PREFIX}/decisions/{decision.decided_at}.json", decision)
 
 
 def now() -> str:

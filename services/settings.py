@@ -14,3 +14,16 @@ class FunctionSettings(BaseSettings):
     review_threshold: float = Field(0.75, ge=0, le=1)  # results scoring below need review
     artifacts_bucket: str = "artifacts"  # the model registry and the feedback/ training rows
     review_token: str = ""  # the review API's bearer token; empty: open (local stacks only)
+    code_version: str = "unknown"  # the functions' package key, set by the stack
+
+    # The monitor: its sliding window and the rules that start retraining and promote.
+    window_hours: float = Field(24.0, gt=0)
+    min_accuracy: float = Field(0.8, ge=0, le=1)  # live accuracy on reviewed e-mails
+    min_reviewed: int = Field(20, ge=1)  # ... judged only with this many reviews
+    max_label_psi: float = Field(0.25, gt=0)  # predicted labels against training's
+    promotion_margin: float = Field(0.0, ge=0, le=1)  # held-out accuracy points to beat
+
+
+# What `postwerk monitor` (and a scheduled event) may override for one run.
+MONITOR_OVERRIDES = ("window_hours", "min_accuracy", "min_reviewed", "max_label_psi",
+                     "promotion_margin")  # fmt: skip

@@ -438,7 +438,7 @@ def test_corrections_feed_a_retraining_that_the_champion_rule_promotes_or_reject
         if p["ParameterKey"] == "CodeBucket"
     )
     challenger = registry.version(bucket, job)
-    trained_on = {item["uri"].rsplit("/", 1)[-1] for item in challenger["data_manifest"]}
+    trained_on = {item.uri.rsplit("/", 1)[-1] for item in challenger.data_manifest}
     assert {f"feedback-{message_id}.jsonl" for message_id in corrected} <= trained_on
     [decision_key] = [
         obj["Key"]
@@ -451,13 +451,13 @@ def test_corrections_feed_a_retraining_that_the_champion_rule_promotes_or_reject
     better = decision["challenger_accuracy"] > decision["champion_accuracy"] + decision["margin"]
     assert decision["promoted"] is better
     if better:
-        assert "promoted" in decided.stdout and registry.champion(bucket)["version"] == job
+        assert "promoted" in decided.stdout and registry.champion(bucket).job == job
         waiter = sm.get_waiter("endpoint_in_service")
         waiter.wait(EndpointName=ENDPOINT, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
         config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
         assert config.startswith(job[:40])
     else:
-        assert "not promoted" in decided.stdout and registry.champion(bucket)["version"] != job
+        assert "not promoted" in decided.stdout and registry.champion(bucket).job != job
     time.sleep(1)
     stop.set()
     sender.join()

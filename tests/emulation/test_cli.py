@@ -29,7 +29,7 @@ def test_train_deploy_predict_promote(sagemaker, tiny_bert, tmp_path, monkeypatc
     assert "Training" in result.output and "epoch=8;" in result.output, "status and log"
     assert "validation_accuracy" in result.output
     assert "s3://postwerk-cli-tests/models/cli-train/output/model.tar.gz" in result.output
-    assert "registered as model version cli-train" in result.output
+    assert "registered as model cli-train" in result.output  # a job, not a version
     listed = runner.invoke(app, ["models"])
     assert listed.exit_code == 0 and "cli-train" in listed.output
 

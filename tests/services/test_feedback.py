@@ -84,8 +84,9 @@ def stored(aws, monkeypatch):
     # trained on what the window predicts: no label drift
     info = {"labels": LABELS, "version": "v", "metrics": {},
             "train_label_counts": {"complaint": 30}}  # fmt: skip
-    registry.register(ARTIFACTS, {"version": "job-1", "registered_at": registry.now(),
-                                  "model_info": info})  # fmt: skip
+    registry.register(ARTIFACTS, registry.ModelVersion(
+        job="job-1", registered_at=registry.now(), model_data_url="s3://m/model.tar.gz",
+        model_info=registry.ModelInfo.model_validate(info)))  # fmt: skip
     registry.set_champion(ARTIFACTS, "job-1", "test")
     return emails
 

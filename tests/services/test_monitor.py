@@ -6,6 +6,7 @@ import json
 import boto3
 import pytest
 
+from postwerk import plots
 from services import monitor
 from tests.services.conftest import LambdaContext
 from tests.services.test_feedback import ARTIFACTS, TABLE, call, stored  # noqa: F401 (fixture)
@@ -31,7 +32,7 @@ def test_no_data_is_said_not_failed(empty):
     }
 
 
-def test_a_report_with_plots_and_metrics(stored, capsys):  # noqa: F811 (the fixture)
+def test_a_report_with_plots_and_metrics(stored, capsys, tmp_path):  # noqa: F811 (fixture)
     answer = monitor.handler({"window_hours": 48}, LambdaContext())
     assert answer["status"] == "ok" and answer["actions"] == []
     report = answer["report"]
@@ -42,9 +43,8 @@ def test_a_report_with_plots_and_metrics(stored, capsys):  # noqa: F811 (the fix
         s3.get_object(Bucket=ARTIFACTS, Key=f"{answer['report_prefix']}/report.json")["Body"].read()
     )
     assert stored_report["results"] == 3 and stored_report["window_hours"] == 48
-    for name in ("confidence.png", "labels.png"):
-        image = s3.get_object(Bucket=ARTIFACTS, Key=f"{answer['report_prefix']}/{name}")
-        assert image["Body"].read()[:8] == b"\x89PNG\r\n\x1a\n"
+    for path in plots.draw(answer["report"], tmp_path):  # the operator's side draws them
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     emitted = capsys.readouterr().out
     emf = [json.loads(line) for line in emitted.splitlines() if '"_aws"' in line]
     assert emf and emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "postwerk"

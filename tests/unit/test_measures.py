@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services import monitoring
+from services import measures
 from services.records import ClassificationV1
 
-RULES = monitoring.Rules(min_accuracy=0.8, min_reviewed=2, max_label_psi=0.25)
+RULES = measures.Rules(min_accuracy=0.8, min_reviewed=2, max_label_psi=0.25)
 
 
 def result(label="complaint", score=0.9, review=None, language="de", length=120, flagged=False):
@@ -28,7 +28,7 @@ def result(label="complaint", score=0.9, review=None, language="de", length=120,
 
 def test_live_accuracy_compares_the_models_label_with_the_reviewers():
     window = [result(review="complaint"), result(review="other"), result(), result(flagged=True)]
-    built = monitoring.report(window, [], {}, RULES)
+    built = measures.report(window, [], {}, RULES)
     assert built.reviewed == 2 and built.live_accuracy == 0.5
     assert built.needs_review_rate == 0.25
     assert built.predicted_labels == {"complaint": 4}, "what the model said, not the correction"
@@ -36,45 +36,43 @@ def test_live_accuracy_compares_the_models_label_with_the_reviewers():
 
 
 def test_too_few_reviews_fire_nothing():
-    built = monitoring.report([result(review="other")], [], {}, RULES)
+    built = measures.report([result(review="other")], [], {}, RULES)
     assert built.live_accuracy == 0.0 and built.fired == []
 
 
 def test_macro_f1_is_the_mean_over_labels():
-    assert monitoring.macro_f1(["a", "a", "b"], ["a", "b", "b"]) == pytest.approx(
-        (2 / 3 + 2 / 3) / 2
-    )
-    assert monitoring.macro_f1(["a"], ["a"]) == 1.0
+    assert measures.macro_f1(["a", "a", "b"], ["a", "b", "b"]) == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert measures.macro_f1(["a"], ["a"]) == 1.0
 
 
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_shift():
-    assert monitoring.psi({"a": 50, "b": 50}, {"a": 5, "b": 5}) == pytest.approx(0.0)
-    moderate = monitoring.psi({"a": 50, "b": 50}, {"a": 60, "b": 40})
-    large = monitoring.psi({"a": 50, "b": 50}, {"a": 95, "b": 5})
+    assert measures.psi({"a": 50, "b": 50}, {"a": 5, "b": 5}) == pytest.approx(0.0)
+    moderate = measures.psi({"a": 50, "b": 50}, {"a": 60, "b": 40})
+    large = measures.psi({"a": 50, "b": 50}, {"a": 95, "b": 5})
     assert 0 < moderate < 0.1 < 0.25 < large
-    assert math.isfinite(monitoring.psi({"a": 1}, {"b": 1})), "a new category is finite"
+    assert math.isfinite(measures.psi({"a": 1}, {"b": 1})), "a new category is finite"
 
 
 def test_label_drift_against_training_fires_the_rule():
     window = [result(label="complaint")] * 9 + [result(label="other")]
-    built = monitoring.report(window, [], {"complaint": 50, "other": 50}, RULES)
+    built = measures.report(window, [], {"complaint": 50, "other": 50}, RULES)
     assert built.label_psi > 0.25
     assert built.fired and "predicted-label PSI" in built.fired[0]
 
 
 def test_input_drift_compares_the_window_with_what_came_before():
     before = [result(language="de", length=150)] * 10
-    same = monitoring.report([result(language="de", length=180)] * 5, before, {}, RULES)
+    same = measures.report([result(language="de", length=180)] * 5, before, {}, RULES)
     assert same.language_psi == pytest.approx(0) and same.length_psi == pytest.approx(0)
-    shifted = monitoring.report([result(language="en", length=3000)] * 5, before, {}, RULES)
+    shifted = measures.report([result(language="en", length=3000)] * 5, before, {}, RULES)
     assert shifted.language_psi > 1 and shifted.length_psi > 1
     assert shifted.languages == {"en": 5}
 
 
 def test_confidence_histogram_and_an_empty_window():
-    built = monitoring.report(
+    built = measures.report(
         [result(score=0.05), result(score=0.95), result(score=1.0)], [], {}, RULES
     )
     assert built.confidence_histogram == [1, 0, 0, 0, 0, 0, 0, 0, 0, 2]
-    empty = monitoring.report([], [result()], {"complaint": 1}, RULES)
+    empty = measures.report([], [result()], {"complaint": 1}, RULES)
     assert empty.results == 0 and empty.needs_review_rate is None and empty.fired == []

@@ -9,6 +9,7 @@ import pytest
 from postwerk import local, pipeline
 from postwerk.pipeline_commands import verdict
 from services.mail import parse_email
+from tests.jobs import ROOT
 
 
 def test_folders_give_their_eml_files_and_bad_paths_are_named(tmp_path):
@@ -87,17 +88,55 @@ def test_a_busy_port_is_refused_before_anything_starts(tmp_path):
 
 
 def test_rollback_goes_to_the_champion_before_the_current_one(monkeypatch):
-    from postwerk import models
     from services import registry
 
-    def history(*versions):
-        steps = [{"version": v} for v in versions]
-        monkeypatch.setattr(registry, "champion", lambda bucket: {"history": steps})
+    def history(*jobs):
+        steps = [registry.Promotion(job=job, promoted_at="t", reason="r") for job in jobs]
+        current = registry.Champion(job=jobs[-1], history=steps)
+        monkeypatch.setattr(registry, "champion", lambda bucket: current)
 
     history("a", "b", "c")
-    assert models.previous_champion("bucket") == "b"
+    assert registry.previous_champion("bucket") == "b"
     history("a", "b", "b")  # promoted twice in a row: the one before that
-    assert models.previous_champion("bucket") == "a"
+    assert registry.previous_champion("bucket") == "a"
     history("a")
-    with pytest.raises(ValueError, match="no earlier champion"):
-        models.previous_champion("bucket")
+    with pytest.raises(registry.LifecycleError, match="no earlier champion"):
+        registry.previous_champion("bucket")
+
+
+def test_registry_entries_written_before_job_had_its_name_still_read():
+    from services import registry
+
+    old = {"version": "job-1", "history": [{"version": "job-1", "promoted_at": "t", "reason": "r"}]}
+    assert registry.Champion.model_validate(old).job == "job-1"
+    assert registry.Champion.model_validate(old).model_dump()["job"] == "job-1"
+
+
+def test_the_monitor_command_offers_every_override_the_function_takes():
+    import inspect
+
+    from postwerk.pipeline_commands import monitor
+    from services.settings import MONITOR_OVERRIDES, FunctionSettings
+
+    assert set(MONITOR_OVERRIDES) <= set(inspect.signature(monitor).parameters)
+    assert set(MONITOR_OVERRIDES) <= set(FunctionSettings.model_fields)
+
+
+def test_the_templates_defaults_are_the_functions_settings():
+    """CloudFormation needs its own defaults; they must be the functions' (services/settings.py)."""
+    import yaml
+
+    from services.settings import FunctionSettings
+
+    class IgnoreTags(yaml.SafeLoader):
+        pass
+
+    IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
+    parameters = yaml.load((ROOT / "infra" / "template.yaml").read_text(), IgnoreTags)["Parameters"]
+    defaults = FunctionSettings.model_fields
+    for parameter, setting in {
+        "ReviewThreshold": "review_threshold", "MinLiveAccuracy": "min_accuracy",
+        "MinReviewed": "min_reviewed", "MaxLabelPsi": "max_label_psi",
+        "PromotionMargin": "promotion_margin",
+    }.items():  # fmt: skip
+        assert float(parameters[parameter]["Default"]) == defaults[setting].default, parameter

@@ -1,0 +1,238 @@
+"""The model life cycle, written once for the monitor function and the `postwerk` command:
+retrain, register, decide, serve, promote, roll back. Plain boto3 (SageMaker, S3) and the
+registry (services/registry.py), so it runs the same in a Lambda and on the operator's
+machine, against AWS or the local SageMaker service.
+"""
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import boto3
+
+from services import registry
+from services.registry import Decision, LifecycleError, ModelVersion
+
+PENDING = "monitoring/retraining.json"  # the retraining job the monitor waits for
+
+
+def job_name(prefix: str) -> str:
+    """The one naming scheme of jobs, models and endpoint configs: prefix-YYYYmmdd-HHMMSS
+    (unique per second, valid for SageMaker's 63 characters with a prefix of up to 40)."""
+    return f"{prefix[:40]}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def s3_channel(name: str, uri: str) -> dict:
+    """One InputDataConfig entry: every object under an S3 prefix."""
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+    }
+
+
+# --- serving ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What serves a model besides the model itself."""
+
+    image: str
+    role_arn: str
+    instance_type: str
+    instances: int = 1
+
+
+def serving_like(endpoint: str) -> Serving:
+    """The image, role and instances that serve the endpoint now."""
+    sm = boto3.client("sagemaker")
+    config = sm.describe_endpoint_config(
+        EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    )
+    [variant] = config["ProductionVariants"]
+    model = sm.describe_model(ModelName=variant["ModelName"])
+    return Serving(
+        image=model["PrimaryContainer"]["Image"],
+        role_arn=model["ExecutionRoleArn"],
+        instance_type=variant["InstanceType"],
+        instances=variant["InitialInstanceCount"],
+    )
+
+
+def endpoint_exists(endpoint: str) -> bool:
+    endpoints = boto3.client("sagemaker").list_endpoints(NameContains=endpoint, MaxResults=100)
+    return endpoint in [e["EndpointName"] for e in endpoints["Endpoints"]]
+
+
+def serve(
+    endpoint: str, model_data_url: str, serving: Serving, name: str, must_exist: bool = False
+) -> None:
+    """A model and an endpoint config for the archive, then create the endpoint or update
+    it (blue/green: the old fleet serves until the new one answers)."""
+    sm = boto3.client("sagemaker")
+    exists = endpoint_exists(endpoint)
+    if must_exist and not exists:
+        raise LifecycleError(f"endpoint {endpoint} does not exist; create it with deploy-model")
+    model = job_name(name)
+    sm.create_model(
+        ModelName=model,
+        ExecutionRoleArn=serving.role_arn,
+        PrimaryContainer={"Image": serving.image, "ModelDataUrl": model_data_url},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=model,
+        ProductionVariants=[
+            {
+                "VariantName": "primary",
+                "ModelName": model,
+                "InitialInstanceCount": serving.instances,
+                "InstanceType": serving.instance_type,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+    )
+    if exists:
+        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=model)
+    else:
+        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=model)
+
+
+def wait_for_endpoint(endpoint: str) -> dict:
+    """The endpoint's description once it is no longer creating or updating."""
+    poll = 1 if os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER") else 15
+    while True:
+        description = boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+        if description["EndpointStatus"] in ("InService", "Failed", "OutOfService"):
+            return description
+        time.sleep(poll)
+
+
+def promote(
+    bucket: str,
+    job: str,
+    endpoint: str,
+    serving: Serving,
+    reason: str,
+    code_version: str,
+    wait: bool = True,
+    must_exist: bool = False,
+) -> dict | None:
+    """Register the job's model, serve it, record it as the champion. With `wait`, the
+    champion is recorded only once the endpoint serves it (returns the description);
+    without (a Lambda cannot wait minutes), once the update is under way."""
+    entry = registry.register_job(bucket, job, code_version)
+    serve(endpoint, entry.model_data_url, serving, job, must_exist)
+    if not wait:
+        registry.set_champion(bucket, job, reason)
+        return None
+    description = wait_for_endpoint(endpoint)
+    if description["EndpointStatus"] == "InService" and not description.get("FailureReason"):
+        registry.set_champion(bucket, job, reason)
+    return description
+
+
+# --- retraining and the champion/challenger decision ---------------------------------------
+
+
+def start_retraining(bucket: str, champion: ModelVersion, reasons: list[str]) -> str:
+    """A training job like the champion's, on its training data plus every correction under
+    feedback/, tested on its held-out set; remembered as pending. Returns the job's name."""
+    job = job_name("retrain")
+    prefix = f"retraining/{job}"
+    copy_channel(champion, "train", bucket, f"{prefix}/train/")
+    copy_prefix(bucket, "feedback/", f"{prefix}/train/feedback-")
+    copy_channel(champion, "test", bucket, f"{prefix}/test/")
+    sm = boto3.client("sagemaker")
+    template = sm.describe_training_job(TrainingJobName=champion.job)
+    sm.create_training_job(
+        TrainingJobName=job,
+        AlgorithmSpecification=template["AlgorithmSpecification"],
+        RoleArn=template["RoleArn"],
+        InputDataConfig=[
+            s3_channel(name, f"s3://{bucket}/{prefix}/{name}/") for name in ("train", "test")
+        ],
+        OutputDataConfig=template["OutputDataConfig"],
+        ResourceConfig=template["ResourceConfig"],
+        StoppingCondition=template["StoppingCondition"],
+        HyperParameters=template.get("HyperParameters", {}),
+    )
+    pending = {"job": job, "started_at": registry.now(), "reasons": reasons,
+               "champion": champion.job}  # fmt: skip
+    registry.write(bucket, PENDING, pending)
+    return job
+
+
+def pending_retraining(bucket: str) -> dict | None:
+    return registry.read(bucket, PENDING)
+
+
+def forget_retraining(bucket: str) -> None:
+    boto3.client("s3").delete_object(Bucket=bucket, Key=PENDING)
+
+
+def copy_channel(entry: ModelVersion, channel: str, bucket: str, prefix: str) -> None:
+    s3 = boto3.client("s3")
+    for item in entry.data_manifest:
+        if item.channel == channel:
+            source_bucket, key = registry.s3_parts(item.uri)
+            name = key.rsplit("/", 1)[-1]
+            s3.copy_object(
+                Bucket=bucket,
+                Key=f"{prefix}{name}",
+                CopySource={"Bucket": source_bucket, "Key": key},
+            )
+
+
+def copy_prefix(bucket: str, source: str, target: str) -> None:
+    s3 = boto3.client("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=source)
+    for obj in (obj for page in pages for obj in page.get("Contents", [])):
+        name = obj["Key"].removeprefix(source).replace("/", "-")
+        s3.copy_object(
+            Bucket=bucket, Key=f"{target}{name}", CopySource={"Bucket": bucket, "Key": obj["Key"]}
+        )
+
+
+def decide(
+    bucket: str,
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    margin: float,
+    reasons: list[str],
+) -> Decision:
+    """The challenger wins only if it beats the champion on the same held-out set by more
+    than `margin` (a tie keeps the champion). The decision is recorded either way."""
+    challenger_score = challenger.held_out_accuracy
+    champion_score = champion.held_out_accuracy if champion else None
+    same_set = champion is not None and champion.held_out == challenger.held_out
+    decision = Decision(
+        challenger=challenger.job,
+        champion=champion.job if champion else None,
+        challenger_accuracy=challenger_score,
+        champion_accuracy=champion_score,
+        margin=margin,
+        same_held_out_set=same_set,
+        promoted=(
+            same_set
+            and challenger_score is not None
+            and champion_score is not None
+            and challenger_score > champion_score + margin
+        ),
+        reasons=reasons,
+    )
+    registry.record_decision(bucket, decision)
+    return decision
+
+
+def describe_decision(decision: Decision) -> str:
+    if not decision.promoted:
+        return f"challenger {decision.challenger} not promoted: {decision.model_dump_json()}"
+    scores = f"{decision.challenger_accuracy:.4f} vs {decision.champion_accuracy:.4f}"
+    return f"promoted {decision.challenger} ({scores})"
