@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.common import base_parser, finish, print_table, work_dir
-from emulation.sagemaker.launcher import free_port
+from emulation.processes import free_port
 
 POSTWERK = str(Path(sys.executable).parent / "postwerk")
 TARGETS = {"--help": 0.5, "env": 0.5, "status": 1.5}

@@ -41,7 +41,7 @@ import psutil
 from bench.common import TEXT, base_parser, finish, load_banking77, print_table, work_dir
 from bench.invoke import BUCKET, deploy, replica_url
 from bench.serving import free_port, resolve_model
-from emulation.esm import MappingRunner
+from emulation.esm.runner import MappingRunner
 from emulation.ministack import MiniStack
 from emulation.sagemaker.launcher import start_service
 from postwerk import deploy as stack

@@ -16,8 +16,9 @@ import sys
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
-from emulation.esm import MappingRunner
+from emulation.esm.runner import MappingRunner
 from emulation.ministack import MiniStack
+from emulation.processes import write_atomically
 from emulation.sagemaker.launcher import start_service, stop_service
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -75,7 +76,8 @@ def start(args: argparse.Namespace, started: ExitStack) -> dict[str, str]:
     say("event source mapping runner started (Kinesis and SQS)")
     if args.ready_file:
         pids = [os.getpid(), backend.running_pid(), service.pid]
-        write_atomically(args.ready_file, {"backend": "embedded", "env": exports, "pids": pids})
+        ready = {"backend": "embedded", "env": exports, "pids": pids}
+        write_atomically(args.ready_file, json.dumps(ready, indent=2))
         started.callback(args.ready_file.unlink, missing_ok=True)
     started.callback(say, "stopping ...")
     return exports
@@ -93,12 +95,6 @@ def say(line: str) -> None:
     a shutdown."""
     with suppress(OSError):
         print(line, flush=True)
-
-
-def write_atomically(path: Path, content: dict) -> None:
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(content, indent=2))
-    partial.rename(path)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ also gets boto3==1.43.106, because Lambda handlers run on the server's own Pytho
 expect boto3 there, as on AWS. Everything it writes stays under one folder (the state dir).
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import httpx
 
+from emulation.processes import DUMMY_CREDENTIALS, HOST, StartError, alive, start_and_wait
+
 REQUIREMENTS = ["ministack==1.5.33", "boto3==1.43.106"]
-HOST = "127.0.0.1"
 
 
 class BackendError(Exception):
@@ -72,22 +74,22 @@ class MiniStack:
         python = self.install()
         tmp = self.state_dir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("wb") as log:
-            process = subprocess.Popen(
+        self.log_file.unlink(missing_ok=True)  # this run's log only
+        try:
+            process = start_and_wait(
                 [str(python), "-m", "ministack"],
+                self.log_file,
+                self.healthy,
+                timeout,
+                "MiniStack",
+                on_failure=kill_group,
                 env=os.environ | self.environment() | {"TMPDIR": str(tmp)},
                 cwd=self.state_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal goes to us, not to it
             )
+        except StartError as error:
+            raise BackendError(str(error)) from None
         self.pid_file.write_text(str(process.pid))
-        deadline = time.monotonic() + timeout
-        while not self.healthy():
-            if process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise BackendError(f"MiniStack did not become healthy; see {self.log_file}")
-            time.sleep(0.1)
         return self.endpoint_url
 
     def environment(self) -> dict[str, str]:
@@ -132,12 +134,7 @@ class MiniStack:
 
     def client_environment(self) -> dict[str, str]:
         """What plain boto3 (or the aws CLI) needs to talk to this backend."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_DEFAULT_REGION": "eu-central-1",
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-        }
+        return {"AWS_ENDPOINT_URL": self.endpoint_url, **DUMMY_CREDENTIALS}
 
     def reset(self) -> None:
         """Forget every resource: the quick way to give each test a clean AWS."""
@@ -146,17 +143,10 @@ class MiniStack:
             raise BackendError(f"MiniStack reset failed: {answer.status_code} {answer.text}")
 
 
-def alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie we have yet to reap."""
-    try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return finished == 0
+def kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def run(command: list[str], what: str) -> None:

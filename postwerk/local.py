@@ -14,25 +14,25 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulation.ministack import alive  # the one liveness check of local processes
+from emulation.processes import (
+    DUMMY_CREDENTIALS,
+    StartError,
+    alive,
+    port_in_use,
+    start_and_wait,
+)
 from postwerk.errors import CommandError
 from postwerk.settings import REPO_ROOT
 
 BACKENDS = ("embedded", "compose")
 STOP_SECONDS = 60  # the launcher's own stop takes seconds; past this, SIGKILL
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-DUMMY_CREDENTIALS = {
-    "AWS_DEFAULT_REGION": "eu-central-1",
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-}
 
 
 class LocalError(CommandError):
@@ -92,28 +92,26 @@ def start_embedded(state_dir: Path, aws_port: int, sagemaker_port: int) -> Local
                 f"port {port} is in use by another program; stop it, or choose other ports "
                 f"(POSTWERK_AWS_PORT, POSTWERK_SAGEMAKER_PORT)"
             )
-    log = state_dir / "logs" / "emulation.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     ready = ready_file(state_dir)
     command = [
         *(sys.executable, "-m", "emulation", "--state-dir", str(state_dir)),
         *("--port", str(aws_port), "--sagemaker-port", str(sagemaker_port)),
         *("--ready-file", str(ready)),
     ]
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT
-        )
-    deadline = time.monotonic() + 600  # the first run installs MiniStack into its own venv
     try:
-        while not ready.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-1500:]
-                raise LocalError(f"the local AWS did not start (log {log}):\n{tail}")
-            time.sleep(0.2)
-    except BaseException:  # also Ctrl-C: what started so far stops with the launcher
-        terminate([process.pid], STOP_SECONDS)
-        raise
+        start_and_wait(
+            command,
+            state_dir / "logs" / "emulation.log",
+            ready.exists,
+            timeout=600,  # the first run installs MiniStack into its own venv
+            what="the local AWS",
+            # also on Ctrl-C: what started so far stops with the launcher
+            on_failure=lambda process: terminate([process.pid], STOP_SECONDS),
+            start_new_session=True,
+            cwd=REPO_ROOT,
+        )
+    except StartError as error:
+        raise LocalError(str(error)) from None
     recorded = json.loads(ready.read_text())
     return LocalAws("embedded", recorded["env"], recorded["pids"])
 
@@ -165,8 +163,3 @@ def compose(arguments: list[str]) -> None:
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
         raise LocalError(f"`{' '.join(command)}` failed with exit code {result.returncode}")
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0

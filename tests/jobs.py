@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from emulation.sagemaker.launcher import free_port
+from emulation.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

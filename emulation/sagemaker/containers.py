@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from emulation.sagemaker.launcher import HOST, free_port
+from emulation.processes import HOST, free_port
 
 SERVING_PORT = 8080  # inside a container, as SageMaker runs it
 

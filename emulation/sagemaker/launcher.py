@@ -1,22 +1,16 @@
-"""Start the local SageMaker service as a subprocess and wait until it answers; free ports.
+"""Start the local SageMaker service as a subprocess and wait until it answers.
 
 One way for `python -m emulation`, the tests and the benchmarks to start it.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-HOST = "127.0.0.1"
-
-
-class ServiceError(Exception):
-    """The service exited or did not answer in time; the message holds the end of its log."""
+from emulation.processes import HOST, start_and_wait
 
 
 def start_service(
@@ -36,24 +30,16 @@ def start_service(
             "POSTWERK_SAGEMAKER_STATE_DIR": str(state_dir),
         }
     )
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "emulation.sagemaker"],
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while not healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise ServiceError(f"the SageMaker service did not start on {url}: {tail}")
-            time.sleep(0.1)
-    except BaseException:  # also an interrupt: a restarted service may already run replicas
-        stop_service(process)
-        raise
+    process = start_and_wait(
+        [sys.executable, "-m", "emulation.sagemaker"],
+        log,
+        lambda: healthy(url),
+        timeout,
+        f"the SageMaker service on {url}",
+        on_failure=stop_service,  # a restarted service may already run replicas
+        env=environment,
+    )
     return process, url
 
 
@@ -65,13 +51,6 @@ def stop_service(process: subprocess.Popen, timeout: float = 150) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def free_port() -> int:
-    """A port nobody listens on now (the OS picks it)."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def healthy(url: str) -> bool:

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from emulation.esm import Mapping, MappingRunner, ShardWorker, lambda_record, partial_outcome
+from emulation.esm.events import lambda_record
+from emulation.esm.mapping import Mapping, partial_outcome
+from emulation.esm.runner import MappingRunner
 
 HANDLER = """
 import base64
@@ -162,7 +164,7 @@ def test_at_timestamp(stream, tmp_path):
         }
     )
     runner = MappingRunner(tmp_path)
-    worker = ShardWorker(runner, mapping, "shardId-000000000000")
+    worker = runner.shard_worker(mapping, "shardId-000000000000")
     worker.deliver(worker.next_batch())
     assert [i.sequence_numbers for i in runner.invocations] == [later]
 
