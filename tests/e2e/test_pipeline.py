@@ -72,6 +72,12 @@ def local_stack(tiny_bert, tmp_path_factory):
     assert down.returncode == 0, down.stdout + down.stderr
 
 
+def with_local_aws(environment: dict) -> dict:
+    """The environment plus what `postwerk env` exports: boto3 and the CLI reach the stack."""
+    ready = json.loads((Path(environment["POSTWERK_STATE_DIR"]) / "local.json").read_text())
+    return environment | ready["env"]
+
+
 @pytest.fixture(scope="module")
 def pipeline(local_stack):
     environment, up = local_stack
@@ -110,7 +116,7 @@ def test_the_printed_eval_line_works_as_printed(local_stack, pipeline):
 
 def test_results_shows_the_newest_first_with_sender_and_subject(local_stack, pipeline):
     environment, _ = local_stack
-    shown = postwerk(environment, "results", "--limit", "5")
+    shown = postwerk(with_local_aws(environment), "results", "--limit", "5")
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "the newest 5 of" in shown.stdout and "****@kunden.example" in shown.stdout
     newest = operations.results(pipeline["ResultsTable"])[::-1][:5]
@@ -381,10 +387,7 @@ def test_corrections_feed_a_retraining_that_the_champion_rule_promotes_or_reject
     fires, a retraining job runs on data that includes them, the challenger meets the
     champion on the same held-out set, and the decision follows the margin."""
     environment, _ = local_stack
-    aws = (
-        environment
-        | json.loads((Path(environment["POSTWERK_STATE_DIR"]) / "local.json").read_text())["env"]
-    )
+    aws = with_local_aws(environment)
     url = operations.review_url(pipeline)
     labels = httpx.get(f"{url}api/results", timeout=30).json()["labels"]
     corrected = []
@@ -492,10 +495,7 @@ def test_deploy_to_aws_is_the_same_path_and_its_dry_run_changes_nothing(local_st
     for AWS): the plan first, then the real thing. Last in the module: on a real AWS target
     the stack's emulator parameters are off, so the local pipeline stops classifying."""
     environment, _ = local_stack
-    aws = (
-        environment
-        | json.loads((Path(environment["POSTWERK_STATE_DIR"]) / "local.json").read_text())["env"]
-    )
+    aws = with_local_aws(environment)
     sm = boto3.client("sagemaker")
     before = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
 
