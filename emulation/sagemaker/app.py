@@ -23,6 +23,7 @@ from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Store
 from emulation.sagemaker.tags import Tags
 from emulation.sagemaker.training import TrainingJobs
+from emulation.sagemaker.transform import TransformJobs
 from emulation.sagemaker.tuning import TuningJobs
 
 JSON_1_1 = "application/x-amz-json-1.1"
@@ -46,7 +47,13 @@ def tagging(create: Operation, tags: Tags) -> Operation:
     return create_and_tag
 
 
-def operations(training: TrainingJobs, tuning: TuningJobs, endpoints: Endpoints, tags: Tags):
+def operations(
+    training: TrainingJobs,
+    tuning: TuningJobs,
+    endpoints: Endpoints,
+    transform: TransformJobs,
+    tags: Tags,
+):
     table = {
         "CreateTrainingJob": training.create,
         "DescribeTrainingJob": by_name(training.describe, "TrainingJobName"),
@@ -72,6 +79,10 @@ def operations(training: TrainingJobs, tuning: TuningJobs, endpoints: Endpoints,
         "DeleteEndpoint": by_name(endpoints.delete_endpoint, "EndpointName"),
         "ListEndpoints": endpoints.list_endpoints,
         "UpdateEndpointWeightsAndCapacities": endpoints.update_weights_and_capacities,
+        "CreateTransformJob": transform.create,
+        "DescribeTransformJob": by_name(transform.describe, "TransformJobName"),
+        "ListTransformJobs": transform.list_jobs,
+        "StopTransformJob": by_name(transform.stop, "TransformJobName"),
     }
     table = {
         name: tagging(operation, tags) if name.startswith("Create") else operation
@@ -87,12 +98,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     training = TrainingJobs(store, settings, containers)
     tuning = TuningJobs(store, settings, training)
     endpoints = Endpoints(store, settings, containers)
-    table = operations(training, tuning, endpoints, Tags(store))
+    transform = TransformJobs(store, settings, endpoints)
+    table = operations(training, tuning, endpoints, transform, Tags(store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         await run_in_threadpool(training.shutdown)
+        await run_in_threadpool(transform.shutdown)
         await run_in_threadpool(endpoints.shutdown)
         await endpoints.aclose()
 

@@ -42,7 +42,14 @@ class Replica:
     """One serving container on a free local port."""
 
     def __init__(
-        self, endpoint: str, variant: str, number: int, image: str, base_dir: Path, env: dict
+        self,
+        endpoint: str,
+        variant: str,
+        number: int,
+        image: str,
+        base_dir: Path,
+        env: dict,
+        log: tuple[str, str] | None = None,  # (group, stream): batch transform has its own
     ):
         self.endpoint, self.variant, self.number = endpoint, variant, number
         self.image, self.base_dir, self.environment = image, base_dir, env
@@ -54,7 +61,10 @@ class Replica:
         self.stopping = False
         self.in_flight = 0
         self.last_lines: list[str] = []
-        self.log_stream_name = f"{variant}/replica-{number}"
+        self.log_group, self.log_stream_name = log or (
+            f"/aws/sagemaker/Endpoints/{endpoint}",
+            f"{variant}/replica-{number}",
+        )
 
     def start(self, containers: Containers) -> None:
         self.containers = containers
@@ -90,7 +100,7 @@ class Replica:
         return " | ".join(self.last_lines[-5:]) or "no output"
 
     def _pump_log(self) -> None:
-        stream = LogStream(f"/aws/sagemaker/Endpoints/{self.endpoint}", self.log_stream_name)
+        stream = LogStream(self.log_group, self.log_stream_name)
         for line in self.process.stdout:
             line = line.rstrip("\n")
             self.last_lines = [*self.last_lines[-19:], line]

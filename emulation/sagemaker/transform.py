@@ -1,0 +1,496 @@
+"""Batch transform jobs: CreateTransformJob and friends, run as SageMaker runs them.
+
+A job starts TransformResources.InstanceCount serving containers of its model, asks the
+first for GET /execution-parameters (the defaults of MaxConcurrentTransforms, BatchStrategy
+and MaxPayloadInMB), then sends every S3 object under the input prefix through them:
+split into records (SplitType Line), each record cut by DataProcessing.InputFilter, sent
+one per request (SingleRecord) or as many as fit MaxPayloadInMB (MultiRecord), the answers
+joined with their input (JoinSource Input: the record with a `SageMakerOutput` member) and
+cut by OutputFilter, written to `<S3OutputPath>/<object>.out` (AssembleWith Line: a line
+per record). A request refused with 4xx is split in halves until the refused records are
+alone: each of those is a failed record, logged with its object and line, and the job
+fails naming the first one (the other objects' output is still written, as on AWS).
+
+Filters are JSONPath's common subset: `$`, `$.a.b`, `$['a']`, `$[0]`, `$['a','b']`.
+"""
+
+import contextlib
+import gzip
+import itertools
+import json
+import logging
+import re
+import shutil
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
+from emulation.sagemaker.endpoints import Endpoints, Replica, ReplicaError
+from emulation.sagemaker.protocol import in_use, not_found, now, paginate, required, validation
+from emulation.sagemaker.settings import ServiceSettings
+from emulation.sagemaker.store import Document, Store
+
+KIND = "TransformJob"
+LOG_GROUP = "/aws/sagemaker/TransformJobs"
+NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+FINISHED = {"Completed", "Failed", "Stopped"}
+STRATEGIES = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}
+MAX_RECORDS_PER_REQUEST = 1000  # the serving container's default cap (model/settings.py)
+PATH_STEP = re.compile(r"\.(\w+)|\[(\d+)\]|\[((?:'[^']*'\s*,?\s*)+)\]")
+
+log = logging.getLogger("postwerk.sagemaker")
+
+
+# --- JSONPath filters ----------------------------------------------------------------------
+
+
+def json_filter(expression: str):
+    """A function of a JSON value for the JSONPath subset above (None for `$`, the whole
+    value); ValidationException for other expressions."""
+    if expression == "$":
+        return None
+    if not expression.startswith("$"):
+        raise validation(f"'{expression}': a JSONPath filter starts with '$'")
+    steps, rest = [], expression[1:]
+    while rest:
+        match = PATH_STEP.match(rest)
+        if match is None:
+            raise validation(
+                f"'{expression}': the local service takes $, $.a.b, $['a'], $[0] "
+                "and $['a','b'] filters"
+            )
+        name, index, names = match.groups()
+        steps.append(name or (int(index) if index else re.findall(r"'([^']*)'", names)))
+        rest = rest[match.end() :]
+
+    def select(value: Any) -> Any:
+        for step in steps:
+            if isinstance(step, list) and len(step) > 1:
+                value = {key: value[key] for key in step if key in value}
+            else:
+                value = value[step[0] if isinstance(step, list) else step]
+        return value
+
+    return select
+
+
+# --- records -------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    source: str  # the S3 object
+    line: int  # 1-based, within the object
+    raw: bytes  # as read, for JoinSource
+    payload: bytes  # after the InputFilter
+    output: bytes | None = None
+    error: str | None = None
+
+
+@dataclass
+class Plan:
+    """A job's resolved parameters."""
+
+    content_type: str
+    accept: str | None
+    single_record: bool
+    max_payload: int
+    concurrency: int
+    split_lines: bool
+    assemble_lines: bool
+    join_input: bool
+    input_filter: Any
+    output_filter: Any
+    timeout: float
+    retries: int
+
+
+@dataclass
+class Run:
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class TransformJobs:
+    def __init__(self, store: Store, settings: ServiceSettings, endpoints: Endpoints):
+        self.store, self.settings, self.endpoints = store, settings, endpoints
+        self._runs: dict[str, Run] = {}
+        self._fail_interrupted_jobs()
+
+    # --- the API -------------------------------------------------------------------------
+
+    def create(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = required(request, "TransformJobName")
+        document = self._new_document(name, request)
+        if not self.store.insert(KIND, name, document):
+            raise in_use(f"Job name must be unique within an AWS account and region: {name}")
+        self._runs[name] = Run()
+        threading.Thread(
+            target=self._run, args=(name,), name=f"transform-{name}", daemon=True
+        ).start()
+        return {"TransformJobArn": document["TransformJobArn"]}
+
+    def describe(self, name: str) -> Document:
+        document = self.store.get(KIND, name)
+        if document is None:
+            raise not_found(f"Could not find requested job with name {name}")
+        return document
+
+    def list_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
+        jobs = self.store.all(KIND)
+        if "NameContains" in request:
+            jobs = [j for j in jobs if request["NameContains"] in j["TransformJobName"]]
+        if "StatusEquals" in request:
+            jobs = [j for j in jobs if j["TransformJobStatus"] == request["StatusEquals"]]
+        keys = (
+            "TransformJobName",
+            "TransformJobArn",
+            "CreationTime",
+            "TransformEndTime",
+            "LastModifiedTime",
+            "TransformJobStatus",
+            "FailureReason",
+        )
+        return paginate(
+            request,
+            [{key: job[key] for key in keys if key in job} for job in jobs],
+            "TransformJobSummaries",
+            sort_keys={
+                "Name": "TransformJobName",
+                "CreationTime": "CreationTime",
+                "Status": "TransformJobStatus",
+            },
+        )
+
+    def stop(self, name: str) -> dict[str, Any]:
+        status = self.describe(name)["TransformJobStatus"]
+        if status != "InProgress":
+            raise validation(f"The transform job {name} is {status}, not InProgress.")
+        self._change(name, TransformJobStatus="Stopping")
+        self._runs[name].stop_requested.set()
+        return {}
+
+    def shutdown(self) -> None:
+        for run in self._runs.values():
+            run.stop_requested.set()
+        for run in self._runs.values():
+            run.done.wait(60)
+
+    # --- one job's life ------------------------------------------------------------------
+
+    def _new_document(self, name: str, request: dict[str, Any]) -> Document:
+        if not NAME.match(name):
+            raise validation(
+                f"1 validation error detected: Value '{name}' at 'transformJobName' failed to "
+                f"satisfy constraint: Member must satisfy regular expression pattern: "
+                f"{NAME.pattern}"
+            )
+        self.endpoints.describe_model(required(request, "ModelName"))
+        source = required(required(request, "TransformInput"), "DataSource")
+        s3_source = required(source, "S3DataSource")
+        required(s3_source, "S3Uri")
+        if s3_source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise validation("the local service reads S3DataType S3Prefix input only")
+        transform_input = request["TransformInput"]
+        if transform_input.get("SplitType", "None") not in ("None", "Line"):
+            raise validation("the local service splits input by Line (or not at all)")
+        if transform_input.get("CompressionType", "None") not in ("None", "Gzip"):
+            raise validation("CompressionType must be None or Gzip")
+        output = required(request, "TransformOutput")
+        required(output, "S3OutputPath")
+        resources = required(request, "TransformResources")
+        if int(required(resources, "InstanceCount")) < 1:
+            raise validation("TransformResources.InstanceCount must be at least 1")
+        if request.get("BatchStrategy", "MultiRecord") not in STRATEGIES.values():
+            raise validation("BatchStrategy must be MultiRecord or SingleRecord")
+        if "MaxPayloadInMB" in request and not 1 <= int(request["MaxPayloadInMB"]) <= 100:
+            raise validation("MaxPayloadInMB must be from 1 to 100")
+        processing = request.get("DataProcessing", {})
+        for key in ("InputFilter", "OutputFilter"):
+            json_filter(processing.get(key, "$"))
+        if processing.get("JoinSource", "None") not in ("None", "Input"):
+            raise validation("DataProcessing.JoinSource must be None or Input")
+        created = now()
+        passed = (
+            "MaxConcurrentTransforms",
+            "MaxPayloadInMB",
+            "BatchStrategy",
+            "ModelClientConfig",
+        )
+        return {
+            "TransformJobName": name,
+            "TransformJobArn": (
+                f"arn:aws:sagemaker:{self.settings.region}:{self.settings.account_id}:"
+                f"transform-job/{name.lower()}"
+            ),
+            "TransformJobStatus": "InProgress",
+            "ModelName": request["ModelName"],
+            **{key: request[key] for key in passed if key in request},
+            "Environment": request.get("Environment", {}),
+            "TransformInput": transform_input,
+            "TransformOutput": output,
+            "TransformResources": resources,
+            **({"DataProcessing": processing} if processing else {}),
+            "CreationTime": created,
+            "LastModifiedTime": created,
+        }
+
+    def _run(self, name: str) -> None:
+        run = self._runs[name]
+        replicas: list[Replica] = []
+        job_dir = self.settings.state_dir / "transform-jobs" / name
+        try:
+            document = self.describe(name)
+            replicas = self._start_containers(document)
+            self._change(name, TransformStartTime=now())
+            plan = self._plan(name, document, replicas[0])
+            failures = self._transform_all(name, document, plan, replicas, job_dir, run)
+            if run.stop_requested.is_set():
+                self._finish(name, "Stopped")
+            elif failures:
+                self._finish(name, "Failed", FailureReason=failures)
+            else:
+                self._finish(name, "Completed")
+        except (ReplicaError, ArtifactError) as error:
+            self._finish(name, "Failed", FailureReason=f"ClientError: {error}")
+        except Exception as error:
+            log.error("transform job %s: %s", name, traceback.format_exc())
+            self._finish(
+                name,
+                "Failed",
+                FailureReason=f"InternalServerError: {type(error).__name__}: {error}",
+            )
+        finally:
+            for replica in replicas:
+                replica.stop()
+            shutil.rmtree(job_dir, ignore_errors=True)
+            run.done.set()
+
+    def _start_containers(self, document: Document) -> list[Replica]:
+        model = self.endpoints.describe_model(document["ModelName"])
+        model_dir = self.endpoints._model_folder(model)
+        name, started = document["TransformJobName"], int(document["CreationTime"])
+        container = model["PrimaryContainer"]
+        replicas = [
+            Replica(
+                name,
+                "transform",
+                number,
+                container["Image"],
+                self.endpoints._replica_folder(name, model_dir),
+                container.get("Environment", {}) | document["Environment"],
+                log=(LOG_GROUP, f"{name}/algo-{number + 1}-{started}"),
+            )
+            for number in range(int(document["TransformResources"]["InstanceCount"]))
+        ]
+        try:
+            for replica in replicas:
+                replica.start(self.endpoints.containers)
+            for replica in replicas:
+                replica.wait_ready(self.settings.replica_start_timeout)
+        except BaseException:
+            for replica in replicas:
+                replica.stop()
+            raise
+        return replicas
+
+    def _plan(self, name: str, document: Document, replica: Replica) -> Plan:
+        """The request's parameters, else the container's /execution-parameters, else AWS's
+        defaults; stored in the job's description as resolved."""
+        offered: dict[str, Any] = {}
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            answer = httpx.get(f"{replica.url}/execution-parameters", timeout=10, trust_env=False)
+            if answer.status_code == 200:
+                offered = answer.json()
+        strategy = document.get("BatchStrategy") or STRATEGIES.get(
+            offered.get("BatchStrategy", ""), "MultiRecord"
+        )
+        payload_mb = int(document.get("MaxPayloadInMB") or offered.get("MaxPayloadInMB") or 6)
+        concurrency = int(
+            document.get("MaxConcurrentTransforms") or offered.get("MaxConcurrentTransforms") or 1
+        )
+        self._change(
+            name,
+            BatchStrategy=strategy,
+            MaxPayloadInMB=payload_mb,
+            MaxConcurrentTransforms=concurrency,
+        )
+        transform_input, output = document["TransformInput"], document["TransformOutput"]
+        processing = document.get("DataProcessing", {})
+        client = document.get("ModelClientConfig", {})
+        return Plan(
+            content_type=transform_input.get("ContentType", "application/jsonlines"),
+            accept=output.get("Accept"),
+            single_record=strategy == "SingleRecord",
+            max_payload=payload_mb * 1024 * 1024,
+            concurrency=concurrency,
+            split_lines=transform_input.get("SplitType", "None") == "Line",
+            assemble_lines=output.get("AssembleWith", "None") == "Line",
+            join_input=processing.get("JoinSource", "None") == "Input",
+            input_filter=json_filter(processing.get("InputFilter", "$")),
+            output_filter=json_filter(processing.get("OutputFilter", "$")),
+            timeout=float(client.get("InvocationsTimeoutInSeconds", 600)),
+            retries=int(client.get("InvocationsMaxRetries", 3)),
+        )
+
+    def _transform_all(
+        self, name: str, document: Document, plan: Plan, replicas: list[Replica], job_dir, run
+    ) -> str:
+        """Every input object to its .out; returns the failure reason ('' when none)."""
+        s3 = S3()
+        input_uri = document["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        s3.download_prefix(input_uri, job_dir / "input")
+        output_uri = document["TransformOutput"]["S3OutputPath"].rstrip("/")
+        compressed = document["TransformInput"].get("CompressionType") == "Gzip"
+        stream = LogStream(LOG_GROUP, f"{name}/data-log")
+        failed: list[Record] = []
+        turn = itertools.count()
+        with (
+            httpx.Client(timeout=plan.timeout, trust_env=False) as client,
+            ThreadPoolExecutor(plan.concurrency * len(replicas)) as pool,
+        ):
+
+            def send(batch: list[Record]) -> None:
+                replica = replicas[next(turn) % len(replicas)]
+                self._invoke(client, replica, plan, batch)
+
+            for path in sorted(p for p in (job_dir / "input").rglob("*") if p.is_file()):
+                if run.stop_requested.is_set():
+                    break
+                relative = path.relative_to(job_dir / "input").as_posix()
+                records = read_records(path, relative, plan, compressed)
+                list(pool.map(send, batches(records, plan)))
+                bad = [r for r in records if r.error is not None]
+                for record in bad:
+                    stream.write(f"{record.source}: line {record.line}: {record.error}")
+                if bad:
+                    failed.extend(bad)
+                    continue
+                target = job_dir / "output" / f"{relative}.out"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(assemble(records, plan))
+                s3.upload_file(target, f"{output_uri}/{relative}.out")
+        stream.flush()
+        if not failed:
+            return ""
+        first = failed[0]
+        return (
+            f"ClientError: {len(failed)} record(s) failed; the first, {first.source} line "
+            f"{first.line}: {first.error}. See {LOG_GROUP}/{name}/data-log for all."
+        )
+
+    def _invoke(self, client: httpx.Client, replica: Replica, plan: Plan, batch: list[Record]):
+        """One request for the batch; a 4xx splits it in halves down to single records."""
+        headers = {"Content-Type": plan.content_type} | (
+            {"Accept": plan.accept} if plan.accept else {}
+        )
+        body = b"\n".join(record.payload for record in batch)
+        status, answer = 0, ""
+        for _ in range(plan.retries + 1):
+            try:
+                response = client.post(f"{replica.url}/invocations", content=body, headers=headers)
+            except httpx.TransportError as error:
+                status, answer = 0, f"no answer from the container ({type(error).__name__})"
+                continue
+            status, answer = response.status_code, response.text
+            if status == 200 or 400 <= status < 500:
+                break
+        if status == 200:
+            outputs = response.content.splitlines() if len(batch) > 1 else [response.content]
+            if len(outputs) == len(batch):
+                for record, output in zip(batch, outputs, strict=True):
+                    record.output = output
+                return
+            answer = f"{len(outputs)} answer lines for {len(batch)} records"
+        if 400 <= status < 500 and len(batch) > 1:
+            middle = len(batch) // 2
+            self._invoke(client, replica, plan, batch[:middle])
+            self._invoke(client, replica, plan, batch[middle:])
+            return
+        for record in batch:
+            record.error = f"Bad HTTP status received from algorithm: {status} {answer[:500]}"
+
+    # --- status bookkeeping ---------------------------------------------------------------
+
+    def _change(self, name: str, **changes: Any) -> None:
+        self.store.update(KIND, name, lambda d: d.update(changes, LastModifiedTime=now()))
+
+    def _finish(self, name: str, status: str, **changes: Any) -> None:
+        self._change(name, TransformJobStatus=status, TransformEndTime=now(), **changes)
+
+    def _fail_interrupted_jobs(self) -> None:
+        for document in self.store.all(KIND):
+            if document["TransformJobStatus"] not in FINISHED:
+                self._finish(
+                    document["TransformJobName"],
+                    "Failed",
+                    FailureReason="InternalServerError: the local SageMaker service stopped "
+                    "while the job ran",
+                )
+
+
+def read_records(path: Path, source: str, plan: Plan, compressed: bool) -> list[Record]:
+    data = path.read_bytes()
+    if compressed:
+        data = gzip.decompress(data)
+    pieces = data.splitlines() if plan.split_lines else [data]
+    records = []
+    for line, raw in enumerate(pieces, start=1):
+        if plan.split_lines and not raw.strip():
+            continue
+        record = Record(source, line, raw, raw)
+        try:
+            record.payload = filtered(raw, plan.input_filter)
+        except (ValueError, LookupError, TypeError) as error:
+            record.error = f"InputFilter: {type(error).__name__}: {error}"
+        records.append(record)
+    return records
+
+
+def filtered(raw: bytes, select) -> bytes:
+    if select is None:
+        return raw
+    return json.dumps(select(json.loads(raw)), ensure_ascii=False).encode()
+
+
+def batches(records: list[Record], plan: Plan):
+    """The records to send: one per request, or as many as fit the payload limit."""
+    batch: list[Record] = []
+    size = 0
+    for record in records:
+        if record.error is not None:
+            continue
+        cost = len(record.payload) + 1
+        full = len(batch) >= MAX_RECORDS_PER_REQUEST or size + cost > plan.max_payload
+        if batch and (plan.single_record or full):
+            yield batch
+            batch, size = [], 0
+        batch.append(record)
+        size += cost
+    if batch:
+        yield batch
+
+
+def assemble(records: list[Record], plan: Plan) -> bytes:
+    outputs = [output_of(record, plan) for record in records]
+    if plan.assemble_lines:
+        return b"".join(output.rstrip(b"\n") + b"\n" for output in outputs)
+    return b"".join(outputs)
+
+
+def output_of(record: Record, plan: Plan) -> bytes:
+    if not plan.join_input:
+        return filtered(record.output, plan.output_filter)
+    joined = json.loads(record.raw)
+    output = json.loads(record.output)
+    if isinstance(joined, dict):
+        joined["SageMakerOutput"] = output
+    else:  # an array: the output appended, as AWS joins arrays
+        joined = [*joined, output]
+    return filtered(json.dumps(joined, ensure_ascii=False).encode(), plan.output_filter)
