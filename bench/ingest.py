@@ -10,6 +10,7 @@ super-linearly on some shapes (DESIGN.md section 5: each figure against a baseli
 """
 
 import base64
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -99,13 +100,24 @@ SHAPES: dict[str, Callable[[int], bytes]] = {
 }
 
 
-def timed(function: Callable[[], object], repeats: int) -> list[float]:
+def timed(function: Callable[[], object], repeats: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds per call: on a shared machine the wall time also counts the
+    time other processes had the core, the CPU time only this one's work."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         function()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - wall, time.process_time() - cpu))
     return times
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_s": statistics.median(ordered),
+        "p99_s": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+        "max_s": ordered[-1],
+    }
 
 
 def baseline(raw: bytes) -> float | str | None:
@@ -135,25 +147,29 @@ def main() -> None:
             times = timed(lambda raw=raw: parse_email(raw, "bench", "incoming/b.eml"), repeats)
             before = baseline(raw)
             samples += times
-            worst = max(times)
-            shapes.append({"shape": name, "bytes": len(raw), "max_s": worst, "baseline_s": before})
-            rows.append([name, f"{len(raw) / 1024:.0f} KB", worst, before, worst <= BOUND_S])
+            wall, cpu = max(w for w, _ in times), max(c for _, c in times)
+            shape = {"shape": name, "bytes": len(raw), "wall_s": wall, "cpu_s": cpu}
+            shapes.append({**shape, "baseline_s": before})
+            rows.append([name, f"{len(raw) / 1024:.0f} KB", wall, cpu, before, wall <= BOUND_S])
     print_table(
-        f"parse_email per shape (max of {repeats}; baseline: stdlib policy.default)",
-        ["shape", "size", "max s", "baseline s", f"<= {BOUND_S:g} s"],
+        f"parse_email per shape (max of {repeats}; baseline: stdlib policy.default, wall)",
+        ["shape", "size", "wall s", "CPU s", "baseline s", f"wall <= {BOUND_S:g} s"],
         rows,
     )
-    ordered = sorted(samples)
     summary = {
-        "p50_s": statistics.median(ordered),
-        "p99_s": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
-        "max_s": ordered[-1],
+        "wall": percentiles([w for w, _ in samples]),
+        "cpu": percentiles([c for _, c in samples]),
         "bound_s": BOUND_S,
+        "load_average": os.getloadavg()[0],  # other work on the machine inflates wall times
     }
     print_table(
-        "all parses",
-        ["parses", "p50 s", "p99 s", "max s", "bound s", "within"],
-        [[len(ordered), *summary.values(), summary["max_s"] <= BOUND_S]],
+        f"all {len(samples)} parses against the {BOUND_S:g} s bound "
+        f"(load average {summary['load_average']:.1f} on {os.cpu_count()} cores)",
+        ["time", "p50 s", "p99 s", "max s", "within"],
+        [
+            [kind, *summary[kind].values(), summary[kind]["max_s"] <= BOUND_S]
+            for kind in ("wall", "cpu")
+        ],
     )
     finish("ingest", {"summary": summary, "shapes": shapes}, args.quick)
 
