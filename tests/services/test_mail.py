@@ -219,6 +219,8 @@ def test_mime_trees_past_the_bounds_are_cut_and_flagged():
         HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + part * (2 * MAX_PARTS)
     )
     assert 0 < len(many.attachments) <= MAX_PARTS and "parts_truncated" in many.flags
+    nested = b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n" * 2_000  # no boundaries
+    assert "mime_defect" in parse(HEAD + nested + b"\r\ndeep\r\n").flags, "headers only"
     one_text = parse(HEAD + b"Content-Type: text/plain\r\n\r\n" + b"Hallo Welt\n" * 300_000)
     assert one_text.body_truncated and "body_truncated" in one_text.flags
 
