@@ -16,17 +16,13 @@ keeps failing to the dead-letter queue. When every record fails, the function ra
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 
-import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamRecord,
 )
@@ -34,7 +30,17 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from services.records import ClassificationV1, EmailV1, InputSummary, chunked
+from services import clients
+from services.batch import respond
+from services.records import (
+    ClassificationV1,
+    EmailV1,
+    InputSummary,
+    InvocationAnswer,
+    ModelIdentity,
+    Prediction,
+    chunked,
+)
 from services.settings import FunctionSettings
 
 MAX_REQUEST_BYTES = 5 * 1024 * 1024  # InvokeEndpoint takes 6 MB; leave room for the envelope
@@ -49,88 +55,98 @@ class NotClassified(Exception):
     """The endpoint gave no answer for this record; the reason is the message."""
 
 
+@dataclass
+class Item:
+    """One Kinesis record on its way to a stored result."""
+
+    sequence_number: str
+    email: EmailV1 | None = None
+    result: ClassificationV1 | None = None
+    error: Exception | None = None
+
+
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     settings = FunctionSettings()
-    emails = decode(event["Records"])
-    predictions = classify(settings.endpoint_name, list(emails.values()))
-    results = {
-        email.message_id: to_result(email, prediction, settings.review_threshold)
-        for email in emails.values()
-        if isinstance(prediction := predictions.get(email.message_id), dict)
-    }
-    dynamodb = boto3.client("dynamodb")  # a client: thread-safe, where resources are not
-    done_before = already_stored(dynamodb, settings.results_table, list(results))
-    new = [result for message_id, result in results.items() if message_id not in done_before]
-    # The results bucket first: a failure here retries the whole batch and loses nothing.
-    write_lines(settings.results_bucket, new)
-    with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
-        writes = pool.map(partial(put_once, dynamodb, settings.results_table), new)
-        failed = dict(zip((r.message_id for r in new), writes, strict=True))
-
-    def store(record: KinesisStreamRecord) -> None:
-        email = emails.get(record.kinesis.sequence_number)
-        if email is None:
-            raise NotClassified("not an email.v1 record")
-        prediction = predictions.get(email.message_id)
-        if isinstance(prediction, Exception):
-            raise prediction
-        result = results[email.message_id]
-        if error := failed.get(email.message_id):
-            raise error
-        logger.info(
-            "classified",
-            message_id=email.message_id,
-            label=result.label,
-            needs_review=result.needs_review,
-        )
-
-    return process_partial_response(event, store, processor, context)
+    items = [decode(record) for record in event["Records"]]
+    classify(settings.endpoint_name, settings.review_threshold, items)
+    store(settings, [item for item in items if item.result is not None])
+    for item in items:
+        if item.error is None:
+            logger.info("classified", message_id=item.email.message_id,
+                        label=item.result.label, needs_review=item.result.needs_review)  # fmt: skip
+    return respond(event, items, processor, context)
 
 
-def decode(records: list[dict]) -> dict[str, EmailV1]:
-    """email.v1 records by sequence number; malformed ones are left out (and fail later)."""
-    emails = {}
-    for record in records:
-        try:
-            data = KinesisStreamRecord(record).kinesis.data_as_bytes()
-            emails[record["kinesis"]["sequenceNumber"]] = EmailV1.model_validate_json(data)
-        except (ValidationError, ValueError):
-            logger.warning("not an email.v1 record", sequence=record["kinesis"]["sequenceNumber"])
-    return emails
+def decode(record: dict) -> Item:
+    sequence_number = record["kinesis"]["sequenceNumber"]
+    try:
+        data = KinesisStreamRecord(record).kinesis.data_as_bytes()
+        return Item(sequence_number, email=EmailV1.model_validate_json(data))
+    except (ValidationError, ValueError):
+        logger.warning("not an email.v1 record", sequence=sequence_number)
+        return Item(sequence_number, error=NotClassified("not an email.v1 record"))
 
 
-def classify(endpoint: str, emails: list[EmailV1]) -> dict[str, dict | Exception]:
-    """Predictions by message id; a failed chunk maps its e-mails to the error."""
-    runtime = boto3.client("sagemaker-runtime")
-    answers: dict[str, dict | Exception] = {}
+def classify(endpoint: str, threshold: float, items: list[Item]) -> None:
+    """One InvokeEndpoint per chunk under the payload limit; each item gets its result, or
+    the chunk's error."""
+    runtime = clients.client("sagemaker-runtime")
+    waiting = [item for item in items if item.error is None]
     for chunk in chunked(
-        emails, lambda email: len(json.dumps(email.model_text())), MAX_REQUEST_BYTES
+        waiting, lambda item: len(json.dumps(item.email.model_text())), MAX_REQUEST_BYTES
     ):
-        body = json.dumps({"instances": [email.model_text() for email in chunk]})
+        body = json.dumps({"instances": [item.email.model_text() for item in chunk]})
         try:
             answer = runtime.invoke_endpoint(
                 EndpointName=endpoint, Body=body, ContentType="application/json"
             )
-            document = json.loads(answer["Body"].read())
-        except ClientError as error:
-            failure = NotClassified(f"InvokeEndpoint: {error.response['Error'].get('Code')}")
+            document = InvocationAnswer.model_validate_json(answer["Body"].read())
+        except (ClientError, ValidationError) as error:
+            reason = (
+                error.response["Error"].get("Code") if isinstance(error, ClientError) else error
+            )
+            failure = NotClassified(f"InvokeEndpoint: {reason}")
             logger.warning("endpoint failed", error=str(failure), emails=len(chunk))
-            answers |= {email.message_id: failure for email in chunk}
+            for item in chunk:
+                item.error = failure
             continue
-        for prediction in document["predictions"]:
-            answers[prediction["id"]] = prediction | {"model": document["model"]}
-    return answers
+        predictions = {str(prediction.id): prediction for prediction in document.predictions}
+        for item in chunk:
+            prediction = predictions.get(item.email.message_id)
+            if prediction is None:
+                item.error = NotClassified("the endpoint's answer lacks this e-mail")
+            else:
+                item.result = to_result(item.email, prediction, document.model, threshold)
 
 
-def to_result(email: EmailV1, prediction: dict, threshold: float) -> ClassificationV1:
+def store(settings: FunctionSettings, items: list[Item]) -> None:
+    """New results to the bucket first (a failure there retries the whole batch and loses
+    nothing), then to DynamoDB, once per message id; each item keeps its write's error."""
+    dynamodb = clients.client("dynamodb")  # a client: thread-safe, where resources are not
+    first = {}  # one write per message id: a batch may hold the same e-mail twice
+    for item in items:
+        first.setdefault(item.result.message_id, item.result)
+    done_before = already_stored(dynamodb, settings.results_table, list(first))
+    new = [result for message_id, result in first.items() if message_id not in done_before]
+    write_lines(settings.results_bucket, new)
+    with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
+        writes = pool.map(partial(put_once, dynamodb, settings.results_table), new)
+        failed = {result.message_id: error for result, error in zip(new, writes, strict=True)}
+    for item in items:
+        item.error = failed.get(item.result.message_id)
+
+
+def to_result(
+    email: EmailV1, prediction: Prediction, model: ModelIdentity, threshold: float
+) -> ClassificationV1:
     return ClassificationV1(
         message_id=email.message_id,
-        label=prediction["label"],
-        score=prediction["score"],
-        top_k=prediction["top_k"],
-        needs_review=prediction["score"] < threshold,
-        model=prediction["model"],
+        label=prediction.label,
+        score=prediction.score,
+        top_k=prediction.top_k,
+        needs_review=prediction.score < threshold,
+        model=model,
         classified_at=datetime.now(UTC),
         input=InputSummary(
             subject=email.subject,
@@ -176,4 +192,4 @@ def write_lines(bucket: str, results: list[ClassificationV1]) -> None:
     now = datetime.now(UTC)
     key = f"results/date={now:%Y-%m-%d}/{now:%H%M%S%f}-{uuid.uuid4().hex[:8]}.jsonl"
     body = "".join(result.model_dump_json(by_alias=True) + "\n" for result in results)
-    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode())
+    clients.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode())

@@ -105,6 +105,22 @@ class ClassificationV1(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+class Prediction(BaseModel):
+    """One e-mail's answer in InvokeEndpoint's response (the serving container's contract)."""
+
+    id: str | int  # the instance's id, echoed as given
+    label: str
+    score: float
+    top_k: list[Label]
+
+
+class InvocationAnswer(BaseModel):
+    """The serving container's answer to /invocations, validated where classify reads it."""
+
+    predictions: list[Prediction]
+    model: ModelIdentity
+
+
 Item = TypeVar("Item")
 
 
