@@ -13,6 +13,7 @@ HTML to text (selectolax), charset repair (charset-normalizer), dropping quoted 
 and signatures (services.quotes), size bounds, and the language (services.language).
 """
 
+import codecs
 import contextlib
 import hashlib
 import re
@@ -47,6 +48,7 @@ MAX_PARSER_STEPS = 1_000_000  # lines times nesting depth the parser gets, at mo
 MAX_PARTITION_KEY = 256  # Kinesis' limit on the partition key, i.e. the message id
 
 MAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
+NOT_CHARSETS = {"punycode", "idna"}  # codecs for host names; punycode takes seconds on 80 KB
 LATIN = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15", "windows-1252"}
 HEADER_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
 LEADING_BLANK_LINES = re.compile(rb"(?:[ \t]*\r?\n)*")
@@ -266,6 +268,8 @@ def decode_bytes(data: bytes, charset: str | None, flags: set[Flag]) -> str:
         except UnicodeDecodeError:
             pass
     try:
+        if codecs.lookup(declared or "us-ascii").name in NOT_CHARSETS:
+            raise LookupError(declared)
         return data.decode(declared or "us-ascii")
     except (LookupError, ValueError):  # unknown, not decodable, or not a name at all
         best = from_bytes(data).best()
