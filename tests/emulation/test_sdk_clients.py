@@ -12,8 +12,9 @@ import yaml
 
 from model.contract import METRIC_DEFINITIONS
 from tests.conftest import tiny_hyperparameters
-from tests.emulation.clients import ROOT, SCRIPTS, SDK2, SDK3, client_python
-from tests.emulation.conftest import BUCKET, ROLE, put_jsonl
+from tests.emulation.clients import CLI, ROOT, SCRIPTS, SDK2, SDK3, client_python
+from tests.emulation.conftest import BUCKET, ROLE, put_jsonl, training_request
+from tests.emulation.test_transform import EMAILS, put_lines, transform_request
 from tests.jobs import make_emails
 
 
@@ -71,6 +72,11 @@ def template_role(name: str) -> str:
     return arn
 
 
+def archive(s3, prefix: str) -> str:
+    put_lines(s3, f"{prefix}/emails.jsonl", [json.dumps(e) for e in EMAILS])
+    return f"s3://{BUCKET}/{prefix}/"
+
+
 def channels(s3, prefix: str) -> dict[str, str]:
     rows = {"train": make_emails(30, 1), "validation": make_emails(9, 2)}
     return {c: put_jsonl(s3, f"{prefix}/{c}/emails.jsonl", r) for c, r in rows.items()}
@@ -86,6 +92,7 @@ def test_sdk_2(sagemaker, client_environment, tiny_bert):
         "hyperparameters": static,
         "metric_definitions": METRIC_DEFINITIONS,
         "channels": channels(s3, "sdk2"),
+        "transform_input": archive(s3, "sdk2-archive"),
     }
     results = run_client(client_python(SDK2), "sdk2.py", arguments, client_environment)
     assert "UnknownOperationException" in results.pop("Predictor.endpoint_context")
@@ -109,3 +116,19 @@ def test_sdk_3(sagemaker, client_environment, tiny_bert):
     assert results.pop("ModelTrainer (role without permissions)") == "RoleValidationError"
     assert "predictions" in results.pop("prediction")
     assert set(results.values()) == {"ok"}, results
+
+
+def test_aws_cli(sagemaker, client_environment, tiny_bert, tmp_path):
+    _, _, s3 = sagemaker
+    archive(s3, "cli-archive")
+    arguments = {
+        "role": ROLE,
+        "training": training_request("cli-job", s3, tiny_hyperparameters(tiny_bert, epochs=1)),
+        "transform": transform_request("cli-transform", "", "cli-archive"),
+        "scratch": str(tmp_path),
+    }
+    results = run_client(client_python(CLI), "cli.py", arguments, client_environment)
+    assert "predictions" in results.pop("prediction")
+    assert set(results.values()) == {"ok"}, results
+    rows = s3.get_object(Bucket=BUCKET, Key="cli-transform/out/emails.jsonl.out")["Body"]
+    assert [json.loads(line)["id"] for line in rows.read().splitlines()] == ["m-1", "m-2", "m-3"]

@@ -12,7 +12,7 @@ SCRIPTS = Path(__file__).resolve().parent
 # verified against the local service (2026-12)
 SDK2 = ("sagemaker==2.257.7",)
 SDK3 = ("sagemaker==3.27.0",)
-CLI = ("awscli==1.44.8",)
+CLI = ("awscli==1.46.3",)
 
 
 def client_python(requirements: tuple[str, ...]) -> Path:

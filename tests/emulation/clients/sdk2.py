@@ -93,6 +93,33 @@ try:
     results["Predictor.endpoint_context"] = "ok"
 except Exception as error:  # lineage is not served: a clear error, not a crash
     results["Predictor.endpoint_context"] = f"{type(error).__name__}: {error}"
+transformer = call(
+    "Estimator.transformer",
+    best_estimator.transformer,
+    instance_count=1,
+    instance_type="ml.m5.large",
+    strategy="MultiRecord",
+    assemble_with="Line",
+    accept="application/jsonlines",
+    output_path=f"s3://{arguments['bucket']}/sdk2/transform",
+)
+call(
+    "Transformer.transform",
+    transformer.transform,
+    arguments["transform_input"],
+    content_type="application/jsonlines",
+    split_type="Line",
+    input_filter="$['id','subject','body']",
+    join_source="Input",
+    output_filter="$['id','SageMakerOutput']",
+    wait=False,
+)
+call("Transformer.wait", transformer.wait, logs=False)
+description = transformer.sagemaker_session.describe_transform_job(
+    transformer.latest_transform_job.name
+)
+if description["TransformJobStatus"] != "Completed":
+    results["Transformer.wait"] = description.get("FailureReason", "")
 call("Predictor.delete_endpoint", predictor.delete_endpoint)
 call("Predictor.delete_model", predictor.delete_model)
 results["prediction"] = json.dumps(answer)[:200]
