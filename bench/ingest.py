@@ -82,6 +82,15 @@ def many_quoted_lines(size: int) -> bytes:
     return HEAD + b"\r\n" + reply + b"> alt, alt, alt\r\n" * (size // 17)
 
 
+def marker_like_lines(size: int) -> bytes:
+    line = b"-- Forwarded by " + b"-" * 250 + b"x<br>Am " + b"schrieb " * 30 + b":<br>"
+    return HEAD + b"Content-Type: text/html\r\n\r\n" + line * (size // len(line))
+
+
+def punycode_label(size: int) -> bytes:
+    return HEAD + b"Content-Type: text/html; charset=punycode\r\n\r\n-" + b"9" * size
+
+
 def mixed(body: bytes) -> bytes:
     return HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + body
 
@@ -97,6 +106,8 @@ SHAPES: dict[str, Callable[[int], bytes]] = {
     "long text line": long_text_line,
     "long HTML line": long_html_line,
     "many quoted lines": many_quoted_lines,
+    "marker-like lines (HTML)": marker_like_lines,
+    "charset=punycode": punycode_label,
 }
 
 

@@ -25,7 +25,7 @@ import re
 
 from selectolax.lexbor import LexborHTMLParser
 
-MAX_PATTERN_LINE = 1_000
+MAX_MARKER_LINE = 300  # longer lines are text: no marker or attribution is that long
 MAX_FORWARDS = 3  # nested forwards without own text unwrapped, at most
 
 HEADER_NAMES = (
@@ -36,23 +36,24 @@ HEADER_LINE = re.compile(rf"^\*?(?:{HEADER_NAMES})\*? ?:\*?(?:\s|$)", re.IGNOREC
 HISTORY_HEADER = re.compile(
     r"^\*?(?:From|Von|De|Da|Sent|Gesendet|Envoyé|Inviato|Date|Datum)\*? ?:", re.IGNORECASE
 )
-ATTRIBUTION = re.compile(
-    r"^(?:On\b.{1,300}\bwrote"
-    r"|Am\b.{1,300}\bschrieb\b.{0,300}"
-    r"|Le\b.{1,300}\ba écrit ?"
-    r"|Il\b.{1,300}\bha scritto"
-    r") ?:$"
-)
-ATTRIBUTION_START = re.compile(r"^(?:On|Am|Le|Il)\b")
+# (first word, the verb before the final colon); tested with string operations, not
+# patterns: one of the shape "On .* wrote:" backtracks on long lines
+ATTRIBUTIONS = (("On ", " wrote"), ("Le ", " a écrit"), ("Il ", " ha scritto"))
+ATTRIBUTION_STARTS = ("On ", "Am ", "Le ", "Il ")
 # a clock time or an address: "Am 3. März schrieb ich Ihnen bereits:" is not one
 ATTRIBUTION_DETAIL = re.compile(r"\d{1,2}[:.]\d{2}|@")
-HISTORY_START = re.compile(
-    r"^(?:-{2,} ?(?:Original Message|Ursprüngliche Nachricht|Message d'origine"
-    r"|Messaggio originale|Forwarded message|Weitergeleitete Nachricht"
-    r"|Forwarded by\b.*|Weitergeleitet von\b.*) ?-{2,}"
-    r"|Begin forwarded message:|Anfang der weitergeleiteten Nachricht:)$",
-    re.IGNORECASE,
+HISTORY_MARKERS = (  # between dashes
+    "original message",
+    "ursprüngliche nachricht",
+    "message d'origine",
+    "messaggio originale",
+    "forwarded message",
+    "weitergeleitete nachricht",
+    "forwarded by ",  # Lotus Notes: "----- Forwarded by Name/Org on date -----"
+    "weitergeleitet von ",
 )
+FORWARD_LINES = ("begin forwarded message:", "anfang der weitergeleiteten nachricht:")
+SNIP_MARKS = {"8<", ">8", "✂", "[...]", "[snip]", "<snip>"}  # between dashes or alone
 RULE_LINE = re.compile(r"^[_-]{10,}$")
 LIST_FOOTER = re.compile(r"mailing list|listinfo|unsubscribe|abmelden", re.IGNORECASE)
 SENT_FROM = re.compile(
@@ -71,7 +72,6 @@ HTML_HISTORY = (
     "blockquote, .gmail_quote, .gmail_signature, .moz-cite-prefix, .moz-signature,"
     " #divRplyFwdMsg, #Signature"
 )
-SNIP = re.compile(r"^-*\s*(?:8<|>8|✂|\[\.\.\.\]|\[snip\]|<snip>)\s*-*$", re.IGNORECASE)
 
 
 def strip_history(text: str) -> str:
@@ -93,9 +93,11 @@ def own_lines(lines: list[str]) -> tuple[list[str], int | None]:
             skip -= 1
             continue
         line = raw.strip()
-        if len(line) > MAX_PATTERN_LINE:
+        if line.startswith(">"):
+            continue
+        if len(line) > MAX_MARKER_LINE:
             kept.append(raw)
-        elif line.startswith(">") or SNIP.match(line):
+        elif line.strip("- \t").lower() in SNIP_MARKS:
             continue
         elif length := attribution(lines, at):
             if not quote_follows(lines, at + length):
@@ -113,17 +115,22 @@ def own_lines(lines: list[str]) -> tuple[list[str], int | None]:
 def attribution(lines: list[str], at: int) -> int:
     """How many lines the attribution starting here takes: 0 (none), 1 or 2 (wrapped)."""
     line = lines[at].strip()
-    if not ATTRIBUTION_START.match(line):
+    if not line.startswith(ATTRIBUTION_STARTS):
         return 0
     if is_attribution(line):
         return 1
-    if at + 1 < len(lines) and len(lines[at + 1]) < MAX_PATTERN_LINE:
+    if at + 1 < len(lines) and len(lines[at + 1]) < MAX_MARKER_LINE:
         return 2 if is_attribution(f"{line} {lines[at + 1].strip()}") else 0
     return 0
 
 
 def is_attribution(line: str) -> bool:
-    return bool(ATTRIBUTION.match(line) and ATTRIBUTION_DETAIL.search(line))
+    if not line.endswith(":") or not ATTRIBUTION_DETAIL.search(line):
+        return False
+    words = line[:-1].rstrip()
+    if line.startswith("Am "):  # "Am 30.11.26 um 10:00 schrieb Service <s@x.com>:"
+        return " schrieb " in f"{words} "
+    return any(line.startswith(first) and words.endswith(verb) for first, verb in ATTRIBUTIONS)
 
 
 def quote_follows(lines: list[str], at: int) -> bool:
@@ -133,7 +140,10 @@ def quote_follows(lines: list[str], at: int) -> bool:
 
 def starts_history(lines: list[str], at: int) -> bool:
     line = lines[at].strip()
-    if HISTORY_START.match(line):
+    inner = line.strip("- ").lower()
+    if line.startswith("--") and line.endswith("--") and inner.startswith(HISTORY_MARKERS):
+        return True
+    if line.lower() in FORWARD_LINES:
         return True
     if RULE_LINE.match(line):
         return any(HISTORY_HEADER.match(next_line.strip()) for next_line in lines[at + 1 : at + 3])
