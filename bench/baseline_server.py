@@ -1,9 +1,11 @@
 """The serving baseline of bench.serving: a plain `transformers.pipeline` behind FastAPI.
 
-What most people would write first: one pipeline, called once per request from a sync
-endpoint (FastAPI runs those on its thread pool), no batching across requests. It speaks the
-subset of our /invocations that the benchmark sends ({"instances": [{"id", "text"}]} or
-{"inputs": "text"}), and truncates to the model's max_length like our predictor.
+What most people would write first: one pipeline, called once per request from an async
+endpoint (the call runs on the event loop, one request at a time), no batching across
+requests. It speaks the subset of our /invocations that the benchmark sends
+({"instances": [{"id", "text" | "subject", "body"}]} or {"inputs": "text"}; subject and
+body joined as our server joins them), and truncates to the model's
+max_length (model_info.json) like our predictor.
 
     python -m bench.baseline_server --model DIR --port 8081
 """
@@ -19,6 +21,7 @@ from fastapi import FastAPI
 from transformers import pipeline
 
 from model.console import quiet_libraries
+from model.data import email_text
 
 
 def create_app(model_dir: Path) -> FastAPI:
@@ -30,13 +33,13 @@ def create_app(model_dir: Path) -> FastAPI:
     app = FastAPI(title="baseline: transformers.pipeline per request")
 
     @app.get("/ping")
-    def ping() -> dict:
+    async def ping() -> dict:
         return {"status": "ok"}
 
     @app.post("/invocations")
-    def invocations(payload: dict) -> dict:
+    async def invocations(payload: dict) -> dict:
         if "instances" in payload:
-            instances = [{"id": i.get("id"), "text": i["text"]} for i in payload["instances"]]
+            instances = [{"id": i.get("id"), "text": text_of(i)} for i in payload["instances"]]
         else:
             inputs = payload["inputs"]
             texts = [inputs] if isinstance(inputs, str) else inputs
@@ -50,6 +53,12 @@ def create_app(model_dir: Path) -> FastAPI:
         }
 
     return app
+
+
+def text_of(instance: dict) -> str:
+    if "text" in instance:
+        return instance["text"]
+    return email_text(instance.get("subject", ""), instance.get("body", ""))
 
 
 def main() -> None:
