@@ -1,7 +1,8 @@
 """`python -m emulation`: the local AWS in the foreground until Ctrl-C.
 
-Starts the embedded AWS backend (MiniStack), the local SageMaker service and the Kinesis
-event source mapping runner on 127.0.0.1, prints the exports that point boto3, the aws CLI
+Starts the embedded AWS backend (MiniStack), the local SageMaker service, the Kinesis
+event source mapping runner and the SMTP server that stands in for SES receiving
+(emulation/smtp.py) on 127.0.0.1, prints the exports that point boto3, the aws CLI
 and `postwerk` at them, and stops them all on Ctrl-C, SIGTERM or SIGHUP, also when the
 signal comes while they are still starting. State lives under --state-dir (default
 .postwerk/). With --ready-file, the exports and the PIDs go to that JSON file once
@@ -16,9 +17,10 @@ import sys
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
+from emulation import smtp
 from emulation.esm.runner import MappingRunner
 from emulation.ministack import MiniStack
-from emulation.processes import write_atomically
+from emulation.processes import HOST, write_atomically
 from emulation.sagemaker.launcher import start_service, stop_service
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -33,6 +35,12 @@ def main() -> int:
     parser.add_argument("--state-dir", type=Path, default=Path(".postwerk"))
     parser.add_argument("--port", type=int, default=4566, help="the AWS backend")
     parser.add_argument("--sagemaker-port", type=int, default=4567)
+    parser.add_argument("--smtp-port", type=int, default=smtp.DEFAULT_PORT)
+    parser.add_argument(
+        "--smtp-recipients",
+        default=",".join(smtp.DEFAULT_RECIPIENTS),
+        help="addresses and domains mail is accepted for (comma-separated)",
+    )
     parser.add_argument("--ready-file", type=Path, help="written once ready, removed on stop")
     args = parser.parse_args()
     for number in STOP_SIGNALS:
@@ -52,7 +60,7 @@ def main() -> int:
 
 
 def start(args: argparse.Namespace, started: ExitStack) -> dict[str, str]:
-    """Start the three parts, each registered to be stopped (last first) as soon as it
+    """Start the four parts, each registered to be stopped (last first) as soon as it
     exists; returns the exports once all answer."""
     state_dir = args.state_dir.resolve()
     backend = MiniStack(state_dir, args.port, persist_state=True)
@@ -74,6 +82,15 @@ def start(args: argparse.Namespace, started: ExitStack) -> dict[str, str]:
     runner = MappingRunner(state_dir / "esm-checkpoints").start()
     started.callback(runner.stop)
     say("event source mapping runner started (Kinesis and SQS)")
+    stack_name = os.environ.get("POSTWERK_STACK_NAME", "postwerk")
+    recipients = args.smtp_recipients.split(",")
+    mail = smtp.start(args.smtp_port, recipients, smtp.StackBucket(stack_name))
+    started.callback(mail.stop)
+    say(f"SMTP (SES receiving) on {HOST}:{args.smtp_port} for {args.smtp_recipients}")
+    exports |= {
+        "POSTWERK_SMTP_PORT": str(args.smtp_port),
+        "POSTWERK_SMTP_RECIPIENTS": args.smtp_recipients,
+    }
     if args.ready_file:
         pids = [os.getpid(), backend.running_pid(), service.pid]
         ready = {"backend": "embedded", "env": exports, "pids": pids}
