@@ -23,6 +23,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError, WaiterError
 
+from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.local import docker_engine_reachable
 from postwerk.sagemaker import ensure_bucket
 from postwerk.settings import REPO_ROOT
@@ -89,7 +90,7 @@ def requirements() -> list[str]:
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     found = project.get("optional-dependencies", {}).get("services", [])
     if not found:
-        raise ValueError(f"no 'services' extra in {REPO_ROOT / 'pyproject.toml'}")
+        raise CommandError(f"no 'services' extra in {REPO_ROOT / 'pyproject.toml'}")
     return found
 
 
@@ -198,7 +199,8 @@ def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
         if "No updates are to be performed" not in str(error):
             raise
     except WaiterError as error:
-        raise ValueError(f"stack {name} did not deploy: {stack_failure(name)}") from error
+        message = f"stack {name} did not deploy: {stack_failure(name)}"
+        raise CommandError(message, RAN_AND_FAILED) from error
     return stack_outputs(name)
 
 
@@ -223,7 +225,7 @@ def plan_stack(name: str, parameters: dict[str, str]) -> list[str]:
         reason = described.get("StatusReason", "")
         if "didn't contain changes" in reason or "No updates" in reason:
             return []
-        raise ValueError(f"stack {name}: the change set failed: {reason}")
+        raise CommandError(f"stack {name}: the change set failed: {reason}", RAN_AND_FAILED)
     return [
         f"{change['Action']} {change['LogicalResourceId']} ({change['ResourceType']})"
         for change in (item["ResourceChange"] for item in described.get("Changes", []))
@@ -257,7 +259,7 @@ def stack_failure(name: str) -> str:
 def upload_model(archive: Path, bucket: str) -> str:
     """A model.tar.gz to s3://bucket/models/uploaded/<hash>/: the same model, the same URL."""
     if not archive.is_file():
-        raise ValueError(f"no model archive at {archive} (make up writes one; or pass --model)")
+        raise CommandError(f"no model archive at {archive} (make up writes one; or pass --model)")
     ensure_bucket(bucket)
     key = f"models/uploaded/{digest(archive.read_bytes())[:16]}/model.tar.gz"
     boto3.client("s3").upload_file(str(archive), bucket, key)
@@ -274,7 +276,7 @@ def image_tag() -> str:
 def push_image(repository: str, say: Callable[[str], None] = print) -> str:
     """Build model/Dockerfile and push it to the ECR repository (created when missing)."""
     if not docker_engine_reachable():
-        raise ValueError(
+        raise CommandError(
             "building the model image needs a Docker engine; build and push it elsewhere "
             "and pass --image URI"
         )

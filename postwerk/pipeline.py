@@ -12,6 +12,7 @@ from pathlib import Path
 
 import boto3
 
+from postwerk.errors import CommandError
 from services import results as results_table
 
 
@@ -41,12 +42,12 @@ def email_files(paths: list[Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(path.rglob("*.eml"))
             if not found:
-                raise ValueError(f"{path}: no .eml files in this folder")
+                raise CommandError(f"{path}: no .eml files in this folder")
             files += found
         elif path.is_file():
             files.append(path)
         else:
-            raise ValueError(f"{path}: no such file or folder")
+            raise CommandError(f"{path}: no such file or folder")
     return files
 
 

@@ -52,7 +52,8 @@ def handler(event: dict, context) -> dict:
     folder = write_report(settings.artifacts_bucket, built, settings.window_hours)
     actions = decide(settings, built, champion)
     logger.info("monitored", results=built.results, fired=built.fired, actions=actions)
-    return {"status": "ok", "report": built.as_dict(), "report_prefix": folder, "actions": actions}
+    return {"status": "ok", "report": built.as_dict(), "window_hours": settings.window_hours,
+            "report_prefix": folder, "actions": actions}  # fmt: skip
 
 
 def publish(built: measures.Report) -> None:

@@ -35,6 +35,7 @@ def test_no_data_is_said_not_failed(empty):
 def test_a_report_with_plots_and_metrics(stored, capsys, tmp_path):  # noqa: F811 (fixture)
     answer = monitor.handler({"window_hours": 48}, LambdaContext())
     assert answer["status"] == "ok" and answer["actions"] == []
+    assert answer["window_hours"] == 48, "what `postwerk monitor` titles its report with"
     report = answer["report"]
     assert report["results"] == 3 and report["needs_review_rate"] == pytest.approx(2 / 3)
     assert report["live_accuracy"] is None, "nothing reviewed yet"

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from postwerk import local, pipeline
+from postwerk.errors import CommandError
 from postwerk.pipeline_commands import verdict
 from services.mail import parse_email
 from tests.jobs import ROOT
@@ -19,10 +20,10 @@ def test_folders_give_their_eml_files_and_bad_paths_are_named(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     assert pipeline.email_files([tmp_path]) == [tmp_path / "a.eml", tmp_path / "sub" / "b.eml"]
     assert pipeline.email_files([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]
-    with pytest.raises(ValueError, match="no such file or folder"):
+    with pytest.raises(CommandError, match="no such file or folder"):
         pipeline.email_files([tmp_path / "missing"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"no \.eml files in this folder"):
+    with pytest.raises(CommandError, match=r"no \.eml files in this folder"):
         pipeline.email_files([tmp_path / "empty"])
 
 
