@@ -30,7 +30,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from services import clients
+from services import clients, routing
 from services.batch import respond
 from services.records import (
     ClassificationV1,
@@ -122,7 +122,8 @@ def classify(endpoint: str, threshold: float, items: list[Item]) -> None:
 
 def store(settings: FunctionSettings, items: list[Item]) -> None:
     """New results to the bucket first (a failure there retries the whole batch and loses
-    nothing), then to DynamoDB, once per message id; each item keeps its write's error."""
+    nothing), then to DynamoDB, once per message id; each item keeps its write's error.
+    Only the results this call stored are routed, so a retried batch repeats no event."""
     dynamodb = clients.client("dynamodb")  # a client: thread-safe, where resources are not
     first = {}  # one write per message id: a batch may hold the same e-mail twice
     for item in items:
@@ -133,6 +134,9 @@ def store(settings: FunctionSettings, items: list[Item]) -> None:
     with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
         writes = pool.map(partial(put_once, dynamodb, settings.results_table), new)
         failed = {result.message_id: error for result, error in zip(new, writes, strict=True)}
+    stored = [result for result in new if failed[result.message_id] is None]
+    if settings.event_bus and stored:
+        routing.publish(settings.event_bus, settings.routing, stored)  # refusals are logged
     for item in items:
         item.error = failed.get(item.result.message_id)
 

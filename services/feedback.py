@@ -11,7 +11,9 @@ decision wins and a repeat overwrites), then on the result item (the new label, 
 entry in its `reviews` audit trail: who, when, old and new label; `needs_review` stays what
 the model said, and a reviewed result leaves the review queue). The item is
 updated only if its label is still the one the reviewer saw, so two reviewers cannot
-silently overwrite each other. Repeating the same decision changes nothing.
+silently overwrite each other. Repeating the same decision changes nothing. A changed label
+routes the e-mail again: an event marked as a correction (services/routing.py) goes to the
+new label's team.
 """
 
 import hmac
@@ -32,7 +34,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from services import clients, registry, results
+from services import clients, registry, results, routing
 from services.mail import parse_email
 from services.records import ClassificationV1, Review
 from services.settings import FunctionSettings
@@ -131,7 +133,15 @@ def review(message_id: str, request: Annotated[ReviewRequest, Body()]) -> dict:
     record_review(item, entry)
     logger.info("reviewed", message_id=message_id, changed=entry.previous_label != entry.label)
     item.label, item.reviews = entry.label, [*item.reviews, entry]
-    return summary(item) | {"changed": True}
+    return summary(item) | {"changed": True, "routed": reroute(item, entry)}
+
+
+def reroute(item: ClassificationV1, entry: Review) -> bool:
+    """Route a changed label again; False when it was not (or there is no bus)."""
+    bus = settings().event_bus
+    if not bus or entry.previous_label == entry.label:
+        return False
+    return not routing.publish(bus, settings().routing, [item], reason="correction")
 
 
 def wanted(item: ClassificationV1, status: str, query: str) -> bool:

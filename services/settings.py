@@ -1,7 +1,23 @@
 """Settings of the functions (environment prefix POSTWERK_), set by the stack's template."""
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Team = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")]  # a queue's name ends with it
+
+
+class RoutingTable(BaseModel):
+    """Which team answers which category (services/routing.py); unlisted: the default."""
+
+    model_config = {"frozen": True}
+
+    default: Team = "care"
+    teams: dict[str, Team] = {}  # category -> team
+
+    def team(self, category: str) -> str:
+        return self.teams.get(category, self.default)
 
 
 class FunctionSettings(BaseSettings):
@@ -15,6 +31,8 @@ class FunctionSettings(BaseSettings):
     artifacts_bucket: str = "artifacts"  # the model registry and the feedback/ training rows
     review_token: str = ""  # the review API's bearer token; empty: open (local stacks only)
     code_version: str = "unknown"  # the functions' package key, set by the stack
+    event_bus: str = ""  # where results are routed (services/routing.py); empty: nowhere
+    routing: RoutingTable = RoutingTable()  # POSTWERK_ROUTING: JSON, the RoutingTable parameter
 
     # The monitor: its sliding window and the rules that start retraining and promote.
     window_hours: float = Field(24.0, gt=0)

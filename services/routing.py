@@ -1,0 +1,77 @@
+"""Routing: each new result, and each correction, as an event on the pipeline's bus.
+
+The event (PutEvents, at most 10 entries per call):
+  Source      "postwerk"
+  DetailType  "email.classified"
+  Detail      the classification.v1 result plus `routing`: {"team", "reason"}, where reason
+              is "classified" (classify stored a new result) or "correction" (a reviewer
+              changed the label on the review page: the e-mail is routed again).
+
+The rules in infra/template.yaml send each event to its team's SQS queue by
+`detail.routing.team`, and new results that need review to the review queue. The team comes
+from the routing table (category -> team, with a default team: FunctionSettings.routing),
+the stack's RoutingTable parameter, so the table lives in one place and the rules only read
+its decision.
+"""
+
+import json
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from services import clients
+from services.records import ClassificationV1, chunked
+from services.settings import RoutingTable
+
+SOURCE = "postwerk"
+DETAIL_TYPE = "email.classified"
+MAX_ENTRIES = 10  # PutEvents' limits per call
+MAX_BYTES = 200 * 1024  # of 256 KB: room for the envelope
+ATTEMPTS = 3  # entries EventBridge failed (throttled, internal) are sent again
+
+logger = Logger(service="routing")
+
+
+def detail(result: ClassificationV1, table: RoutingTable, reason: str) -> dict:
+    document = json.loads(result.model_dump_json(by_alias=True))
+    return document | {"routing": {"team": table.team(result.label), "reason": reason}}
+
+
+def publish(
+    bus: str, table: RoutingTable, results: list[ClassificationV1], reason: str = "classified"
+) -> list[str]:
+    """One event per result; returns the message ids EventBridge kept refusing (logged)."""
+    entries = [
+        {
+            "EventBusName": bus,
+            "Source": SOURCE,
+            "DetailType": DETAIL_TYPE,
+            "Detail": json.dumps(detail(result, table, reason), ensure_ascii=False),
+        }
+        for result in results
+    ]
+    refused = []
+    for chunk in chunked(entries, lambda entry: len(entry["Detail"]), MAX_BYTES, MAX_ENTRIES):
+        refused += [json.loads(entry["Detail"])["message_id"] for entry in send(chunk)]
+    if refused:
+        logger.error("not routed", bus=bus, message_ids=refused)
+    return refused
+
+
+def send(entries: list[dict]) -> list[dict]:
+    """The entries still refused after ATTEMPTS calls (all of them if the call fails)."""
+    events = clients.client("events")
+    for _ in range(ATTEMPTS):
+        try:
+            answer = events.put_events(Entries=entries)
+        except ClientError as error:  # no such bus, no permission: trying again won't help
+            logger.error("PutEvents failed", error=error.response["Error"]["Code"])
+            return entries
+        entries = [
+            entry
+            for entry, outcome in zip(entries, answer["Entries"], strict=True)
+            if "ErrorCode" in outcome
+        ]
+        if not entries:
+            break
+    return entries

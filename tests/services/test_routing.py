@@ -1,0 +1,156 @@
+"""Routing against the embedded backend's EventBridge: the template's own rules and queues,
+results published by classify once, corrections routed again."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from services import classify, routing
+from services.records import ClassificationV1, InputSummary, Label, ModelIdentity, Source
+from services.settings import FunctionSettings
+from tests.services.test_feedback import call, stored  # noqa: F401 (fixture)
+
+TEMPLATE = Path(__file__).parents[2] / "infra" / "template.yaml"
+BUS = "postwerk-routing"
+
+
+class TemplateLoader(yaml.SafeLoader):
+    """CloudFormation's short forms (!Ref, !GetAtt ...) as {"!Ref": value}."""
+
+
+TemplateLoader.add_multi_constructor(
+    "!", lambda loader, tag, node: {f"!{tag}": loader.construct_scalar(node)}
+    if isinstance(node, yaml.ScalarNode) else {f"!{tag}": loader.construct_sequence(node)}
+)  # fmt: skip
+
+
+def template() -> dict:
+    return yaml.load(TEMPLATE.read_text(), Loader=TemplateLoader)
+
+
+@pytest.fixture
+def bus(aws, monkeypatch) -> dict[str, str]:
+    """The template's routing bus, queues and rules (the queue targets), created as the
+    stack would; returns queue URLs by queue name."""
+    resources = template()["Resources"]
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    events.create_event_bus(Name=BUS)
+    urls = {}
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Events::Rule" or "EventBusName" not in resource["Properties"]:
+            continue
+        properties = resource["Properties"]
+        [queue_target] = [t for t in properties["Targets"] if t.get("Id") == "queue"]
+        queue = resources[queue_target["Arn"]["!GetAtt"].split(".")[0]]["Properties"]["QueueName"]
+        urls[queue] = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=urls[queue], AttributeNames=["QueueArn"])
+        events.put_rule(Name=name, EventBusName=BUS,
+                        EventPattern=json.dumps(properties["EventPattern"]))  # fmt: skip
+        events.put_targets(Rule=name, EventBusName=BUS, Targets=[
+            {"Id": "queue", "Arn": arn["Attributes"]["QueueArn"]}])  # fmt: skip
+    default_table = template()["Parameters"]["RoutingTable"]["Default"]
+    monkeypatch.setenv("POSTWERK_EVENT_BUS", BUS)
+    monkeypatch.setenv("POSTWERK_ROUTING", default_table)
+    return urls
+
+
+def drain(url: str) -> list[dict]:
+    """Every event in the queue, as EventBridge delivered it."""
+    sqs, events = boto3.client("sqs"), []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        events += [json.loads(m["Body"]) for m in messages]
+        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                   for n, m in enumerate(messages)]  # fmt: skip
+        sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+    return events
+
+
+def routed(urls: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """(message id, reason) per queue."""
+    return {
+        queue: [(e["detail"]["message_id"], e["detail"]["routing"]["reason"]) for e in drain(url)]
+        for queue, url in urls.items()
+    }
+
+
+def result(message_id: str, label: str, needs_review: bool) -> ClassificationV1:
+    return ClassificationV1(
+        message_id=message_id, label=label, score=0.5, top_k=[Label(label=label, score=0.5)],
+        needs_review=needs_review, model=ModelIdentity(name="n", version="v"),
+        classified_at=datetime.now(UTC),
+        input=InputSummary(subject="s", language="de", length=1,
+                           source=Source(bucket="raw", key=f"incoming/{message_id}", sha256="0")),
+    )  # fmt: skip
+
+
+def test_new_results_reach_their_teams_queue_once_also_when_the_batch_is_retried(bus, monkeypatch):
+    monkeypatch.setenv("POSTWERK_RESULTS_TABLE", "results")
+    monkeypatch.setenv("POSTWERK_RESULTS_BUCKET", "results")
+    boto3.client("s3").create_bucket(
+        Bucket="results", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    boto3.client("dynamodb").create_table(
+        TableName="results", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "message_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "message_id", "AttributeType": "S"}],
+    )  # fmt: skip
+    batch = [
+        result("a", "billing_question", False),
+        result("b", "complaint", True),
+        result("c", "never_seen_label", False),
+        result("d", "offer_request", False),
+    ]
+    items = [classify.Item(str(n), result=r) for n, r in enumerate(batch)]
+    classify.store(FunctionSettings(), items)
+    classify.store(FunctionSettings(), items)  # the mapping retries the whole batch
+    assert routed(bus) == {
+        "postwerk-review": [("b", "classified")],
+        "postwerk-team-accounts": [("a", "classified")],
+        "postwerk-team-care": sorted([("b", "classified"), ("c", "classified")]),
+        "postwerk-team-sales": [("d", "classified")],
+    }, "the default team takes unknown categories"
+
+
+def test_a_correction_routes_the_email_again_marked_as_such(stored, bus):  # noqa: F811
+    status, answer = call("POST", "/api/results/m0/review",
+                          {"label": "billing_question", "reviewer": "anna"})  # fmt: skip
+    assert status == 200 and answer["routed"] is True
+    confirmed = call("POST", "/api/results/m1/review", {"label": "complaint", "reviewer": "jo"})
+    assert confirmed[1]["routed"] is False, "a confirmation changes no team"
+    queues = routed(bus)
+    assert queues["postwerk-team-accounts"] == [("m0", "correction")]
+    assert queues["postwerk-review"] == [] and queues["postwerk-team-care"] == []
+
+
+def test_the_detail_is_the_result_plus_the_decision(bus):
+    table = FunctionSettings().routing
+    document = routing.detail(result("a", "address_change", False), table, "classified")
+    assert ClassificationV1.model_validate(document).label == "address_change"
+    assert document["routing"] == {"team": "accounts", "reason": "classified"}
+
+
+class RefusingEvents:
+    """PutEvents that refuses every entry with these message ids, and counts its calls."""
+
+    def __init__(self, refused: set[str]):
+        self.refused, self.calls = refused, []
+
+    def put_events(self, Entries: list[dict]) -> dict:
+        self.calls.append(len(Entries))
+        ids = [json.loads(entry["Detail"])["message_id"] for entry in Entries]
+        outcomes = [{"ErrorCode": "InternalFailure"} if i in self.refused else {"EventId": i}
+                    for i in ids]  # fmt: skip
+        return {"FailedEntryCount": sum("ErrorCode" in o for o in outcomes), "Entries": outcomes}
+
+
+def test_ten_events_a_call_and_what_stays_refused_is_returned(monkeypatch):
+    events = RefusingEvents({"3", "11"})
+    monkeypatch.setattr(routing.clients, "client", lambda service: events)
+    refused = routing.publish("bus", FunctionSettings().routing,
+                              [result(str(n), "other", False) for n in range(12)])  # fmt: skip
+    assert refused == ["3", "11"]
+    assert events.calls == [10, 1, 1, 2, 1, 1], "refused entries are sent again, twice"
