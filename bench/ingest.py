@@ -82,6 +82,12 @@ def many_quoted_lines(size: int) -> bytes:
     return HEAD + b"\r\n" + reply + b"> alt, alt, alt\r\n" * (size // 17)
 
 
+def hostile_part_headers(size: int) -> bytes:
+    name = b"name*=x-none''" + b"%FF%FE" * 2000 + b'; filename="' + b"=?a?q?\xff?=" * 800
+    part = b"--b\r\nContent-Type: text/plain; " + name + b'"\r\n\r\n\r\n'
+    return mixed(part * max(1, size // len(part)))
+
+
 def marker_like_lines(size: int) -> bytes:
     line = b"-- Forwarded by " + b"-" * 250 + b"x<br>Am " + b"schrieb " * 30 + b":<br>"
     return HEAD + b"Content-Type: text/html\r\n\r\n" + line * (size // len(line))
@@ -106,6 +112,7 @@ SHAPES: dict[str, Callable[[int], bytes]] = {
     "long text line": long_text_line,
     "long HTML line": long_html_line,
     "many quoted lines": many_quoted_lines,
+    "hostile part headers": hostile_part_headers,
     "marker-like lines (HTML)": marker_like_lines,
     "charset=punycode": punycode_label,
 }

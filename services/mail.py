@@ -37,11 +37,16 @@ from services.records import Attachment, EmailV1, Flag, Source
 MAX_BODY_CHARS = 20_000  # more is truncated (and flagged): the model reads 128 tokens anyway
 MAX_SUBJECT_CHARS = 1_000
 MAX_HEADER_BYTES = 16_384  # one header field, folded lines included
+MAX_ENCODED_HEADER = 2 * MAX_SUBJECT_CHARS  # of a value whose encoded words are decoded
 MAX_HEAD_BYTES = 256 * 1024  # the message's header block
+MAX_MIME_HEADER_BYTES = 1_500  # a Content-* header, as the MIME parser reads it
 MAX_TEXT_BYTES = 4 * MAX_BODY_CHARS  # of a plain text part: enough for MAX_BODY_CHARS
 MAX_HTML_BYTES = 1_000_000  # of an HTML part: markup takes most of it
 MAX_SINGLE_TEXT_BYTES = 2 * MAX_HTML_BYTES  # of a one-part message, base64 included
-MAX_PARTS = 1_000  # MIME parts looked at; the rest are not read
+MAX_PARTS = 500  # MIME parts looked at; the rest are not read
+MAX_ATTACHMENTS = 100  # listed in the record
+MAX_TEXT_PARTS = 20  # plain text parts read in search of the text (empty ones are skipped)
+MAX_FILENAME_CHARS = 300  # of an attachment's name, encoded
 MAX_BOUNDARY_LINES = 4 * MAX_PARTS  # lines starting with "--" the parser gets, at most
 MAX_MULTIPARTS = 64  # multipart boundaries declared, so the nesting depth
 MAX_PARSER_STEPS = 1_000_000  # lines times nesting depth the parser gets, at most
@@ -50,6 +55,7 @@ MAX_PARTITION_KEY = 256  # Kinesis' limit on the partition key, i.e. the message
 MAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 NOT_CHARSETS = {"punycode", "idna"}  # codecs for host names; punycode takes seconds on 80 KB
 LATIN = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15", "windows-1252"}
+ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")  # when the address parser gives up
 HEADER_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
 LEADING_BLANK_LINES = re.compile(rb"(?:[ \t]*\r?\n)*")
 TOP_CONTENT_TYPE = re.compile(rb"^content-type:\s*([!-~]*)", re.IGNORECASE | re.MULTILINE)
@@ -63,12 +69,14 @@ class NotAnEmail(ValueError):
 
 
 class RawHeaders(Compat32):
-    """compat32 that hands out header values as they came, cut to MAX_HEADER_BYTES: MIME
-    parameters (boundary, charset, filename) are then read by the old, linear, lenient code
-    of email.message, and the text of a header is decoded by `decode_header_value`."""
+    """compat32 that hands out header values as they came, cut to MAX_HEADER_BYTES (MIME
+    headers to MAX_MIME_HEADER_BYTES: they are read for every part): MIME parameters
+    (boundary, charset, filename) are then read by the old, lenient code of email.message,
+    and the text of a header is decoded by `decode_header_value`."""
 
     def header_fetch_parse(self, name, value):
-        return value[:MAX_HEADER_BYTES]
+        mime = name.lower().startswith("content-")
+        return value[: MAX_MIME_HEADER_BYTES if mime else MAX_HEADER_BYTES]
 
 
 POLICY = RawHeaders()
@@ -86,6 +94,7 @@ def parse_email(raw: bytes, bucket: str, key: str) -> EmailV1:
     digest = hashlib.sha256(raw).hexdigest()
     identifier = message_id(message, digest, flags)
     received = received_at(message, flags)
+    listed = attachments(message, flags)
     return EmailV1(
         message_id=identifier,
         received_at=received,
@@ -95,7 +104,7 @@ def parse_email(raw: bytes, bucket: str, key: str) -> EmailV1:
         body_text=body,
         body_truncated="body_truncated" in flags,
         language=language(f"{subject}\n{body}"),
-        attachments=attachments(message),
+        attachments=listed,
         source=Source(bucket=bucket, key=key, sha256=digest),
         flags=sorted(flags),
     )
@@ -235,13 +244,24 @@ def parts(message: Message) -> list[Message]:
 
 
 def header(message: Message, name: str, flags: set[Flag]) -> str:
+    """A header's text, RFC 2047 encoded words decoded (Subject)."""
     return decode_header_value(message.get(name) or "", flags)
 
 
-def decode_header_value(value: str, flags: set[Flag]) -> str:
+def raw_header(message: Message, name: str, flags: set[Flag]) -> str:
+    """A header's text as it came, raw 8-bit bytes decoded (Message-ID, Date)."""
+    return header_text(message.get(name) or "", flags)
+
+
+def decode_header_value(value: str, flags: set[Flag], limit: int = MAX_ENCODED_HEADER) -> str:
     """RFC 2047 encoded words and raw 8-bit bytes -> text, each with the charset repair of
-    `decode_bytes`; a value that cannot be decoded as declared is raw-decoded (flagged)."""
-    value = re.sub(r"\r?\n(?=[ \t])", "", str(value))
+    `decode_bytes`; a value that cannot be decoded as declared is raw-decoded (flagged).
+    Cut to `limit` first (flagged): decode_header's pattern grows quadratically on values
+    like "=?a?q?=?a?q?…"."""
+    value = unfold(str(value))
+    if len(value) > limit:
+        flags.add("header_truncated")
+        value = value[:limit]
     # raw 8-bit bytes came as surrogates, decoded text (RFC 2231) as itself: as UTF-8 bytes
     # both, one char per byte for decode_header
     raw = value.encode("utf-8", "surrogateescape").decode("latin-1")
@@ -250,44 +270,72 @@ def decode_header_value(value: str, flags: set[Flag]) -> str:
     except HeaderParseError:
         flags.add("header_defect")
         chunks = [(raw, None)]
+    pieces = [(c.encode("latin-1") if isinstance(c, str) else c, cs) for c, cs in chunks]
+    texts = [declared_text(data, charset) for data, charset in pieces]
+    undecoded = b" ".join(d for (d, _), t in zip(pieces, texts, strict=True) if t is None)
+    fallback = detected(undecoded, flags) if undecoded else "utf-8"  # one detection a header
     text = "".join(
-        decode_bytes(chunk.encode("latin-1") if isinstance(chunk, str) else chunk, charset, flags)
-        for chunk, charset in chunks
+        text if text is not None else data.decode(fallback, errors="replace")
+        for (data, _), text in zip(pieces, texts, strict=True)
     )
     return re.sub(r"[\r\n]+", " ", text).strip()
 
 
+def header_text(value: str, flags: set[Flag]) -> str:
+    """Raw 8-bit bytes -> text with the charset repair of `decode_bytes`, lines unfolded."""
+    text = decode_bytes(unfold(str(value)).encode("utf-8", "surrogateescape"), None, flags)
+    return re.sub(r"[\r\n]+", " ", text).strip()
+
+
+def unfold(value: str) -> str:
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
+
+
 def decode_bytes(data: bytes, charset: str | None, flags: set[Flag]) -> str:
-    """The text of some bytes: UTF-8 where a Latin-1 label (which never fails) hides it,
-    else the declared charset when it decodes cleanly, else a detected one, else UTF-8
-    with replacement characters (flagged)."""
+    """The text of some bytes: as declared (`declared_text`), else in a detected charset,
+    else UTF-8 with replacement characters (flagged)."""
+    text = declared_text(data, charset)
+    return text if text is not None else data.decode(detected(data, flags), errors="replace")
+
+
+def declared_text(data: bytes, charset: str | None) -> str | None:
+    """UTF-8 where a Latin-1 label (which never fails) hides it, else the declared charset
+    when it decodes cleanly, else ASCII when that is all there is; None otherwise."""
     declared = (charset or "").strip().lower()
     if not declared or declared in LATIN or declared == "unknown-8bit":
-        try:
+        with contextlib.suppress(UnicodeDecodeError):
             return data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
     try:
         if codecs.lookup(declared or "us-ascii").name in NOT_CHARSETS:
             raise LookupError(declared)
         return data.decode(declared or "us-ascii")
     except (LookupError, ValueError):  # unknown, not decodable, or not a name at all
-        best = from_bytes(data).best()
-        if best is not None:
-            return str(best)
-    flags.add("charset_unknown")
-    return data.decode("utf-8", errors="replace")
+        return data.decode("ascii") if data.isascii() else None
+
+
+def detected(data: bytes, flags: set[Flag]) -> str:
+    """The charset charset-normalizer finds (about 1 ms), UTF-8 when it finds none."""
+    best = from_bytes(data).best()
+    if best is None:
+        flags.add("charset_unknown")
+        return "utf-8"
+    return best.encoding
 
 
 def addresses(message: Message, name: str, flags: set[Flag]) -> list[str]:
-    values = [decode_header_value(v, flags) for v in message.get_all(name, [])]
-    return [address for _, address in getaddresses(values) if address]
+    # the addresses are ASCII: display names need no decoding, nor its cost on long lists
+    values = [header_text(v, flags) for v in message.get_all(name, [])]
+    try:
+        return [address for _, address in getaddresses(values) if "@" in address]
+    except RecursionError:  # comments "((((" nested past the parser's recursion
+        flags.add("header_defect")
+        return ADDRESS.findall(" ".join(values))
 
 
 def message_id(message: Message, digest: str, flags: set[Flag]) -> str:
     """The Message-ID, or a hash of the bytes: a re-delivered e-mail keeps its id. An id
     too long for a partition key is hashed too."""
-    value = re.sub(r"\s+", "", header(message, "Message-ID", flags)).strip("<>")
+    value = re.sub(r"\s+", "", raw_header(message, "Message-ID", flags)).strip("<>")
     if len(value) > MAX_PARTITION_KEY:
         return f"sha256-{hashlib.sha256(value.encode()).hexdigest()[:32]}"
     return value or f"sha256-{digest[:32]}"
@@ -295,7 +343,7 @@ def message_id(message: Message, digest: str, flags: set[Flag]) -> str:
 
 def received_at(message: Message, flags: set[Flag]) -> datetime:
     try:
-        moment = parsedate_to_datetime(header(message, "Date", flags))
+        moment = parsedate_to_datetime(raw_header(message, "Date", flags))
     except (TypeError, ValueError, IndexError, OverflowError):
         return datetime.now(UTC)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -306,25 +354,26 @@ def disposition(part: Message) -> str:
 
 
 def is_attachment(part: Message) -> bool:
-    return (
+    return (  # the parameters last: decoding them costs most
         disposition(part) == "attachment"
+        or part.get_content_maintype() not in ("text", "multipart", "message")
         or part.get_param("filename", header="content-disposition") is not None
         or part.get_param("name") is not None
-        or part.get_content_maintype() not in ("text", "multipart", "message")
     )
 
 
 def body_text(message: Message, flags: set[Flag]) -> str:
     """The first text part with text, not attached (an inline one may have a file name):
     plain text (HTML-looking plain text turned into text), else the first HTML part's text."""
-    html = None
+    html, plain = None, 0
     for part in parts(message):
         if part.is_multipart() or disposition(part) == "attachment":
             continue
         kind = part.get_content_type()
         if part.get_content_maintype() == "multipart":  # no parts found: read its raw text
             kind = "text/plain"
-        if kind == "text/plain":
+        if kind == "text/plain" and plain < MAX_TEXT_PARTS:
+            plain += 1
             text = part_text(part, MAX_TEXT_BYTES, flags)
             if HTML_DOCUMENT.match(text):
                 text = html_text(text)
@@ -376,17 +425,15 @@ def cut(text: str, limit: int, flag: Flag, flags: set[Flag]) -> str:
     return text[:limit]
 
 
-def attachments(message: Message) -> list[Attachment]:
-    found = []
-    for part in parts(message):
-        if part.is_multipart() or not is_attachment(part):
-            continue
-        found.append(
-            Attachment(
-                filename=filename(part), content_type=part.get_content_type(), size=size(part)
-            )
-        )
-    return found
+def attachments(message: Message, flags: set[Flag]) -> list[Attachment]:
+    """The first MAX_ATTACHMENTS attachments (more are flagged)."""
+    attached = [p for p in parts(message) if not p.is_multipart() and is_attachment(p)]
+    if len(attached) > MAX_ATTACHMENTS:
+        flags.add("parts_truncated")
+    return [
+        Attachment(filename=filename(p), content_type=p.get_content_type(), size=size(p))
+        for p in attached[:MAX_ATTACHMENTS]
+    ]
 
 
 def size(part: Message) -> int:
@@ -408,7 +455,8 @@ def filename(part: Message) -> str | None:
         value = part.get_param(param, header=field)
         if isinstance(value, tuple):  # RFC 2231: (charset, language, one char per byte)
             charset, _, text = value
-            return decode_bytes(text.encode("latin-1", "surrogateescape"), charset, set())
+            raw = text[:MAX_FILENAME_CHARS].encode("latin-1", "surrogateescape")
+            return decode_bytes(raw, charset, set())
         if value is not None:
-            return decode_header_value(value, set())
+            return decode_header_value(value, set(), MAX_FILENAME_CHARS)
     return None

@@ -195,6 +195,9 @@ def test_defective_headers_degrade_to_recorded_values():
     assert fixture("empty-related-in-alternative").body_text == ""
     forwarded = fixture("attached-message-8bit-headers")
     assert forwarded.body_text == "siehe unten"
+    nested = fixture("cc-nested-comments")  # the address parser's recursion gave up
+    assert nested.recipients == ["b@example.com", "x@example.de"]
+    assert "header_defect" in nested.flags
 
 
 HEAD = b"From: a@example.com\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\n"
