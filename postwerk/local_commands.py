@@ -24,7 +24,7 @@ from postwerk import local, model_commands, pipeline, pipeline_commands, sagemak
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console, follow_training_job, shell_command
 from postwerk.settings import REPO_ROOT, CliSettings
-from services import lifecycle
+from services import lifecycle, routing
 
 SAMPLE_EMAILS = REPO_ROOT / "examples" / "emails"
 DEFAULT_JOB_PREFIX = "postwerk-default"
@@ -311,6 +311,16 @@ def status() -> None:
     else:
         console.print(f"endpoint {settings.endpoint_name}: [yellow]none[/]")
     console.print(counts_table(pipeline.counts(outputs)))
+    console.print(queues_table(routing.queue_depths()))
+
+
+def queues_table(depths: dict[str, int]) -> Table:
+    table = Table(title="routing queues (waiting)")
+    table.add_column("queue")
+    table.add_column("messages", justify="right")
+    for queue, depth in sorted(depths.items()):
+        table.add_row(queue, str(depth))
+    return table
 
 
 COMMANDS = {"up": up, "down": down, "status": status, "env": env}

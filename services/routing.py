@@ -25,6 +25,7 @@ from services.settings import RoutingTable
 
 SOURCE = "postwerk"
 DETAIL_TYPE = "email.classified"
+QUEUE_PREFIXES = ("postwerk-team-", "postwerk-review")  # the template's routing queues
 MAX_ENTRIES = 10  # PutEvents' limits per call
 MAX_BYTES = 200 * 1024  # of 256 KB: room for the envelope
 ATTEMPTS = 3  # entries EventBridge failed (throttled, internal) are sent again
@@ -75,3 +76,21 @@ def send(entries: list[dict]) -> list[dict]:
         if not entries:
             break
     return entries
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting per routing queue (a team's, or review), by queue name."""
+    sqs = clients.client("sqs")
+    urls = [
+        url
+        for prefix in QUEUE_PREFIXES
+        for url in sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
+    ]
+    return {
+        url.rsplit("/", 1)[-1]: int(
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+                "Attributes"
+            ]["ApproximateNumberOfMessages"]
+        )
+        for url in urls
+    }

@@ -154,3 +154,13 @@ def test_ten_events_a_call_and_what_stays_refused_is_returned(monkeypatch):
                               [result(str(n), "other", False) for n in range(12)])  # fmt: skip
     assert refused == ["3", "11"]
     assert events.calls == [10, 1, 1, 2, 1, 1], "refused entries are sent again, twice"
+
+
+def test_queue_depth_per_team(bus):
+    routing.publish(BUS, FunctionSettings().routing, [result("a", "complaint", True)])
+    assert routing.queue_depths() == {
+        "postwerk-review": 1,
+        "postwerk-team-accounts": 0,
+        "postwerk-team-care": 1,
+        "postwerk-team-sales": 0,
+    }
