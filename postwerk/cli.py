@@ -10,6 +10,7 @@ is printed); 2 the command could not start (bad input, AWS unreachable or refusi
 import typer
 
 from postwerk import (
+    dataset_commands,
     deploy_commands,
     local_commands,
     model_commands,
@@ -18,7 +19,14 @@ from postwerk import (
 )
 from postwerk.output import handled
 
-GROUPS = (local_commands, pipeline_commands, deploy_commands, sagemaker_commands, model_commands)
+GROUPS = (
+    local_commands,
+    pipeline_commands,
+    deploy_commands,
+    sagemaker_commands,
+    model_commands,
+    dataset_commands,
+)
 
 app = typer.Typer(
     help="postwerk: route customer e-mails with a BERT classifier on SageMaker (local or AWS).",
@@ -28,3 +36,4 @@ app = typer.Typer(
 for group in GROUPS:
     for name, command in group.COMMANDS.items():
         app.command(name)(handled(command))
+app.add_typer(dataset_commands.dataset_app, name="dataset")

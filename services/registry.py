@@ -19,6 +19,7 @@ model package (ModelMetrics, CustomerMetadataProperties) if an account wants it 
 import hashlib
 import io
 import json
+import re
 import tarfile
 from datetime import UTC, datetime
 
@@ -56,6 +57,16 @@ class ModelInfo(BaseModel):
     train_label_counts: dict[str, int] = {}
 
 
+# `postwerk dataset build` writes data sets to datasets/<name>/<version>/<split>/ (its
+# module, postwerk/dataset.py, owns the prefix); a job whose channels read one was trained on it.
+DATASET_CHANNEL = re.compile(r"^s3://[^/]+/datasets/(?P<name>[^/]+)/(?P<version>[^/]+)/")
+
+
+class DatasetRef(BaseModel):
+    name: str
+    version: str
+
+
 class ModelVersion(BaseModel):
     job: str = JOB
     registered_at: str
@@ -64,6 +75,7 @@ class ModelVersion(BaseModel):
     hyperparameters: dict[str, str] = {}
     data_manifest: list[ManifestItem] = []
     code_version: str = "unknown"
+    dataset: DatasetRef | None = None  # built by `postwerk dataset build`, when trained on one
 
     @property
     def held_out_accuracy(self) -> float | None:
@@ -157,9 +169,21 @@ def register_job(bucket: str, job: str, code_version: str) -> ModelVersion:
         hyperparameters=described.get("HyperParameters", {}),
         data_manifest=data_manifest(described["InputDataConfig"]),
         code_version=code_version,
+        dataset=dataset_of(described["InputDataConfig"]),
     )
     register(bucket, entry)
     return entry
+
+
+def dataset_of(channels: list[dict]) -> DatasetRef | None:
+    """The data set the job's channels read, if they read one (read from their S3 prefixes:
+    this needs no permission beyond DescribeTrainingJob)."""
+    uris = (channel["DataSource"]["S3DataSource"]["S3Uri"] for channel in channels)
+    found = {match.groups() for uri in uris if (match := DATASET_CHANNEL.match(uri))}
+    if len(found) != 1:
+        return None
+    name, version = found.pop()
+    return DatasetRef(name=name, version=version)
 
 
 def model_info(output_url: str) -> ModelInfo:

@@ -27,6 +27,7 @@ CALLS = {
     "deploy-model": (["some-job"], 2),
     "promote": (["some-job"], 2),
     "rollback": ([], 2),
+    "dataset": (["build", "{eml}", "--name", "mail"], 2),
 }
 
 
@@ -51,6 +52,7 @@ def unreachable(tmp_path, monkeypatch):
 
 def test_every_command_is_walked():
     registered = {command.name for command in app.registered_commands}
+    registered |= {group.name for group in app.registered_groups}
     assert registered == set(CALLS)
 
 
