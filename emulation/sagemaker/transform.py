@@ -23,6 +23,7 @@ import re
 import shutil
 import threading
 import traceback
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,7 +343,9 @@ class TransformJobs:
     def _transform_all(
         self, name: str, document: Document, plan: Plan, replicas: list[Replica], job_dir, run
     ) -> str:
-        """Every input object to its .out; returns the failure reason ('' when none)."""
+        """Every input object to its .out; returns the failure reason ('' when none).
+        The requests of the next objects are in flight while one is written, and at most
+        a window of objects is held in memory."""
         s3 = S3()
         input_uri = document["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
         s3.download_prefix(input_uri, job_dir / "input")
@@ -351,6 +354,7 @@ class TransformJobs:
         stream = LogStream(LOG_GROUP, f"{name}/data-log")
         failed: list[Record] = []
         turn = itertools.count()
+        window = 2 * plan.concurrency * len(replicas)
         with (
             httpx.Client(timeout=plan.timeout, trust_env=False) as client,
             ThreadPoolExecutor(plan.concurrency * len(replicas)) as pool,
@@ -360,22 +364,31 @@ class TransformJobs:
                 replica = replicas[next(turn) % len(replicas)]
                 self._invoke(client, replica, plan, batch)
 
+            def write(relative: str, records: list[Record], requests: list) -> None:
+                for request in requests:
+                    request.result()
+                bad = [r for r in records if r.error is not None]
+                for record in bad:
+                    stream.write(f"{record.source}: line {record.line}: {record.error}")
+                failed.extend(bad)
+                if not bad:
+                    target = job_dir / "output" / f"{relative}.out"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(assemble(records, plan))
+                    s3.upload_file(target, f"{output_uri}/{relative}.out")
+
+            pending: deque = deque()
             for path in sorted(p for p in (job_dir / "input").rglob("*") if p.is_file()):
                 if run.stop_requested.is_set():
                     break
                 relative = path.relative_to(job_dir / "input").as_posix()
                 records = read_records(path, relative, plan, compressed)
-                list(pool.map(send, batches(records, plan)))
-                bad = [r for r in records if r.error is not None]
-                for record in bad:
-                    stream.write(f"{record.source}: line {record.line}: {record.error}")
-                if bad:
-                    failed.extend(bad)
-                    continue
-                target = job_dir / "output" / f"{relative}.out"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(assemble(records, plan))
-                s3.upload_file(target, f"{output_uri}/{relative}.out")
+                requests = [pool.submit(send, batch) for batch in batches(records, plan)]
+                pending.append((relative, records, requests))
+                if len(pending) >= window:
+                    write(*pending.popleft())
+            while pending:
+                write(*pending.popleft())
         stream.flush()
         if not failed:
             return ""
