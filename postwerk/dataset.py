@@ -34,9 +34,7 @@ from email.parser import BytesHeaderParser, HeaderParser
 from pathlib import Path
 
 import boto3
-import numpy as np
 from pydantic import BaseModel
-from sklearn.model_selection import StratifiedGroupKFold
 
 from services.lifecycle import s3_channel
 from services.registry import ManifestItem
@@ -306,6 +304,9 @@ def threads(kept: list[Kept]) -> list[int]:
 
 def assign_splits(kept: list[Kept], seed: int) -> list[str]:
     """Stratified by label, grouped by thread: fold 0 is the test split, fold 1 validation."""
+    import numpy as np  # with scikit-learn, a second of start-up other commands skip
+    from sklearn.model_selection import StratifiedGroupKFold
+
     split = np.full(len(kept), "train", dtype=object)
     groups = threads(kept)
     if len(set(groups)) < FOLDS:  # too few threads to cut: all of it trains

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from rich.live import Live
 from rich.table import Table
 
+from postwerk import dataset as datasets
 from postwerk import sagemaker
 from postwerk.deploy import image_tag
 from postwerk.errors import RAN_AND_FAILED, CommandError
@@ -19,7 +20,13 @@ from postwerk.settings import CliSettings, EndpointOption
 from services import registry
 from services.lifecycle import job_name
 
-DataPath = Annotated[Path, typer.Argument(exists=True, help="a .jsonl/.csv file or a folder")]
+DataPath = Annotated[
+    Path | None, typer.Argument(exists=True, help="a .jsonl/.csv file or a folder")
+]
+DatasetOption = Annotated[
+    str | None,
+    typer.Option("--dataset", help="NAME or NAME:VERSION from `postwerk dataset build`"),
+]
 OptionalData = Annotated[Path | None, typer.Option(exists=True, help="file or folder")]
 Hyperparameters = Annotated[
     list[str], typer.Option("--hyperparameter", "-p", help="name=value (repeatable)")
@@ -31,10 +38,30 @@ def channels(train: Path, validation: Path | None, test: Path | None) -> dict[st
     return {channel: path for channel, path in named.items() if path is not None}
 
 
+def training_inputs(
+    settings: CliSettings, job: str, files: dict[str, Path | None], dataset: str | None
+) -> list[dict]:
+    """InputDataConfig: the files uploaded for this job, or a built data set's splits."""
+    if dataset is None:
+        if files["train"] is None:
+            raise CommandError("give DATA (a .jsonl/.csv file or folder) or --dataset NAME")
+        return sagemaker.upload_channels(settings, job, channels(**files))
+    if any(files.values()):
+        raise CommandError(
+            "--dataset brings its own splits: give it without DATA, --validation, --test"
+        )
+    bucket = sagemaker.artifact_bucket(settings.bucket)
+    try:
+        return datasets.channels(bucket, datasets.card(bucket, dataset))
+    except datasets.DatasetError as error:
+        raise CommandError(str(error)) from error
+
+
 def train(
-    data: DataPath,
+    data: DataPath = None,
     validation: OptionalData = None,
     test: OptionalData = None,
+    dataset: DatasetOption = None,
     hyperparameter: Hyperparameters = [],  # noqa: B006 (Typer reads the default)
     name: Annotated[str | None, typer.Option(help="job name")] = None,
     wait: Annotated[bool, typer.Option(help="follow the job until it ends")] = True,
@@ -43,7 +70,8 @@ def train(
     settings = CliSettings()
     job = name or job_name("postwerk")
     hyperparameters = sagemaker.parse_hyperparameters(hyperparameter)
-    inputs = sagemaker.upload_channels(settings, job, channels(data, validation, test))
+    files = {"train": data, "validation": validation, "test": test}
+    inputs = training_inputs(settings, job, files, dataset)
     definition = sagemaker.training_definition(settings, inputs, hyperparameters)
     boto3.client("sagemaker").create_training_job(TrainingJobName=job, **definition)
     console.print(f"training job [bold]{job}[/] created")
@@ -77,9 +105,10 @@ def failure_reason(job: str) -> str:
 
 def tune(
     config: Annotated[Path, typer.Argument(exists=True, help="HyperParameterTuningJobConfig JSON")],
-    data: DataPath,
+    data: DataPath = None,
     validation: OptionalData = None,
     test: OptionalData = None,
+    dataset: DatasetOption = None,
     hyperparameter: Hyperparameters = [],  # noqa: B006 (Typer reads the default)
     name: Annotated[str | None, typer.Option(help="tuning job name (<= 32 chars)")] = None,
 ) -> None:
@@ -93,7 +122,8 @@ def tune(
         tuning_config = json.loads(config.read_text())
     except json.JSONDecodeError as error:
         raise CommandError(f"{config}: not JSON ({error})") from error
-    inputs = sagemaker.upload_channels(settings, job, channels(data, validation, test))
+    files = {"train": data, "validation": validation, "test": test}
+    inputs = training_inputs(settings, job, files, dataset)
     definition = sagemaker.training_definition(settings, inputs, {})
     definition["StaticHyperParameters"] = sagemaker.parse_hyperparameters(hyperparameter)
     del definition["HyperParameters"]
