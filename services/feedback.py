@@ -4,6 +4,13 @@ GET  /                                  the review page (services/review.html)
 GET  /api/results?status=&q=            results to review (or reviewed, or all), searchable
 GET  /api/results/{message_id}          one result with the e-mail's text
 POST /api/results/{message_id}/review   {"label", "reviewer"}: confirm or correct
+GET  /api/results/{message_id}/suggestions   up to three replies in the e-mail's language
+POST /api/results/{message_id}/send     {"draft_id", "text", "sender", ...}: reply, once
+GET  /api/templates                     the reply templates (newest versions)
+POST /api/templates                     {"category", "language", "title", "body", "author"}
+PUT  /api/templates/{template_id}       the same: a new version (retire: "retired": true)
+
+Replies, templates and sent mail live in services/replies.py.
 
 A review is stored twice, in this order: the corrected e-mail as a training row under the
 artifacts bucket's `feedback/` prefix (one JSON Lines object per message id, so the latest
@@ -34,9 +41,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from services import clients, registry, results, routing
+from services import clients, registry, replies, results, routing
 from services.mail import parse_email
-from services.records import ClassificationV1, Review
+from services.records import ClassificationV1, EmailV1, Review
 from services.settings import FunctionSettings
 
 PAGE = (Path(__file__).parent / "review.html").read_text(encoding="utf-8")
@@ -52,25 +59,26 @@ def settings() -> FunctionSettings:
     return app.context["settings"]
 
 
-def require_token(app: APIGatewayHttpResolver, next_middleware) -> Response:
+def refusal(event: dict, token: str) -> dict | None:
     """The API answers only with the review token (POSTWERK_REVIEW_TOKEN) as bearer token:
     the e-mails are customers' data. The page itself carries none and stays open; an
-    empty token (the local stack) leaves the API open too."""
-    token = settings().review_token
-    if token and app.current_event.path.startswith("/api/"):
-        given = app.current_event.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            message = "the review token is missing or wrong"
-            return Response(
-                401,
-                "application/json",
-                json.dumps({"statusCode": 401, "message": message}),
-                headers={"WWW-Authenticate": "Bearer"},  # RFC 6750: how to authenticate
-            )
-    return next_middleware(app)
-
-
-app.use(middlewares=[require_token])
+    empty token (the local stack) leaves the API open too. Checked before routing, since
+    Powertools validates a request's body before any middleware runs."""
+    if not token or not event.get("rawPath", "").startswith("/api/"):
+        return None
+    given = {k.lower(): v for k, v in (event.get("headers") or {}).items()}.get("authorization", "")
+    if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return None
+    message = "the review token is missing or wrong"
+    return {
+        "statusCode": 401,
+        "headers": {
+            "Content-Type": "application/json",
+            "WWW-Authenticate": "Bearer",  # RFC 6750: how to authenticate
+        },
+        "body": json.dumps({"statusCode": 401, "message": message}),
+        "isBase64Encoded": False,
+    }
 
 
 @app.exception_handler(RequestValidationError)
@@ -80,7 +88,7 @@ def refuse_invalid_request(error: RequestValidationError) -> Response:
         f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}"
         for problem in error.errors()
     )
-    message = f"expected {{'label', 'reviewer'}} and valid parameters: {problems}"
+    message = f"expected a valid request: {problems}"
     return Response(400, "application/json", json.dumps({"statusCode": 400, "message": message}))
 
 
@@ -185,11 +193,7 @@ def labels() -> list[str]:
 
 def email_text(item: ClassificationV1) -> dict[str, str]:
     """Subject and body as the model reads them, from the raw e-mail."""
-    if item.input is None:
-        raise NotFoundError(f"result '{item.message_id}' has no link to its e-mail")
-    source = item.input.source
-    raw = clients.client("s3").get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
-    email = parse_email(raw, source.bucket, source.key)
+    email, _ = original(item)
     return {"subject": email.subject, "body": email.body_text}
 
 
@@ -227,7 +231,80 @@ def record_review(item: ClassificationV1, entry: Review) -> None:
         raise
 
 
+class TemplateRequest(replies.TemplateDraft):
+    author: str = Field(min_length=1, max_length=100)
+
+
+@app.get("/api/results/<message_id>/suggestions")
+def suggestions(message_id: str) -> dict:
+    item = load(message_id)
+    email, raw = original(item)
+    found = replies.suggest(settings().artifacts_bucket, email, raw, item.label)
+    return {"language": email.language, "suggestions": [s.model_dump() for s in found]}
+
+
+@app.post("/api/results/<message_id>/send")
+def send_reply(message_id: str, request: Annotated[replies.SendRequest, Body()]) -> dict:
+    item = load(message_id)
+    email, raw = original(item)
+    try:
+        record, sent = replies.send(settings().artifacts_bucket, settings().support_address,
+                                    email, raw, item.label, request)  # fmt: skip
+    except replies.NoReplyAddress as error:
+        raise BadRequestError(f"cannot reply: {error}") from None
+    except ClientError as error:
+        raise ServiceError(
+            502, f"SES refused the reply: {error.response['Error']['Code']}"
+        ) from None
+    logger.info("reply", message_id=message_id, draft=request.draft_id, sent_now=sent)
+    return record.model_dump(mode="json") | {"sent_now": sent}
+
+
+@app.get("/api/templates")
+def list_templates() -> dict:
+    found = replies.templates(settings().artifacts_bucket)
+    return {"templates": [template.model_dump(mode="json") for template in found],
+            "placeholders": replies.PLACEHOLDERS}  # fmt: skip
+
+
+@app.post("/api/templates")
+def create_template(request: Annotated[TemplateRequest, Body()]):  # 201: a Response
+    return Response(201, "application/json", json.dumps(save(request, None)))
+
+
+@app.put("/api/templates/<template_id>")
+def update_template(template_id: str, request: Annotated[TemplateRequest, Body()]) -> dict:
+    if replies.latest(settings().artifacts_bucket, template_id) is None:
+        raise NotFoundError(f"no template '{template_id}'")
+    return save(request, template_id)
+
+
+def save(request: TemplateRequest, template_id: str | None) -> dict:
+    draft = replies.TemplateDraft.model_validate(request.model_dump(exclude={"author"}))
+    try:
+        saved = replies.save_template(settings().artifacts_bucket, draft, request.author,
+                                      template_id)  # fmt: skip
+    except replies.UnknownPlaceholder as error:
+        raise BadRequestError(str(error)) from None
+    except replies.SaveConflict as error:
+        raise ServiceError(409, str(error)) from None
+    return saved.model_dump(mode="json")
+
+
+def original(item: ClassificationV1) -> tuple[EmailV1, bytes]:
+    """The e-mail as parsed now, and its raw bytes (for headers: names, reply address)."""
+    if item.input is None:
+        raise NotFoundError(f"result '{item.message_id}' has no link to its e-mail")
+    source = item.input.source
+    raw = clients.client("s3").get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
+    return parse_email(raw, source.bucket, source.key), raw
+
+
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
-    app.append_context(settings=FunctionSettings())
+    current = FunctionSettings()
+    denied = refusal(event, current.review_token)
+    if denied:
+        return denied
+    app.append_context(settings=current)
     return app.resolve(event, context)

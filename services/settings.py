@@ -33,6 +33,7 @@ class FunctionSettings(BaseSettings):
     code_version: str = "unknown"  # the functions' package key, set by the stack
     event_bus: str = ""  # where results are routed (services/routing.py); empty: nowhere
     routing: RoutingTable = RoutingTable()  # POSTWERK_ROUTING: JSON, the RoutingTable parameter
+    support_address: str = ""  # replies go out from it (SES); empty: no replies are sent
 
     # The monitor: its sliding window and the rules that start retraining and promote.
     window_hours: float = Field(24.0, gt=0)

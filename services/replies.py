@@ -1,0 +1,338 @@
+"""Replies: templates, suggestions and sent replies, under the artifacts bucket's `replies/`.
+
+replies/templates/<template_id>/<version>.json   every saved version (the newest counts)
+replies/sent/<email key>/<draft_id>.json          a sent reply: who, when, which suggestion,
+                                                  how much was edited, SES's message id
+replies/sent/<email key>/<draft_id>.eml           the raw MIME that went to SES
+replies/pairs/<email key>/<draft_id>.json         the e-mail and its reply, for later models
+
+A template's body may hold the placeholders in PLACEHOLDERS; one the e-mail does not
+provide stays in the text as `{name}`, for the staff to complete. A reply is sent once per
+e-mail and draft: the sent record is claimed with a conditional put (If-None-Match) before
+SES is called, so a second click, a retry or a second reviewer gets the first one's record.
+"""
+
+import difflib
+import hashlib
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
+from string import Formatter
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
+from services import clients
+from services.records import EmailV1
+
+TEMPLATES = "replies/templates/"
+SENT = "replies/sent/"
+PAIRS = "replies/pairs/"
+MAX_SUGGESTIONS = 3
+PLACEHOLDERS = {
+    "salutation": "the greeting, with the sender's name when the e-mail gives one",
+    "name": "the sender's name",
+    "customer_number": "the customer number the e-mail mentions",
+    "contract_number": "the contract number the e-mail mentions",
+    "date": "the first date the e-mail mentions",
+    "amount": "the first amount of money the e-mail mentions",
+}
+FACTS = {
+    "customer_number": re.compile(
+        r"(?:kunden-?(?:nummer|nr\.?)|customer (?:number|no\.?))\D{0,12}(\d[\d-]{3,})", re.I
+    ),
+    "contract_number": re.compile(r"(?:vertrag|contract)\D{0,30}?(\d[\d/-]{3,})", re.I),
+    "date": re.compile(r"\b(\d{1,2}\.\d{1,2}\.\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\b"),
+    "amount": re.compile(r"((?:€|EUR) ?\d+(?:[.,]\d{2})?|\d+(?:[.,]\d{2})? ?(?:€|EUR))"),
+}
+SALUTATIONS = {  # (with a name, without)
+    "de": ("Guten Tag {name},", "Sehr geehrte Damen und Herren,"),
+    "en": ("Dear {name},", "Dear Sir or Madam,"),
+}
+AUTOMATED = re.compile(r"^(?:no-?reply|do-?not-?reply|mailer-daemon|postmaster)@", re.I)
+
+
+class NoReplyAddress(ValueError):
+    """The original e-mail gives no address a reply could go to; the message says why."""
+
+
+class UnknownPlaceholder(ValueError):
+    """A template uses a placeholder not in PLACEHOLDERS."""
+
+
+class SaveConflict(Exception):
+    """Someone saved this template meanwhile."""
+
+
+class TemplateDraft(BaseModel):
+    category: str = Field(min_length=1, max_length=100)
+    language: str = Field(pattern=r"^[a-z]{2}$")
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=10_000)
+    retired: bool = False
+
+
+class ReplyTemplate(TemplateDraft):
+    template_id: str
+    version: int
+    author: str
+    saved_at: datetime
+
+
+class Suggestion(BaseModel):
+    source: str  # "template:<id>@<version>"
+    title: str
+    text: str
+    missing: list[str]  # placeholders left in the text for the staff to complete
+
+
+class SendRequest(BaseModel):
+    draft_id: str = Field(pattern=r"^[A-Za-z0-9-]{8,64}$")  # the page makes one per draft
+    text: str = Field(min_length=1, max_length=20_000)
+    sender: str = Field(min_length=1, max_length=100)  # the staff member
+    suggestion: str = Field("", max_length=200)  # Suggestion.source, or "" (written anew)
+    suggested_text: str = Field("", max_length=20_000)  # what the suggestion offered
+
+
+class SentReply(BaseModel):
+    message_id: str
+    draft_id: str
+    status: str  # "sending" (claimed) or "sent"
+    sender: str
+    sent_at: datetime
+    suggestion: str
+    edited: float  # 0: sent as suggested, 1: nothing of the suggestion left
+    ses_message_id: str = ""
+    reply_message_id: str = ""
+
+
+# Templates
+
+
+def placeholders(body: str) -> set[str]:
+    return {field for _, field, _, _ in Formatter().parse(body) if field is not None}
+
+
+def save_template(
+    bucket: str, draft: TemplateDraft, author: str, template_id: str | None = None
+) -> ReplyTemplate:
+    """A new template, or a new version of one; refuses unknown placeholders."""
+    try:
+        unknown = placeholders(draft.body) - PLACEHOLDERS.keys()
+    except ValueError as error:  # an unmatched brace
+        raise UnknownPlaceholder(f"the body's braces do not pair up: {error}") from None
+    if unknown:
+        known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+        raise UnknownPlaceholder(
+            f"unknown placeholder(s) {', '.join(sorted(unknown))} (known: {known})"
+        )
+    previous = latest(bucket, template_id) if template_id else None
+    template = ReplyTemplate(
+        **draft.model_dump(),
+        template_id=template_id or uuid.uuid4().hex[:12],
+        version=previous.version + 1 if previous else 1,
+        author=author,
+        saved_at=now(),
+    )
+    key = f"{TEMPLATES}{template.template_id}/{template.version:06d}.json"
+    if not put_new(bucket, key, template.model_dump_json().encode()):
+        raise SaveConflict(f"template {template.template_id} was saved meanwhile; reload")
+    return template
+
+
+def latest(bucket: str, template_id: str) -> ReplyTemplate | None:
+    keys = list_keys(bucket, f"{TEMPLATES}{template_id}/")
+    return read_template(bucket, max(keys)) if keys else None
+
+
+def templates(bucket: str) -> list[ReplyTemplate]:
+    """The newest version of every template, retired ones included."""
+    newest: dict[str, str] = {}
+    for key in list_keys(bucket, TEMPLATES):
+        template_id = key.split("/")[2]
+        newest[template_id] = max(key, newest.get(template_id, ""))
+    return [read_template(bucket, key) for key in sorted(newest.values())]
+
+
+def read_template(bucket: str, key: str) -> ReplyTemplate:
+    body = clients.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return ReplyTemplate.model_validate_json(body)
+
+
+# Suggestions
+
+
+def facts(email: EmailV1, raw: bytes) -> dict[str, str]:
+    """What the placeholders can be filled with, from the e-mail."""
+    found = {}
+    for name, pattern in FACTS.items():
+        match = pattern.search(f"{email.subject}\n{email.body_text}")
+        if match:
+            found[name] = match.group(1)
+    sender_name = parseaddr(str(headers(raw).get("From", "")))[0].strip()
+    if sender_name:
+        found["name"] = sender_name
+    with_name, without = SALUTATIONS.get(email.language, SALUTATIONS["en"])
+    found["salutation"] = with_name.format(name=sender_name) if sender_name else without
+    return found
+
+
+def fill(body: str, known: dict[str, str]) -> tuple[str, list[str]]:
+    """The body with what is known filled in; the rest stays visible as {name}."""
+    missing = sorted(placeholders(body) - known.keys())
+    text = re.sub(r"\{(\w+)\}", lambda m: known.get(m.group(1), m.group(0)), body)
+    return text, missing
+
+
+def suggest(bucket: str, email: EmailV1, raw: bytes, category: str) -> list[Suggestion]:
+    """Up to MAX_SUGGESTIONS replies: the category's live templates in the e-mail's language."""
+    known = facts(email, raw)
+    suggestions = []
+    for template in templates(bucket):
+        if template.retired or template.category != category:
+            continue
+        if template.language != email.language:
+            continue
+        text, missing = fill(template.body, known)
+        source = f"template:{template.template_id}@{template.version}"
+        suggestions.append(Suggestion(source=source, title=template.title, text=text,
+                                      missing=missing))  # fmt: skip
+    return suggestions[:MAX_SUGGESTIONS]
+
+
+# Sending
+
+
+def reply_address(raw: bytes) -> str:
+    """Reply-To, else From, of the original; refused when absent, malformed or automated."""
+    fields = headers(raw)
+    found = getaddresses([str(fields.get("Reply-To") or fields.get("From") or "")])
+    addresses = [address for _, address in found if "@" in address]
+    if not addresses:
+        raise NoReplyAddress("the original has no Reply-To or From address to answer")
+    address = addresses[0]
+    if re.search(r"[\s<>\"]", address):
+        raise NoReplyAddress("the original's reply address is malformed")
+    if AUTOMATED.match(address):
+        raise NoReplyAddress("the original's reply address is a no-reply or system address")
+    return address
+
+
+def compose(raw: bytes, email: EmailV1, support: str, address: str, text: str) -> EmailMessage:
+    """The reply, threaded under the original (In-Reply-To, References, Re: subject)."""
+    original = headers(raw)
+    message = EmailMessage()
+    subject = email.subject
+    message["Subject"] = subject if re.match(r"(?i)(re|aw|antw):", subject) else f"Re: {subject}"
+    message["From"] = support
+    message["To"] = address
+    message["Date"] = format_datetime(now())
+    message["Message-ID"] = make_msgid(domain=support.rsplit("@", 1)[-1])
+    parent = str(original.get("Message-ID", "")).strip()
+    if parent:
+        message["In-Reply-To"] = parent
+        message["References"] = " ".join(
+            part for part in (str(original.get("References", "")).strip(), parent) if part
+        )
+    message.set_content(text)
+    return message
+
+
+def send(
+    bucket: str, support: str, email: EmailV1, raw: bytes, label: str, request: SendRequest
+) -> tuple[SentReply, bool]:
+    """Send the reply once per e-mail and draft; returns the record and whether this call
+    sent it (False: it was sent, or is being sent, already)."""
+    if not support:
+        raise NoReplyAddress("no support address is configured to send from")
+    address = reply_address(raw)
+    prefix = f"{SENT}{email_key(email.message_id)}/{request.draft_id}"
+    record = SentReply(
+        message_id=email.message_id,
+        draft_id=request.draft_id,
+        status="sending",
+        sender=request.sender,
+        sent_at=now(),
+        suggestion=request.suggestion,
+        edited=edit_share(request.suggested_text, request.text),
+    )
+    if not put_new(bucket, f"{prefix}.json", record.model_dump_json().encode()):
+        return sent_record(bucket, f"{prefix}.json"), False
+    message = compose(raw, email, support, address, request.text)
+    try:
+        answer = clients.client("ses").send_raw_email(
+            Source=support, Destinations=[address], RawMessage={"Data": message.as_bytes()}
+        )
+    except ClientError:
+        clients.client("s3").delete_object(Bucket=bucket, Key=f"{prefix}.json")  # not sent
+        raise
+    record.status, record.ses_message_id = "sent", answer["MessageId"]
+    record.reply_message_id = message["Message-ID"]
+    s3 = clients.client("s3")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}.eml", Body=message.as_bytes())
+    s3.put_object(Bucket=bucket, Key=f"{prefix}.json", Body=record.model_dump_json().encode())
+    pair = {"message_id": email.message_id, "label": label, "language": email.language,
+            "subject": email.subject, "body": email.body_text, "reply": request.text}  # fmt: skip
+    pair_key = f"{PAIRS}{email_key(email.message_id)}/{request.draft_id}.json"
+    s3.put_object(Bucket=bucket, Key=pair_key, Body=json.dumps(pair, ensure_ascii=False).encode())
+    return record, True
+
+
+def outbox(bucket: str) -> list[tuple[SentReply, str]]:
+    """Every sent reply with the key of its raw MIME, oldest first."""
+    records = [
+        (sent_record(bucket, key), key.removesuffix(".json") + ".eml")
+        for key in list_keys(bucket, SENT)
+        if key.endswith(".json")
+    ]
+    return sorted(records, key=lambda pair: pair[0].sent_at)
+
+
+def sent_record(bucket: str, key: str) -> SentReply:
+    body = clients.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return SentReply.model_validate_json(body)
+
+
+def edit_share(suggested: str, sent: str) -> float:
+    if not suggested:
+        return 1.0
+    return round(1 - difflib.SequenceMatcher(None, suggested, sent).ratio(), 3)
+
+
+# Storage helpers
+
+
+def headers(raw: bytes):
+    return BytesHeaderParser(policy=default_policy).parsebytes(raw)
+
+
+def email_key(message_id: str) -> str:
+    """Message ids hold any characters: keys use their digest."""
+    return hashlib.sha256(message_id.encode()).hexdigest()[:32]
+
+
+def put_new(bucket: str, key: str, body: bytes) -> bool:
+    """Write unless the key exists (S3's conditional write); False when it did."""
+    try:
+        clients.client("s3").put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise
+    return True
+
+
+def list_keys(bucket: str, prefix: str) -> list[str]:
+    pages = (
+        clients.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    )
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,121 @@
+"""Reply templates, suggestions and sending through the review API, against the embedded
+backend's S3 and SES."""
+
+import email
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import boto3
+import pytest
+
+from postwerk.samples import generate, to_eml
+from services import replies
+from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call, stored  # noqa: F401
+
+SUPPORT = "service@postwerk.example"
+GERMAN = ("Antwort Beschwerde", "{salutation}\n\nzu Ihrem Vertrag {contract_number}: "
+          "Entschuldigung.\nIhre Kundennummer: {customer_number}\n\nViele Grüße")  # fmt: skip
+ENGLISH = ("Complaint reply", "{salutation}\n\nwe are sorry. Your customer number: "
+           "{customer_number}\n\nKind regards")  # fmt: skip
+
+
+@pytest.fixture
+def desk(stored, monkeypatch):  # noqa: F811
+    """The review API with a support address, the German and English complaint templates,
+    and an English complaint (m9) next to the German ones."""
+    monkeypatch.setenv("POSTWERK_SUPPORT_ADDRESS", SUPPORT)
+    boto3.client("ses").verify_email_identity(EmailAddress=SUPPORT)
+    english = next(e for e in generate(count=14, seed=4) if e.label == "complaint"
+                   and e.language == "en")  # fmt: skip
+    boto3.client("s3").put_object(Bucket=RAW, Key="incoming/9.eml", Body=to_eml(english))
+    boto3.resource("dynamodb").Table(TABLE).put_item(Item={
+        "schema": "classification.v1", "message_id": "m9", "label": "complaint",
+        "score": Decimal("0.9"), "top_k": [], "needs_review": False,
+        "model": {"name": "n", "version": "v"}, "classified_at": datetime.now(UTC).isoformat(),
+        "input": {"subject": english.subject, "language": "en", "length": 9,
+                  "source": {"bucket": RAW, "key": "incoming/9.eml", "sha256": "0" * 64}},
+    })  # fmt: skip
+    for language, (title, body) in (("de", GERMAN), ("en", ENGLISH)):
+        status, _ = call("POST", "/api/templates", {"category": "complaint", "language": language,
+                         "title": title, "body": body, "author": "lena"})  # fmt: skip
+        assert status == 201
+    return [*stored, english]
+
+
+def test_suggestions_come_in_the_emails_language_with_its_facts_filled_in(desk):
+    status, answer = call("GET", "/api/results/m0/suggestions")
+    assert status == 200 and answer["language"] == "de"
+    [german] = answer["suggestions"]
+    assert german["title"] == GERMAN[0]
+    assert german["text"].startswith(f"Guten Tag {desk[0].sender_name},")
+    number = desk[0].body.split("ummer ist ")[-1][:5]
+    if "Kundennummer ist" in desk[0].body:
+        assert f"Kundennummer: {number}" in german["text"]
+    assert german["missing"], "what the e-mail does not say stays visible"
+    assert all("{" + name + "}" in german["text"] for name in german["missing"])
+    _, answer = call("GET", "/api/results/m9/suggestions")
+    assert [s["title"] for s in answer["suggestions"]] == [ENGLISH[0]]
+    assert answer["suggestions"][0]["text"].startswith(f"Dear {desk[3].sender_name},")
+
+
+def test_templates_are_versioned_retired_and_checked_when_saved(desk):
+    _, listed = call("GET", "/api/templates")
+    german = next(t for t in listed["templates"] if t["language"] == "de")
+    changed = {**{k: german[k] for k in ("category", "language", "title", "body")},
+               "retired": True, "author": "jo"}  # fmt: skip
+    status, saved = call("PUT", f"/api/templates/{german['template_id']}", changed)
+    assert status == 200 and saved["version"] == 2 and saved["retired"] is True
+    assert call("GET", "/api/results/m0/suggestions")[1]["suggestions"] == []
+    status, refused = call("POST", "/api/templates", {**changed, "body": "Hallo {iban}"})
+    assert (status == 400 and "{iban}" in refused["message"]) or "iban" in refused["message"]
+    status, missing = call("PUT", "/api/templates/nope", changed)
+    assert status == 404 and "nope" in missing["message"]
+
+
+def test_a_reply_goes_out_once_threaded_to_the_original_sender(desk):
+    suggestion = call("GET", "/api/results/m9/suggestions")[1]["suggestions"][0]
+    request = {"draft_id": uuid.uuid4().hex, "text": suggestion["text"] + "\nEdited.",
+               "sender": "lena", "suggestion": suggestion["source"],
+               "suggested_text": suggestion["text"]}  # fmt: skip
+    status, first = call("POST", "/api/results/m9/send", request)
+    assert status == 200 and first["sent_now"] is True and first["status"] == "sent"
+    assert 0 < first["edited"] < 0.2
+    again = call("POST", "/api/results/m9/send", request)
+    assert again[0] == 200 and again[1]["sent_now"] is False
+    [(record, raw_key)] = replies.outbox(ARTIFACTS)
+    assert record.ses_message_id == first["ses_message_id"]
+    raw = boto3.client("s3").get_object(Bucket=ARTIFACTS, Key=raw_key)["Body"].read()
+    message = email.message_from_bytes(raw)
+    assert message["To"] == desk[3].sender and message["From"] == SUPPORT
+    assert message["In-Reply-To"] == desk[3].message_id
+    assert message["References"] == desk[3].message_id
+    assert message["Subject"] == f"Re: {desk[3].subject}"
+    pairs = boto3.client("s3").list_objects_v2(Bucket=ARTIFACTS, Prefix=replies.PAIRS)
+    [pair] = pairs["Contents"]
+    row = json.loads(
+        boto3.client("s3").get_object(Bucket=ARTIFACTS, Key=pair["Key"])["Body"].read()
+    )
+    assert row["label"] == "complaint" and row["reply"] == request["text"]
+
+
+def test_bad_sends_are_refused_with_the_reason(desk):
+    request = {"draft_id": uuid.uuid4().hex, "text": "x", "sender": "lena"}
+    status, answer = call("POST", "/api/results/unknown/send", request)
+    assert status == 404 and "unknown" in answer["message"]
+    status, answer = call("POST", "/api/results/m9/send", {**request, "draft_id": "../x"})
+    assert status == 400
+    no_reply = to_eml(desk[3]).replace(desk[3].sender.encode(), b"noreply@kunden.example")
+    boto3.client("s3").put_object(Bucket=RAW, Key="incoming/9.eml", Body=no_reply)
+    status, answer = call("POST", "/api/results/m9/send", request)
+    assert status == 400 and "no-reply" in answer["message"]
+    assert replies.outbox(ARTIFACTS) == []
+
+
+def test_the_new_routes_want_the_review_token(desk, monkeypatch):
+    monkeypatch.setenv("POSTWERK_REVIEW_TOKEN", "secret")
+    for method, path in (("GET", "/api/templates"), ("POST", "/api/templates"),
+                         ("GET", "/api/results/m0/suggestions"),
+                         ("POST", "/api/results/m0/send")):  # fmt: skip
+        assert call(method, path, {})[0] == 401
