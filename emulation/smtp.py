@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import secrets
 import signal
+import smtplib
 from collections.abc import Callable, Sequence
 from email.parser import BytesHeaderParser
 from email.utils import formatdate
@@ -115,6 +116,27 @@ class Receiver:
         if bucket is None:
             raise LookupError("no stack yet")
         self.s3.put_object(Bucket=bucket, Key=key, Body=raw)
+
+
+class Refused(Exception):
+    """The server did not take the message; the message holds its SMTP reply."""
+
+
+def deliver(raw: bytes, port: int, sender: str, recipient: str) -> str:
+    """Send one message as any MTA would; the key it was stored under in the raw bucket."""
+    with smtplib.SMTP(HOST, port, timeout=120) as client:
+        client.ehlo()
+        expect(client.mail(sender), "MAIL FROM")
+        expect(client.rcpt(recipient), "RCPT TO")
+        reply = expect(client.data(raw), "DATA")
+    return PREFIX + reply.split()[-1]  # "Ok <SES message id>"
+
+
+def expect(answer: tuple[int, bytes], step: str) -> str:
+    code, reply = answer
+    if code != 250:
+        raise Refused(f"{step}: {code} {reply.decode(errors='replace')}")
+    return reply.decode()
 
 
 def start(port: int, recipients: Sequence[str], bucket: Callable[[], str | None]) -> Controller:

@@ -3,6 +3,7 @@ calls are in postwerk/pipeline.py)."""
 
 import csv
 import json
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -16,7 +17,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from postwerk import deploy as stack
-from postwerk import pipeline
+from postwerk import local, pipeline
 from postwerk import plots as plotting
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console
@@ -29,14 +30,46 @@ Paths = Annotated[list[Path], typer.Argument(help=".eml files, or folders of the
 def send(
     paths: Paths,
     wait: Annotated[bool, typer.Option(help="wait for their results and show them")] = False,
+    smtp: Annotated[
+        bool, typer.Option(help="by SMTP to the local stack's mail server, as mail arrives")
+    ] = False,
 ) -> None:
-    """Upload e-mails into the pipeline (the raw bucket's incoming/ prefix)."""
+    """Upload e-mails into the pipeline (the raw bucket's incoming/ prefix), or mail them."""
     settings = CliSettings()
     outputs = stack.stack_outputs(settings.stack_name)
-    sent = pipeline.send(pipeline.email_files(paths), outputs["RawBucket"])
-    console.print(f"sent {len(sent)} e-mail(s) to s3://{outputs['RawBucket']}/incoming/")
+    files = pipeline.email_files(paths)
+    if smtp:
+        sent = mail_through_smtp(files, settings)
+    else:
+        sent = pipeline.send(files, outputs["RawBucket"])
+        console.print(f"sent {len(sent)} e-mail(s) to s3://{outputs['RawBucket']}/incoming/")
     if wait:
         show_sent_results(sent, outputs)
+
+
+def mail_through_smtp(files: list[Path], settings: CliSettings) -> list[pipeline.Sent]:
+    """Each file to the local SMTP server (emulation/smtp.py), addressed to the first of its
+    recipients; it lands in incoming/ as SES would put it there."""
+    from emulation import smtp  # the SMTP library loads only for --smtp
+
+    running = local.find(settings.state_dir)
+    found = (running.env if running else {}) | os.environ
+    if "POSTWERK_SMTP_PORT" not in found:
+        raise CommandError("--smtp: no local mail server runs (`postwerk up` starts one)")
+    port = int(found["POSTWERK_SMTP_PORT"])
+    first = found.get("POSTWERK_SMTP_RECIPIENTS", ",".join(smtp.DEFAULT_RECIPIENTS)).split(",")[0]
+    recipient = first if "@" in first else f"support@{first}"
+    sent = []
+    for path in files:
+        raw = path.read_bytes()
+        try:
+            key = smtp.deliver(raw, port, pipeline.headers(raw)["from"], recipient)
+        except (smtp.Refused, OSError) as error:
+            message = f"{path}: the mail server did not take it: {error}"
+            raise CommandError(message, RAN_AND_FAILED) from error
+        sent.append(pipeline.Sent(path, key, pipeline.message_id(raw)))
+    console.print(f"mailed {len(sent)} e-mail(s) to {recipient} by SMTP on port {port}")
+    return sent
 
 
 def show_sent_results(sent: list[pipeline.Sent], outputs: dict[str, str], timeout=300) -> None:

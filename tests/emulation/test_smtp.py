@@ -14,9 +14,11 @@ from email.parser import BytesParser
 
 import boto3
 import pytest
+from typer.testing import CliRunner
 
 from emulation import smtp
 from emulation.processes import HOST
+from postwerk.cli import app
 from tests.jobs import free_port
 
 BUCKET = "raw-smtp-tests"
@@ -122,9 +124,9 @@ def test_without_a_stack_mail_is_deferred_with_451(aws):
     assert deferred.value.smtp_code == 451
 
 
-def test_a_message_acknowledged_is_kept_when_the_server_is_killed_right_after(aws):
-    """The standalone server finds the raw bucket in the stack's outputs; SIGKILL right
-    after the 250 loses nothing."""
+@pytest.fixture
+def stack(aws):
+    """A stack whose RawBucket output names BUCKET, as the pipeline's stack does."""
     template = {
         "Resources": {
             "RawBucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": BUCKET}}
@@ -136,16 +138,14 @@ def test_a_message_acknowledged_is_kept_when_the_server_is_killed_right_after(aw
     cloudformation.get_waiter("stack_create_complete").wait(
         StackName="smtp-test", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
     )
+    return "smtp-test"
+
+
+def test_a_message_acknowledged_is_kept_when_the_server_is_killed_right_after(stack):
+    """The standalone server finds the raw bucket in the stack's outputs; SIGKILL right
+    after the 250 loses nothing."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "emulation.smtp",
-        "--port",
-        str(port),
-        "--stack-name",
-        "smtp-test",
-    ]
+    command = [sys.executable, "-m", "emulation.smtp", "--port", str(port), "--stack-name", stack]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().startswith("SMTP on")
@@ -156,3 +156,20 @@ def test_a_message_acknowledged_is_kept_when_the_server_is_killed_right_after(aw
         server.kill()
         server.wait(30)
     assert len(stored()) == 1
+
+
+def test_postwerk_send_smtp_mails_through_the_server(stack, tmp_path, monkeypatch):
+    port = free_port()
+    controller = smtp.start(port, smtp.DEFAULT_RECIPIENTS, smtp.StackBucket(stack))
+    monkeypatch.setenv("POSTWERK_STACK_NAME", stack)
+    monkeypatch.setenv("POSTWERK_SMTP_PORT", str(port))
+    monkeypatch.setenv("POSTWERK_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "a.eml").write_bytes(bytes(make_message()))
+    try:
+        result = CliRunner().invoke(app, ["send", "--smtp", str(tmp_path / "a.eml")])
+    finally:
+        controller.stop()
+    assert result.exit_code == 0, result.output
+    assert f"mailed 1 e-mail(s) to {TO}" in result.output
+    [raw] = stored()
+    assert raw.startswith(b"Return-Path: <kunde@example.org>")
