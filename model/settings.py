@@ -6,7 +6,7 @@ The SAGEMAKER_* variables are the container contract; POSTWERK_* are postwerk's 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     bind_host: str = "0.0.0.0"  # the container contract; tests bind to 127.0.0.1
     top_k: PositiveInt = 3
     max_batch_size: PositiveInt = 64
+    # How long a request that finds the model idle waits for others (batching.py). Under 32
+    # clients, 2 ms against 0: 10% less server CPU per request, p99 326-463 against 483-586 ms.
+    batch_gather_ms: NonNegativeFloat = 2.0
     # CPU only (CUDA serves in fp16): int8 dynamic quantization of the Linear layers.
     # On Banking77: x2.5 throughput for -0.26 accuracy points (bench/results/accuracy.json).
     quantize_int8: bool = True  # for engine torch

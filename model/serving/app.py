@@ -48,7 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.engine,
             threads,
         )
-        batcher = DynamicBatcher(predictor.predict, settings.max_batch_size)
+        batcher = DynamicBatcher(
+            predictor.predict, settings.max_batch_size, settings.batch_gather_ms / 1000
+        )
         batcher.start()
         app.state.predictor, app.state.batcher = predictor, batcher
         yield

@@ -1,7 +1,10 @@
 """Dynamic batching: requests that arrive while the model is busy share its next pass.
 
-There is no fixed wait: when the model is free, its next pass takes up to max_batch_size
-texts from the requests queued so far, oldest first. A request larger than that spans
+When the model is free, its next pass takes up to max_batch_size texts from the requests
+queued so far, oldest first. Only when nothing is queued does the first request to come
+wait, at most gather_seconds, for others: under load the clients of the last pass send
+their next requests a moment after their answers, and a pass started on the first of them
+alone would make all the others wait one more pass. A request larger than that spans
 several passes (its texts shortest first, so each pass pads little), and one that timed out
 is dropped at the next pass boundary: nobody waits behind work nobody waits for.
 """
@@ -43,9 +46,15 @@ Share = tuple[Pending, list[int]]  # a request and the indices of its texts in o
 
 
 class DynamicBatcher:
-    def __init__(self, predict: Callable[[list[str], int], list], max_batch_size: int):
+    def __init__(
+        self,
+        predict: Callable[[list[str], int], list],
+        max_batch_size: int,
+        gather_seconds: float = 0.0,
+    ):
         self._predict = predict
         self._max_batch_size = max_batch_size
+        self._gather_seconds = gather_seconds
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         # One inference thread: passes never overlap, the event loop stays free for I/O.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
@@ -70,12 +79,25 @@ class DynamicBatcher:
         while True:
             if not waiting:
                 waiting.append(await self._queue.get())
+                await self._gather(waiting)
             while not self._queue.empty():
                 waiting.append(self._queue.get_nowait())
             # Timed out (cancelled) or failed: whatever they had left is dropped here.
             waiting = deque(pending for pending in waiting if not pending.result.done())
             if waiting:
                 await loop.run_in_executor(self._executor, self._serve, self._next_pass(waiting))
+
+    async def _gather(self, waiting: deque[Pending]) -> None:
+        """More requests for up to gather_seconds, or until they fill a pass."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._gather_seconds
+        texts = len(waiting[0].texts)
+        while texts < self._max_batch_size and (left := deadline - loop.time()) > 0:
+            try:
+                waiting.append(await asyncio.wait_for(self._queue.get(), left))
+            except TimeoutError:
+                return
+            texts += len(waiting[-1].texts)
 
     def _next_pass(self, waiting: deque[Pending]) -> list[Share]:
         shares, room = [], self._max_batch_size

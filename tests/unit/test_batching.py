@@ -161,3 +161,44 @@ def test_a_request_the_model_cannot_take_fails_alone():
     assert isinstance(poisoned, UnicodeEncodeError)
     assert [p.label for p in fine] == ["fine"]
     assert [p.label for p in also_fine] == ["also fine", "too"]
+
+
+def staggered_arrivals(gather_seconds: float) -> list[list[str]]:
+    """Three requests 5 ms apart to an idle batcher; the passes the model saw."""
+    calls = []
+
+    async def scenario():
+        batcher = DynamicBatcher(fake_predict(calls), 64, gather_seconds=gather_seconds)
+        batcher.start()
+
+        async def later(text: str, delay: float):
+            await asyncio.sleep(delay)
+            return await batcher.predict([text], top_k=1)
+
+        await asyncio.gather(later("a", 0), later("b", 0.005), later("c", 0.01))
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    return calls
+
+
+def test_a_request_to_an_idle_model_waits_briefly_for_company():
+    assert staggered_arrivals(gather_seconds=0.5) == [["a", "b", "c"]]
+    assert staggered_arrivals(gather_seconds=0)[0] == ["a"], "without a window: alone"
+
+
+def test_the_wait_ends_when_a_pass_is_full():
+    calls = []
+
+    async def scenario():
+        batcher = DynamicBatcher(fake_predict(calls), max_batch_size=2, gather_seconds=30)
+        batcher.start()
+        results = await asyncio.wait_for(
+            asyncio.gather(batcher.predict(["a"], top_k=1), batcher.predict(["b"], top_k=1)),
+            timeout=5,
+        )
+        await batcher.stop()
+        return results
+
+    assert [r[0].label for r in asyncio.run(scenario())] == ["a", "b"]
+    assert calls == [["a", "b"]]
