@@ -3,11 +3,11 @@
 Plain boto3 against the stack's outputs, so it works on the local stack and on AWS alike.
 """
 
+import functools
 import hashlib
 import json
 import os
 from dataclasses import dataclass
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import boto3
@@ -65,23 +65,30 @@ def send(files: list[Path], raw_bucket: str) -> list[Sent]:
 
 
 def message_id(raw: bytes) -> str:
-    """The id the pipeline gives an e-mail (DESIGN.md 3.2): its Message-ID without the
-    angle brackets, else a hash of its bytes."""
-    value = str(message_from_bytes(raw, policy=policy.default)["Message-ID"] or "")
-    return value.strip("<> \t") or f"sha256-{hashlib.sha256(raw).hexdigest()[:32]}"
+    """The id ingest gives this e-mail (DESIGN.md 3.2), by the same parser."""
+    return (
+        parsed(raw).message_id if parsed(raw) else f"sha256-{hashlib.sha256(raw).hexdigest()[:32]}"
+    )
 
 
 def headers(raw: bytes) -> dict[str, str]:
-    """Sender address and subject, for showing an e-mail next to its result."""
-    message = message_from_bytes(raw, policy=policy.default)
+    """Sender address and subject as ingest reads them, for showing an e-mail next to its
+    result (empty for bytes that are not an e-mail)."""
+    email = parsed(raw)
+    return (
+        {"from": email.sender, "subject": email.subject} if email else {"from": "", "subject": ""}
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def parsed(raw: bytes):
+    """The e-mail as the ingest function parses it, or None for what it would reject."""
+    from services.mail import NotAnEmail, parse_email  # on use: py3langid loads numpy
+
     try:
-        senders = message["From"].addresses if message["From"] else ()
-    except (AttributeError, IndexError):  # a From the parser could not split
-        senders = ()
-    return {
-        "from": senders[0].addr_spec if senders else "",
-        "subject": str(message["Subject"] or ""),
-    }
+        return parse_email(raw, "local", "local")
+    except NotAnEmail:
+        return None
 
 
 def results(table_name: str) -> list[dict]:

@@ -11,18 +11,16 @@ message ids, never addresses or bodies.
 
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
-import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes import S3Event, SQSRecord
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes import S3Event
 
+from services import clients
+from services.batch import respond
 from services.mail import NotAnEmail, parse_email
 from services.records import EmailV1, chunked
 from services.settings import FunctionSettings
@@ -35,27 +33,33 @@ logger = Logger(service="ingest")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
+@dataclass
+class Item:
+    """One SQS message: the e-mails of its S3 notification, or what went wrong."""
+
+    emails: list[EmailV1] = field(default_factory=list)
+    error: Exception | None = None
+
+
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     settings = FunctionSettings()
-    s3 = boto3.client("s3")
-    outcomes: dict[str, list[EmailV1] | Exception] = {}
-    for record in event["Records"]:
-        try:
-            outcomes[record["messageId"]] = read_notification(s3, json.loads(record["body"]))
-        except Exception as error:  # this message is retried by SQS; the others go on
-            outcomes[record["messageId"]] = error
-    emails = [e for outcome in outcomes.values() if isinstance(outcome, list) for e in outcome]
+    items = [read(record) for record in event["Records"]]
     try:  # one PutRecords for the whole batch
-        put_records(boto3.client("kinesis"), settings.emails_stream, emails)
-    except Exception as error:
-        outcomes = {m: error if isinstance(o, list) and o else o for m, o in outcomes.items()}
+        sent = [email for item in items if item.error is None for email in item.emails]
+        put_records(clients.client("kinesis"), settings.emails_stream, sent)
+    except Exception as error:  # every message with an e-mail is retried by SQS
+        for item in items:
+            if item.error is None and item.emails:
+                item.error = error
+    return respond(event, items, processor, context)
 
-    def check(record: SQSRecord) -> None:
-        if isinstance(outcome := outcomes[record.message_id], Exception):
-            raise outcome
 
-    return process_partial_response(event, check, processor, context)
+def read(record: dict) -> Item:
+    try:
+        return Item(read_notification(clients.client("s3"), json.loads(record["body"])))
+    except Exception as error:  # this message is retried by SQS; the others go on
+        return Item(error=error)
 
 
 def read_notification(s3, notification: dict) -> list[EmailV1]:

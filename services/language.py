@@ -2,6 +2,7 @@
 such as tweets), restricted to the languages our customers write, "unknown" when it is not
 sure or when nothing but ids, numbers and links is left to read."""
 
+import functools
 import re
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
@@ -19,9 +20,12 @@ NOT_WORDS = re.compile(
 )
 
 
-def restricted_identifier() -> LanguageIdentifier:
-    """The model for LANGUAGES only: built anew from the restricted tables, so that the full
-    model's are freed (65 MB resident instead of 87, numpy included)."""
+@functools.cache
+def identifier() -> LanguageIdentifier:
+    """The model for LANGUAGES only, loaded once on first use (about 0.6 s: in the Lambda,
+    its first invocation; a `postwerk` command that never reads a text skips it), built anew
+    from the restricted tables so that the full model's are freed (65 MB resident instead of
+    87, numpy included)."""
     full = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     full.set_languages(list(LANGUAGES))
     return LanguageIdentifier(
@@ -35,13 +39,9 @@ def restricted_identifier() -> LanguageIdentifier:
     )
 
 
-# Loaded on import (about 0.6 s): in the Lambda that is the init phase, not a message's time.
-IDENTIFIER = restricted_identifier()
-
-
 def language(text: str) -> str:
     words = NOT_WORDS.sub(" ", text[:SAMPLE_CHARS])
     if sum(char.isalpha() for char in words) < MIN_LETTERS:
         return "unknown"
-    code, confidence = IDENTIFIER.classify(words)
+    code, confidence = identifier().classify(words)
     return code if confidence >= MIN_CONFIDENCE else "unknown"
