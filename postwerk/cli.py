@@ -15,6 +15,7 @@ from postwerk import (
     local_commands,
     model_commands,
     pipeline_commands,
+    reply_commands,
     sagemaker_commands,
 )
 from postwerk.output import handled
@@ -26,6 +27,7 @@ GROUPS = (
     sagemaker_commands,
     model_commands,
     dataset_commands,
+    reply_commands,
 )
 
 app = typer.Typer(

@@ -24,6 +24,7 @@ from email.policy import default as default_policy
 from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from string import Formatter
 
+import boto3
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
@@ -284,17 +285,19 @@ def send(
 
 
 def outbox(bucket: str) -> list[tuple[SentReply, str]]:
-    """Every sent reply with the key of its raw MIME, oldest first."""
+    """Every sent reply with the key of its raw MIME, oldest first (for `postwerk outbox`:
+    a client of its own, not the function's cached one)."""
+    s3 = boto3.client("s3")
     records = [
-        (sent_record(bucket, key), key.removesuffix(".json") + ".eml")
-        for key in list_keys(bucket, SENT)
+        (sent_record(bucket, key, s3), key.removesuffix(".json") + ".eml")
+        for key in list_keys(bucket, SENT, s3)
         if key.endswith(".json")
     ]
     return sorted(records, key=lambda pair: pair[0].sent_at)
 
 
-def sent_record(bucket: str, key: str) -> SentReply:
-    body = clients.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+def sent_record(bucket: str, key: str, s3=None) -> SentReply:
+    body = (s3 or clients.client("s3")).get_object(Bucket=bucket, Key=key)["Body"].read()
     return SentReply.model_validate_json(body)
 
 
@@ -327,10 +330,9 @@ def put_new(bucket: str, key: str, body: bytes) -> bool:
     return True
 
 
-def list_keys(bucket: str, prefix: str) -> list[str]:
-    pages = (
-        clients.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    )
+def list_keys(bucket: str, prefix: str, s3=None) -> list[str]:
+    s3 = s3 or clients.client("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 

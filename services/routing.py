@@ -16,6 +16,7 @@ its decision.
 
 import json
 
+import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
@@ -79,8 +80,9 @@ def send(entries: list[dict]) -> list[dict]:
 
 
 def queue_depths() -> dict[str, int]:
-    """Messages waiting per routing queue (a team's, or review), by queue name."""
-    sqs = clients.client("sqs")
+    """Messages waiting per routing queue (a team's, or review), by queue name (for
+    `postwerk status`: a client of its own, not the function's cached one)."""
+    sqs = boto3.client("sqs")
     urls = [
         url
         for prefix in QUEUE_PREFIXES

@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import boto3
 import pytest
+from typer.testing import CliRunner
 
+from postwerk.cli import app
 from postwerk.samples import generate, to_eml
 from services import replies
 from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call, stored  # noqa: F401
@@ -98,6 +100,15 @@ def test_a_reply_goes_out_once_threaded_to_the_original_sender(desk):
         boto3.client("s3").get_object(Bucket=ARTIFACTS, Key=pair["Key"])["Body"].read()
     )
     assert row["label"] == "complaint" and row["reply"] == request["text"]
+
+
+def test_the_outbox_lists_what_was_sent_with_its_mime(desk, monkeypatch):
+    request = {"draft_id": uuid.uuid4().hex, "text": "Grüße", "sender": "lena"}
+    assert call("POST", "/api/results/m9/send", request)[0] == 200
+    monkeypatch.setenv("POSTWERK_BUCKET", ARTIFACTS)
+    shown = CliRunner().invoke(app, ["outbox", "--raw"], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "lena" in shown.output and f"In-Reply-To: {desk[3].message_id}" in shown.output
 
 
 def test_bad_sends_are_refused_with_the_reason(desk):

@@ -28,6 +28,8 @@ CALLS = {
     "promote": (["some-job"], 2),
     "rollback": ([], 2),
     "dataset": (["build", "{eml}", "--name", "mail"], 2),
+    "backfill": (["{eml}"], 2),
+    "outbox": ([], 2),
 }
 
 

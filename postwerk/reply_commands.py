@@ -1,0 +1,39 @@
+"""`postwerk outbox`: the replies staff sent from the review page, as services/replies.py
+keeps them in the artifacts bucket (the record and the raw MIME that went to SES), whatever
+the local SES stores."""
+
+from typing import Annotated
+
+import boto3
+import typer
+from rich.table import Table
+
+from postwerk import sagemaker
+from postwerk.output import console
+from postwerk.settings import CliSettings
+from services import replies
+
+
+def outbox(
+    raw: Annotated[bool, typer.Option("--raw", help="print each reply's MIME as sent")] = False,
+) -> None:
+    """The sent replies, oldest first: when, who, which suggestion, how much was edited."""
+    bucket = sagemaker.artifact_bucket(CliSettings().bucket)
+    sent = replies.outbox(bucket)
+    table = Table(title=f"sent replies in s3://{bucket}/{replies.SENT}")
+    for column in ("sent at", "by", "e-mail", "suggestion", "edited", "status"):
+        table.add_column(column)
+    for record, _ in sent:
+        table.add_row(record.sent_at.isoformat(timespec="seconds"), record.sender,
+                      record.message_id, record.suggestion or "-", f"{record.edited:.0%}",
+                      record.status)  # fmt: skip
+    console.print(table)
+    if raw:
+        s3 = boto3.client("s3")
+        for record, key in sent:
+            if record.status == "sent":
+                mime = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                console.print(mime.decode(errors="replace"), markup=False, highlight=False)
+
+
+COMMANDS = {"outbox": outbox}
