@@ -1,5 +1,6 @@
 """`postwerk dataset build`: a mailbox's history as a labelled data set in the artifacts
-bucket (the work is in postwerk/dataset.py)."""
+bucket (the work is in postwerk/dataset.py); `postwerk backfill`: the same sources
+classified into the results (postwerk/backfill.py)."""
 
 import re
 from pathlib import Path
@@ -8,10 +9,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from postwerk import dataset, sagemaker
-from postwerk.errors import CommandError
+from postwerk import backfill, dataset, sagemaker
+from postwerk import deploy as stack
+from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console, handled
-from postwerk.settings import CliSettings
+from postwerk.settings import CliSettings, EndpointOption
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 Sources = Annotated[
@@ -68,8 +70,41 @@ def show_card(card: dataset.DataCard, bucket: str) -> None:
     console.print(f"train on it: postwerk train --dataset {card.name}")
 
 
+def backfill_archive(
+    sources: Sources,
+    endpoint: EndpointOption = None,
+    review_threshold: Annotated[
+        float, typer.Option(min=0, max=1, help="results scoring below need review")
+    ] = 0.75,
+) -> None:
+    """Classify an archive with a batch transform job of the served model; the results go
+    where the pipeline's go, marked as a backfill."""
+    settings = CliSettings()
+    outputs = stack.stack_outputs(settings.stack_name)
+    bucket = sagemaker.artifact_bucket(settings.bucket)
+    sagemaker.ensure_bucket(bucket)
+    where = backfill.Stack(outputs["RawBucket"], outputs["ResultsBucket"], outputs["ResultsTable"])
+    try:
+        outcome = backfill.backfill(
+            sources,
+            where,
+            bucket,
+            endpoint or settings.endpoint_name,
+            settings.serving_instance_type,
+            review_threshold,
+        )
+    except (backfill.BackfillError, dataset.DatasetError) as error:
+        raise CommandError(str(error)) from error
+    console.print(
+        f"{outcome.job}: {outcome.parsed} e-mail(s) parsed, {outcome.classified} classified, "
+        f"{outcome.kept_earlier} had a result already, {outcome.not_emails} not e-mails"
+    )
+    if outcome.failure:
+        raise CommandError(f"transform job {outcome.job}: {outcome.failure}", RAN_AND_FAILED)
+
+
 # `postwerk dataset ...`: registered in postwerk/cli.py beside the plain commands.
 dataset_app = typer.Typer(help="Labelled data sets from mail folders.", no_args_is_help=True)
 dataset_app.command("build")(handled(build))
 
-COMMANDS: dict = {}
+COMMANDS = {"backfill": backfill_archive}

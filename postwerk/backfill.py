@@ -1,0 +1,248 @@
+"""Classify an archive: `postwerk backfill SOURCE...`.
+
+The same sources as `postwerk dataset build` (postwerk/dataset.py reads them), each message
+stored raw in the raw bucket under backfill/ (outside incoming/, so the pipeline does not
+take it again; the review page and training on corrections read it from there), parsed with
+ingest's parser, and classified by a SageMaker batch transform job of the model the endpoint
+serves. Each result goes into the results table and bucket as classify writes them, with
+`backfill: <job>` on the item and the line, so the review page and the monitor see them and
+a reader can tell them apart. A message that has a result already keeps it.
+
+Streams: parsed records go to temporary files of PART_SIZE messages; the transform job
+answers a line per input line, in order, so each output part is matched with its input
+part line by line.
+"""
+
+import hashlib
+import json
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TextIO
+
+import boto3
+from botocore.exceptions import ClientError
+
+from postwerk import dataset
+from services.records import EmailV1, ModelIdentity, Prediction
+
+PREFIX = "backfill"  # in the raw bucket (messages) and the artifacts bucket (job files)
+PART_SIZE = 5000  # messages per transform input object
+UPLOADERS = 16
+FINISHED = ("Completed", "Failed", "Stopped")
+
+
+class BackfillError(Exception):
+    """No serving model, nothing to classify, or a transform job that failed."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    raw_bucket: str
+    results_bucket: str
+    results_table: str
+
+
+@dataclass
+class Outcome:
+    job: str
+    parsed: int
+    classified: int
+    kept_earlier: int  # had a result already
+    not_emails: int
+    failure: str | None
+
+
+def served_model(endpoint: str) -> str:
+    """The SageMaker model behind the endpoint's (single) production variant."""
+    sm = boto3.client("sagemaker")
+    try:
+        config_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    except ClientError as error:
+        raise BackfillError(f"no endpoint {endpoint}: deploy a model first") from error
+    config = sm.describe_endpoint_config(EndpointConfigName=config_name)
+    return config["ProductionVariants"][0]["ModelName"]
+
+
+@dataclass
+class Parsed:
+    parts: list[Path]  # EmailV1 JSON Lines, PART_SIZE a file
+    emails: int
+    not_emails: int
+
+
+def parse_into_parts(sources: Sequence[Path], raw_bucket: str, folder: Path) -> Parsed:
+    """Every message stored raw (a few uploads in flight at once) and parsed, once per
+    message id."""
+    from services.mail import NotAnEmail, parse_email  # its language model loads slowly
+
+    s3 = boto3.client("s3")
+    parsed = Parsed([], 0, 0)
+    seen: set[str] = set()
+    uploads: deque[Future] = deque()
+    out = None
+    with ThreadPoolExecutor(UPLOADERS) as pool:
+        for found in dataset.read_sources(sources):
+            key = f"{PREFIX}/{hashlib.sha256(found.raw).hexdigest()[:32]}.eml"
+            try:
+                email = parse_email(found.raw, raw_bucket, key)
+            except NotAnEmail:
+                parsed.not_emails += 1
+                continue
+            if email.message_id in seen:
+                continue
+            seen.add(email.message_id)
+            uploads.append(pool.submit(s3.put_object, Bucket=raw_bucket, Key=key, Body=found.raw))
+            while len(uploads) > 4 * UPLOADERS:
+                uploads.popleft().result()  # raises what an upload raised
+            if parsed.emails % PART_SIZE == 0:
+                out = next_part(out, folder, parsed.parts)
+            out.write(email.model_dump_json(by_alias=True) + "\n")
+            parsed.emails += 1
+        for upload in uploads:
+            upload.result()
+    if out:
+        out.close()
+    return parsed
+
+
+def next_part(out: TextIO | None, folder: Path, parts: list[Path]) -> TextIO:
+    if out:
+        out.close()
+    parts.append(folder / f"part-{len(parts):05d}.jsonl")
+    return parts[-1].open("w")
+
+
+def transform(model: str, artifacts: str, job: str, parts: list[Path], instance_type: str) -> dict:
+    """Upload the model's instances, run the transform job to its end; its description."""
+    s3 = boto3.client("s3")
+    prefix = f"{PREFIX}/{job}"
+    for part in parts:
+        with part.open() as emails:
+            body = "".join(
+                json.dumps(EmailV1.model_validate_json(line).model_text()) + "\n" for line in emails
+            )
+        s3.put_object(Bucket=artifacts, Key=f"{prefix}/input/{part.name}", Body=body.encode())
+    sm = boto3.client("sagemaker")
+    sm.create_transform_job(
+        TransformJobName=job,
+        ModelName=model,
+        BatchStrategy="MultiRecord",
+        TransformInput={
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": f"s3://{artifacts}/{prefix}/input/",
+                }
+            },
+            "ContentType": "application/jsonlines",
+            "SplitType": "Line",
+        },
+        TransformOutput={
+            "S3OutputPath": f"s3://{artifacts}/{prefix}/output",
+            "Accept": "application/jsonlines",
+            "AssembleWith": "Line",
+        },
+        TransformResources={"InstanceType": instance_type, "InstanceCount": 1},
+    )
+    return wait_for(sm, job)
+
+
+def wait_for(sm, job: str, poll_seconds: float = 2.0) -> dict:
+    while True:
+        described = sm.describe_transform_job(TransformJobName=job)
+        if described["TransformJobStatus"] in FINISHED:
+            return described
+        time.sleep(poll_seconds)
+
+
+def answers(artifacts: str, job: str, part: Path) -> Iterator[dict]:
+    """The output lines of one part (none where the job wrote no output for it)."""
+    key = f"{PREFIX}/{job}/output/{part.name}.out"
+    try:
+        body = boto3.client("s3").get_object(Bucket=artifacts, Key=key)["Body"].read()
+    except ClientError:
+        return iter(())
+    return (json.loads(line) for line in body.decode().splitlines())
+
+
+def store(stack: Stack, job: str, results: list) -> int:
+    """Results to the bucket (one object per part), then the table once per message id;
+    how many were new."""
+    from services.classify import SERIALIZER  # the functions' serializer, on use
+
+    dynamodb = boto3.client("dynamodb")
+    lines = [json.loads(r.model_dump_json(by_alias=True)) | {"backfill": job} for r in results]
+    now = datetime.now(UTC)
+    key = f"results/date={now:%Y-%m-%d}/backfill-{job}-{uuid.uuid4().hex[:8]}.jsonl"
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+    boto3.client("s3").put_object(Bucket=stack.results_bucket, Key=key, Body=body.encode())
+    new = 0
+    for line in lines:
+        document = json.loads(json.dumps(line), parse_float=Decimal)
+        try:
+            dynamodb.put_item(
+                TableName=stack.results_table,
+                Item={name: SERIALIZER.serialize(value) for name, value in document.items()},
+                ConditionExpression="attribute_not_exists(message_id)",
+            )
+            new += 1
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+    return new
+
+
+def results_of(part: Path, outputs: Iterator[dict], threshold: float) -> list:
+    """Each e-mail of the part with its answer (the same line of the output) as a result."""
+    from services.classify import to_result
+
+    found = []
+    with part.open() as emails:
+        for line, output in zip(emails, outputs, strict=False):
+            email = EmailV1.model_validate_json(line)
+            prediction = Prediction.model_validate(output)
+            if str(prediction.id) != email.message_id:
+                raise BackfillError(f"{part.name}: the transform's answers are out of order")
+            model = ModelIdentity.model_validate(output["model"])
+            found.append(to_result(email, prediction, model, threshold))
+    return found
+
+
+def backfill(
+    sources: Sequence[Path],
+    stack: Stack,
+    artifacts: str,
+    endpoint: str,
+    instance_type: str,
+    threshold: float,
+) -> Outcome:
+    """Parse, classify with a transform job, store; what happened."""
+    model = served_model(endpoint)
+    job = f"backfill-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory(prefix="postwerk-backfill-") as work:
+        parsed = parse_into_parts(sources, stack.raw_bucket, Path(work))
+        if not parsed.parts:
+            raise BackfillError(f"no e-mail in {', '.join(map(str, sources))}")
+        described = transform(model, artifacts, job, parsed.parts, instance_type)
+        classified = new = 0
+        for part in parsed.parts:
+            results = results_of(part, answers(artifacts, job, part), threshold)
+            classified += len(results)
+            new += store(stack, job, results) if results else 0
+    failed = described["TransformJobStatus"] != "Completed"
+    return Outcome(
+        job=job,
+        parsed=parsed.emails,
+        classified=new,
+        kept_earlier=classified - new,
+        not_emails=parsed.not_emails,
+        failure=described.get("FailureReason", "no reason given") if failed else None,
+    )
