@@ -246,6 +246,17 @@ def stack_outputs(name: str) -> dict[str, str]:
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
+def activate_mail_receiving(outputs: dict[str, str]) -> str | None:
+    """Make the stack's receipt rule set SES's active one (CloudFormation cannot); the MX
+    record the recipients' domains need. None when the stack receives no mail."""
+    rule_set = outputs.get("MailRuleSet")
+    if not rule_set:
+        return None
+    ses = boto3.client("ses")
+    ses.set_active_receipt_rule_set(RuleSetName=rule_set)
+    return f"10 inbound-smtp.{ses.meta.region_name}.amazonaws.com"
+
+
 def stack_failure(name: str) -> str:
     events = boto3.client("cloudformation").describe_stack_events(StackName=name)["StackEvents"]
     failed = [

@@ -28,6 +28,13 @@ def deploy(
     review_threshold: Annotated[
         float | None, typer.Option(min=0, max=1, help="default: the functions' setting")
     ] = None,
+    mail_to: Annotated[
+        str,
+        typer.Option(
+            envvar="POSTWERK_MAIL_RECIPIENTS",
+            help="aws: receive mail for these domains/addresses through SES (comma-separated)",
+        ),
+    ] = "",
 ) -> None:
     """Deploy the pipeline's stack; with --target aws also push the model image, upload the
     model and create or update the endpoint. The same steps as the local deploy."""
@@ -55,6 +62,7 @@ def deploy(
         "EndpointName": settings.endpoint_name,
         "ReviewThreshold": str(review_threshold),
         "ReviewToken": settings.review_token,
+        "MailRecipients": mail_to.replace(" ", "") if target == "aws" else "",
     }
     if dry_run:
         show_plan(settings, deploy_target, bucket, template, image, model)
@@ -65,6 +73,8 @@ def deploy(
     show_outputs(settings.stack_name, outputs)
     if target == "aws":
         serve_on_aws(settings, outputs, bucket, image, model, instances)
+        if mx := stack.activate_mail_receiving(outputs):
+            console.print(f"mail receiving is on: set the MX record of {mail_to} to {mx}")
 
 
 def serve_on_aws(settings, outputs, bucket, image, model, instances) -> None:
