@@ -5,6 +5,11 @@ Docker containers of the job's image (the compose backend, GPU when the host has
 Both give the service the same few calls: `train` and `serve` start a run, and a run is
 what `subprocess.Popen` offers (`stdout` lines, `poll`, `wait`, `returncode`); `terminate`
 stops it as SageMaker does (SIGTERM, SIGKILL after a grace period).
+
+A job on several instances runs one training container per host (`train(..., host=...)`):
+as processes they find each other on 127.0.0.1 (MASTER_ADDR, gloo on the loopback); as
+containers they join a network of the job's own under their host names (algo-1 ... algo-N),
+which `release(job)` removes when the job is over.
 """
 
 import os
@@ -32,8 +37,15 @@ class LocalProcesses:
     def __init__(self, python: str):
         self.python = python
 
-    def train(self, image: str, base_dir: Path, environment: dict[str, str]) -> Run:
-        return self._start("train", base_dir, environment)
+    def train(
+        self, image: str, base_dir: Path, environment: dict[str, str], host="", job=""
+    ) -> Run:
+        # the hosts of a multi-instance job are all this machine
+        local = {"MASTER_ADDR": HOST, "GLOO_SOCKET_IFNAME": "lo"} if host else {}
+        return self._start("train", base_dir, environment | local)
+
+    def release(self, job: str) -> None:
+        """Nothing to clean up after the hosts of a job."""
 
     def serve(self, image: str, base_dir: Path, environment: dict[str, str]) -> tuple[Run, str]:
         port = free_port()
@@ -83,8 +95,30 @@ class DockerContainers:
         self.state_volume = state_volume
         self.device_requests = self._device_requests(gpus)
 
-    def train(self, image: str, base_dir: Path, environment: dict[str, str]) -> Run:
-        return self._start(image, "train", base_dir, environment, self._name("train"))
+    def train(
+        self, image: str, base_dir: Path, environment: dict[str, str], host="", job=""
+    ) -> Run:
+        if not host:
+            return self._start(image, "train", base_dir, environment, self._name("train"))
+        from docker.types import EndpointConfig
+
+        network = self._job_network(job)
+        aliases = {network: EndpointConfig(self.client.api._version, aliases=[host])}
+        return self._start(
+            image, "train", base_dir, environment, self._name("train"),
+            network=network, hostname=host, networking_config=aliases,
+        )  # fmt: skip
+
+    def release(self, job: str) -> None:
+        """Remove the network of a multi-instance job, if it had one."""
+        for network in self.client.networks.list(names=[f"postwerk-job-{job}"]):
+            network.remove()
+
+    def _job_network(self, job: str) -> str:
+        name = f"postwerk-job-{job}"
+        if not self.client.networks.list(names=[name]):
+            self.client.networks.create(name, driver="bridge", labels={"postwerk.job": job})
+        return name
 
     def serve(self, image: str, base_dir: Path, environment: dict[str, str]) -> tuple[Run, str]:
         name = self._name("serve")
@@ -104,7 +138,10 @@ class DockerContainers:
         run.container.remove(force=True)
         return code
 
-    def _start(self, image, command, base_dir, environment, name, ports=None) -> "ContainerRun":
+    def _start(
+        self, image, command, base_dir, environment, name, ports=None, **placement
+    ) -> "ContainerRun":
+        """`placement`: network, hostname and networking_config of a host of a job."""
         if self.state_volume:
             volumes = {self.state_volume: {"bind": str(self.state_dir), "mode": "rw"}}
             base = str(base_dir)
@@ -118,10 +155,10 @@ class DockerContainers:
             detach=True,
             environment=environment | {"SAGEMAKER_BASE_DIR": base, "PYTHONUNBUFFERED": "1"},
             volumes=volumes,
-            network=self.network or None,
             ports=ports,
             device_requests=self.device_requests,
             labels={"postwerk.role": command},
+            **({"network": self.network or None} | placement),
         )
         return ContainerRun(container)
 

@@ -9,6 +9,7 @@ Failed or Stopped. Each job runs on its own thread; the store holds its Describe
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 import tarfile
@@ -31,6 +32,7 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 FINISHED = {"Completed", "Failed", "Stopped"}
 STOP_GRACE_SECONDS = 120  # what SageMaker gives a container between SIGTERM and SIGKILL
+MAX_INSTANCES = 8  # hosts of one job, all on this machine
 
 log = logging.getLogger("postwerk.sagemaker")
 
@@ -46,6 +48,7 @@ class Run:
     done: threading.Event = field(default_factory=threading.Event)
     on_metric: MetricListener | None = None
     max_runtime_exceeded: bool = False
+    failed_hosts: list[str] = field(default_factory=list)  # the first to fail, first
 
 
 class JobStopped(Exception):
@@ -141,10 +144,10 @@ class TrainingJobs:
         algorithm = required(request, "AlgorithmSpecification")
         output = required(request, "OutputDataConfig")
         resources = required(request, "ResourceConfig")
-        if resources.get("InstanceCount", 1) != 1:
+        if not 1 <= int(resources.get("InstanceCount", 1)) <= MAX_INSTANCES:
             raise validation(
-                "the local SageMaker service runs a job on one instance; "
-                "set ResourceConfig.InstanceCount to 1"
+                f"ResourceConfig.InstanceCount must be from 1 to {MAX_INSTANCES} "
+                "on the local SageMaker service"
             )
         for definition in algorithm.get("MetricDefinitions", []):
             try:
@@ -225,76 +228,123 @@ class TrainingJobs:
         document = self.describe(name)
         s3 = S3()
         self._set_secondary(name, "Downloading", "Downloading input data")
-        self._lay_out(document, job_dir, s3)
+        bases = self._lay_out(document, job_dir, s3)
         if run.stop_requested.is_set():
             raise JobStopped
         self._set_secondary(name, "Training", "Training in progress", training_start=True)
-        exit_code = self._train(name, run, document, job_dir)
+        failure = self._train(name, run, document, bases)
         self._set_secondary(name, "Uploading", "Uploading generated training model")
-        self._upload(name, document, job_dir, s3)
+        self._upload(name, document, bases["algo-1"], s3)  # the first host's, as on AWS
         if run.max_runtime_exceeded:
             self._set_status(
                 name, "Stopped", "MaxRuntimeExceeded", "The job exceeded MaxRuntimeInSeconds"
             )
         elif run.stop_requested.is_set():
             raise JobStopped
-        elif exit_code == 0:
+        elif failure is None:
             self._set_status(name, "Completed", "Completed", "Training job completed")
         else:
-            self._fail(name, failure_reason(job_dir, exit_code))
+            self._fail(name, failure)
 
-    def _lay_out(self, document: Document, job_dir: Path, s3: S3) -> None:
-        """The /opt/ml tree of the SageMaker training contract, relocated to job_dir."""
+    def _lay_out(self, document: Document, job_dir: Path, s3: S3) -> dict[str, Path]:
+        """The /opt/ml tree of the SageMaker training contract for each host: job_dir itself
+        for one instance, job_dir/algo-<i> for several (channels FullyReplicated, or the
+        objects dealt out by key for ShardedByS3Key). Returns host name -> its tree."""
         shutil.rmtree(job_dir, ignore_errors=True)
-        config = job_dir / "input" / "config"
-        config.mkdir(parents=True)
+        names = hosts(document)
+        bases = {names[0]: job_dir} if len(names) == 1 else {h: job_dir / h for h in names}
+        first = bases[names[0]]
         channels = {}
         for channel in document["InputDataConfig"]:
-            uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-            s3.download_prefix(uri, job_dir / "input" / "data" / channel["ChannelName"])
+            source = channel["DataSource"]["S3DataSource"]
+            folder = Path("input") / "data" / channel["ChannelName"]
+            s3.download_prefix(source["S3Uri"], first / folder)
+            distribution = source.get("S3DataDistributionType", "FullyReplicated")
+            share(first / folder, [bases[h] / folder for h in names], distribution)
             channels[channel["ChannelName"]] = {
                 "ContentType": channel.get("ContentType", ""),
                 "TrainingInputMode": channel.get("InputMode", "File"),
-                "S3DistributionType": channel["DataSource"]["S3DataSource"].get(
-                    "S3DataDistributionType", "FullyReplicated"
-                ),
+                "S3DistributionType": distribution,
                 "RecordWrapperType": channel.get("RecordWrapperType", "None"),
             }
         checkpoints = document.get("CheckpointConfig", {}).get("S3Uri")
-        if checkpoints:
-            # no checkpoints yet: the first run of this job
-            with contextlib.suppress(ArtifactError):
-                s3.download_prefix(checkpoints, job_dir / "checkpoints")
-        files = {
-            "hyperparameters.json": document["HyperParameters"],
-            "inputdataconfig.json": channels,
-            "resourceconfig.json": {
-                "current_host": "algo-1",
-                "hosts": ["algo-1"],
-                "network_interface_name": "eth0",
-            },
-        }
-        for filename, content in files.items():
-            (config / filename).write_text(json.dumps(content))
-        for folder in ("model", "output/data", "checkpoints"):
-            (job_dir / folder).mkdir(parents=True, exist_ok=True)
+        for host, base in bases.items():
+            if checkpoints:
+                # no checkpoints yet: the first run of this job
+                with contextlib.suppress(ArtifactError):
+                    s3.download_prefix(checkpoints, base / "checkpoints")
+            files = {
+                "hyperparameters.json": document["HyperParameters"],
+                "inputdataconfig.json": channels,
+                "resourceconfig.json": {
+                    "current_host": host,
+                    "hosts": names,
+                    "network_interface_name": "eth0",
+                },
+            }
+            (base / "input" / "config").mkdir(parents=True, exist_ok=True)
+            for filename, content in files.items():
+                (base / "input" / "config" / filename).write_text(json.dumps(content))
+            for folder in ("model", "output/data", "checkpoints"):
+                (base / folder).mkdir(parents=True, exist_ok=True)
+        return bases
 
-    def _train(self, name: str, run: Run, document: Document, job_dir: Path) -> int:
-        """Run the container to its end, streaming its log and collecting its metrics."""
+    def _train(self, name: str, run: Run, document: Document, bases: dict[str, Path]):
+        """Run a container per host to their end, each streaming its log (metrics from the
+        first host, where rank 0 prints them). Returns the failure reason, None when every
+        host exited 0; the first host to fail stops the others."""
+        image = document["AlgorithmSpecification"]["TrainingImage"]
+        several = len(bases) > 1
+        processes = {
+            host: self.containers.train(
+                image, base, document["Environment"], host=host if several else "", job=name
+            )
+            for host, base in bases.items()
+        }
+        watchdog = threading.Thread(
+            target=self._watch, args=(run, processes, document), daemon=True
+        )
+        watchdog.start()
+        final: dict[str, dict] = {}
+        pumps = [
+            threading.Thread(
+                target=self._pump,
+                args=(name, run, document, host, process, final if host == "algo-1" else None),
+            )
+            for host, process in processes.items()
+        ]
+        for pump in pumps:
+            pump.start()
+        for pump in pumps:
+            pump.join()
+        codes = {host: process.wait() for host, process in processes.items()}
+        watchdog.join()
+        self.containers.release(name)
+        self.store.update(KIND, name, lambda d: d.update(FinalMetricDataList=list(final.values())))
+        failed = [host for host in run.failed_hosts if codes[host] != 0] or [
+            host for host, code in codes.items() if code != 0
+        ]
+        if not failed:
+            return None
+        host = failed[0]
+        reason = failure_reason(bases[host], codes[host])
+        return (
+            reason.replace("AlgorithmError: ", f"AlgorithmError: {host}: ") if several else reason
+        )
+
+    def _pump(self, name, run, document, host, process, final: dict | None) -> None:
+        """One host's output to its log stream; its metric lines when `final` is given."""
         definitions = [
             (d["Name"], re.compile(d["Regex"]))
             for d in document["AlgorithmSpecification"].get("MetricDefinitions", [])
         ]
-        stream = LogStream(LOG_GROUP, f"{name}/algo-1-{int(document['CreationTime'])}")
+        stream = LogStream(LOG_GROUP, f"{name}/{host}-{int(document['CreationTime'])}")
         metrics = MetricPublisher(LOG_GROUP, {"TrainingJobName": name})
-        image = document["AlgorithmSpecification"]["TrainingImage"]
-        process = self.containers.train(image, job_dir, document["Environment"])
-        watchdog = threading.Thread(target=self._watch, args=(run, process, document), daemon=True)
-        watchdog.start()
-        final: dict[str, dict] = {}
         for line in process.stdout:
             line = line.rstrip("\n")
             stream.write(line)
+            if final is None:
+                continue
             for metric, regex in definitions:
                 match = regex.search(line)
                 if match:
@@ -303,22 +353,25 @@ class TrainingJobs:
                     metrics.put(metric, value)
                     if run.on_metric:
                         run.on_metric(name, metric, value)
-        exit_code = process.wait()
         stream.flush()
-        self.store.update(KIND, name, lambda d: d.update(FinalMetricDataList=list(final.values())))
-        return exit_code
 
-    def _watch(self, run: Run, process, document: Document) -> None:
-        """Stop the container on StopTrainingJob or when MaxRuntimeInSeconds passes."""
+    def _watch(self, run: Run, processes: dict, document: Document) -> None:
+        """Stop every host on StopTrainingJob, when MaxRuntimeInSeconds passes, or when one
+        host fails (its peers would wait for it until their own timeouts)."""
         max_runtime = document["StoppingCondition"].get("MaxRuntimeInSeconds")
         deadline = time.monotonic() + max_runtime if max_runtime else None
-        while process.poll() is None:
+        while any(process.poll() is None for process in processes.values()):
+            failed = [h for h, p in processes.items() if p.poll() not in (None, 0)]
+            if failed:
+                run.failed_hosts = failed
+                break
             if run.stop_requested.wait(0.5):
                 break
             if deadline and time.monotonic() > deadline:
                 run.max_runtime_exceeded = True
                 break
-        self.containers.terminate(process, STOP_GRACE_SECONDS)
+        for process in processes.values():
+            self.containers.terminate(process, STOP_GRACE_SECONDS)
 
     def _upload(self, name: str, document: Document, job_dir: Path, s3: S3) -> None:
         prefix = f"{document['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
@@ -381,6 +434,28 @@ class TrainingJobs:
                     "InternalServerError: the local SageMaker service stopped while the "
                     "job ran; start it again (it resumes from CheckpointConfig, if set)",
                 )
+
+
+def hosts(document: Document) -> list[str]:
+    return [
+        f"algo-{i}" for i in range(1, int(document["ResourceConfig"].get("InstanceCount", 1)) + 1)
+    ]
+
+
+def share(folder: Path, targets: list[Path], distribution: str) -> None:
+    """A channel downloaded into `folder` (the first host's), on every host: all of it
+    (FullyReplicated, hard links), or every N-th object (ShardedByS3Key)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for index, target in reversed(list(enumerate(targets))):  # the first host's folder last
+        for number, path in enumerate(files):
+            mine = distribution != "ShardedByS3Key" or number % len(targets) == index
+            if target == folder:
+                if not mine:
+                    path.unlink()
+                continue
+            if mine:
+                (target / path.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, target / path.relative_to(folder))
 
 
 def failure_reason(job_dir: Path, exit_code: int) -> str:
