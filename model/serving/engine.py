@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -61,10 +62,22 @@ class TorchEngine:
         return self.model(**tensors).logits.float().cpu().numpy()
 
 
+def import_openvino():
+    """openvino with its usage telemetry off.
+
+    `import openvino` alone sends an event to Google Analytics unless the user opted out
+    (docs.openvino.ai, "OpenVINO Telemetry"); so does each conversion. A None in sys.modules
+    makes `import openvino_telemetry` fail, and OpenVINO falls back to its own no-op stub.
+    """
+    sys.modules.setdefault("openvino_telemetry", None)
+    import openvino
+
+    return openvino
+
+
 class OpenVinoEngine:
     def __init__(self, model_dir: Path, threads: int):
-        import openvino as ov
-
+        ov = import_openvino()
         xml = ensure_ir(model_dir)
         compiled = ov.Core().compile_model(xml, "CPU", {"INFERENCE_NUM_THREADS": threads})
         self.input_names = {port.get_any_name() for port in compiled.inputs}
@@ -105,7 +118,7 @@ def ir_is_current(model_dir: Path) -> bool:
 
 def convert_to_ir(model_dir: Path) -> None:
     """Trace the safetensors model with example inputs; the IR keeps batch and length dynamic."""
-    import openvino as ov
+    ov = import_openvino()
 
     model = load_torch_model(model_dir)
     example = {

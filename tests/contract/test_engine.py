@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 
 import pytest
 
@@ -56,3 +57,7 @@ def test_a_changed_cached_file_is_converted_again(converted, tmp_path):
     predictor = Predictor(model_dir, 4, engine="openvino")
     assert sha256(weights) == original
     assert predictor.predict(["Kündigung"], top_k=1)[0].label in predictor.labels
+
+
+def test_openvino_telemetry_stays_off(converted):
+    assert sys.modules["openvino_telemetry"] is None, "OpenVINO's no-op stub, not the sender"
