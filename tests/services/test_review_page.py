@@ -1,0 +1,105 @@
+"""The review page's reply flow in headless Chromium, keyboard only, against the feedback
+function served in-process (no stack): suggestions in the e-mail's language, edit, send
+once."""
+
+import base64
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from services import feedback, replies
+from tests.e2e.test_pipeline import LOW_CONTRAST_TEXTS
+from tests.services.conftest import LambdaContext
+from tests.services.test_feedback import ARTIFACTS, http_event, stored  # noqa: F401
+from tests.services.test_replies import desk  # noqa: F401
+
+SCREENSHOT = "/tmp/postwerk-review-reply.png"  # looked at for the README
+
+
+class Gateway(BaseHTTPRequestHandler):
+    """API Gateway's HTTP API in front of the feedback function, in this process."""
+
+    def do_GET(self):
+        self.forward()
+
+    def do_POST(self):
+        self.forward()
+
+    def forward(self):
+        url = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length).decode() if length else None
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        event = http_event(self.command, url.path, body, dict(parse_qsl(url.query)), headers)
+        answer = feedback.handler(event, LambdaContext())
+        payload = answer["body"] or ""
+        data = base64.b64decode(payload) if answer.get("isBase64Encoded") else payload.encode()
+        self.send_response(answer["statusCode"])
+        for name, value in answer.get("headers", {}).items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):  # the e-mails stay out of the test's output
+        pass
+
+
+@pytest.fixture
+def page(desk):  # noqa: F811
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no chromium here (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    server = HTTPServer(("127.0.0.1", 0), Gateway)  # one request at a time, as one Lambda
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+        tab = browser.new_page()
+        tab.goto(f"http://127.0.0.1:{server.server_port}/")
+        yield tab
+        browser.close()
+    server.shutdown()
+
+
+def test_a_suggested_reply_is_picked_edited_and_sent_once_by_keyboard(page, desk):  # noqa: F811
+    from playwright.sync_api import expect
+
+    page.fill("#reviewer", "Lena")
+    page.locator("#reviewer").dispatch_event("change")
+    page.select_option("#filter", "all")
+    rows = page.locator("#rows tr")
+    expect(rows.nth(3)).to_be_visible()
+    page.locator("h1").click()  # keyboard focus on the page, not in a field
+    for _ in range(4):  # to the German complaint m0, the oldest
+        page.keyboard.press("ArrowDown")
+    expect(rows.nth(3)).to_have_class("selected")
+    expect(page.locator("#detail pre")).to_contain_text(desk[0].body.split("\n\n")[1][:40])
+    expect(page.locator("#suggestions button")).to_have_text(["Use: Antwort Beschwerde"])
+    page.keyboard.press("r")
+    page.keyboard.press("Enter")
+    text = page.locator("#reply-text")
+    expect(text).to_be_focused()
+    assert text.input_value().startswith(f"Guten Tag {desk[0].sender_name},")
+    page.keyboard.press("End")
+    page.keyboard.type(" Wir melden uns.")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("sent.")
+    assert page.evaluate(LOW_CONTRAST_TEXTS) == []
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    page.keyboard.press("Enter")  # a second click
+    expect(page.locator("#status")).to_contain_text("already sent")
+    [(record, _)] = replies.outbox(ARTIFACTS)
+    assert record.sender == "Lena" and record.suggestion.startswith("template:")
+
+    page.locator("h1").click()
+    for _ in range(3):  # to the English complaint m9, the newest
+        page.keyboard.press("ArrowUp")
+    expect(rows.nth(0)).to_have_class("selected")
+    expect(page.locator("#suggestions button")).to_have_text(["Use: Complaint reply"])
