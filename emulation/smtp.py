@@ -9,6 +9,7 @@ while there is no stack (so no raw bucket) it answers 451, and a sender tries ag
 
 import argparse
 import asyncio
+import re
 import secrets
 import signal
 import smtplib
@@ -31,6 +32,7 @@ PREFIX = "incoming/"
 RELAY_DENIED = "550 5.7.1 Relaying denied"  # no receipt rule covers the recipient
 NOT_A_MESSAGE = "554 5.6.0 Message is not an RFC 5322 message"
 TRY_LATER = "451 4.3.0 Temporary service failure, try again later"
+BARE_LF = re.compile(rb"(?<!\r)\n")  # .eml files often end lines so; SMTP's lines end CRLF
 
 
 def covers(recipients: Sequence[str], address: str) -> bool:
@@ -128,7 +130,7 @@ def deliver(raw: bytes, port: int, sender: str, recipient: str) -> str:
         client.ehlo()
         expect(client.mail(sender), "MAIL FROM")
         expect(client.rcpt(recipient), "RCPT TO")
-        reply = expect(client.data(raw), "DATA")
+        reply = expect(client.data(BARE_LF.sub(b"\r\n", raw)), "DATA")
     return PREFIX + reply.split()[-1]  # "Ok <SES message id>"
 
 

@@ -164,7 +164,9 @@ def test_postwerk_send_smtp_mails_through_the_server(stack, tmp_path, monkeypatc
     monkeypatch.setenv("POSTWERK_STACK_NAME", stack)
     monkeypatch.setenv("POSTWERK_SMTP_PORT", str(port))
     monkeypatch.setenv("POSTWERK_STATE_DIR", str(tmp_path / "state"))
-    (tmp_path / "a.eml").write_bytes(bytes(make_message()))
+    long_lines = make_message()
+    long_lines.set_content("Die Rechnung kam zweimal.\n" * 100)  # over SMTP's 1,000 per line
+    (tmp_path / "a.eml").write_bytes(bytes(long_lines))  # LF line ends, as files have
     try:
         result = CliRunner().invoke(app, ["send", "--smtp", str(tmp_path / "a.eml")])
     finally:
