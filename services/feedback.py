@@ -250,7 +250,7 @@ def send_reply(message_id: str, request: Annotated[replies.SendRequest, Body()])
     try:
         record, sent = replies.send(settings().artifacts_bucket, settings().support_address,
                                     email, raw, item.label, request)  # fmt: skip
-    except replies.NoReplyAddress as error:
+    except (replies.NoReplyAddress, replies.UnfinishedReply) as error:
         raise BadRequestError(f"cannot reply: {error}") from None
     except ClientError as error:
         raise ServiceError(

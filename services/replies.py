@@ -62,6 +62,10 @@ class NoReplyAddress(ValueError):
     """The original e-mail gives no address a reply could go to; the message says why."""
 
 
+class UnfinishedReply(ValueError):
+    """The reply still holds placeholders the staff were to complete."""
+
+
 class UnknownPlaceholder(ValueError):
     """A template uses a placeholder not in PLACEHOLDERS."""
 
@@ -251,6 +255,9 @@ def send(
     sent it (False: it was sent, or is being sent, already)."""
     if not support:
         raise NoReplyAddress("no support address is configured to send from")
+    left = sorted(set(re.findall(r"\{(\w+)\}", request.text)) & PLACEHOLDERS.keys())
+    if left:
+        raise UnfinishedReply(f"complete {', '.join('{' + n + '}' for n in left)} first")
     address = reply_address(raw)
     prefix = f"{SENT}{email_key(email.message_id)}/{request.draft_id}"
     record = SentReply(

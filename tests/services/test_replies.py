@@ -19,8 +19,8 @@ from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call, stored  # 
 SUPPORT = "service@postwerk.example"
 GERMAN = ("Antwort Beschwerde", "{salutation}\n\nzu Ihrem Vertrag {contract_number}: "
           "Entschuldigung.\nIhre Kundennummer: {customer_number}\n\nViele Grüße")  # fmt: skip
-ENGLISH = ("Complaint reply", "{salutation}\n\nwe are sorry. Your customer number: "
-           "{customer_number}\n\nKind regards")  # fmt: skip
+ENGLISH = ("Complaint reply", "{salutation}\n\nwe are sorry about contract "
+           "{contract_number}.\n\nKind regards")  # fmt: skip
 
 
 @pytest.fixture
@@ -130,3 +130,11 @@ def test_the_new_routes_want_the_review_token(desk, monkeypatch):
                          ("GET", "/api/results/m0/suggestions"),
                          ("POST", "/api/results/m0/send")):  # fmt: skip
         assert call(method, path, {})[0] == 401
+
+
+def test_a_reply_with_placeholders_left_is_not_sent(desk):
+    request = {"draft_id": uuid.uuid4().hex, "text": "Ihre Nummer: {customer_number}",
+               "sender": "lena"}  # fmt: skip
+    status, answer = call("POST", "/api/results/m9/send", request)
+    assert status == 400 and "{customer_number}" in answer["message"]
+    assert replies.outbox(ARTIFACTS) == []

@@ -86,8 +86,16 @@ def test_a_suggested_reply_is_picked_edited_and_sent_once_by_keyboard(page, desk
     text = page.locator("#reply-text")
     expect(text).to_be_focused()
     assert text.input_value().startswith(f"Guten Tag {desk[0].sender_name},")
-    page.keyboard.press("End")
-    page.keyboard.type(" Wir melden uns.")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#alert")).to_contain_text("complete {customer_number} first")
+    page.keyboard.press("Shift+Tab")  # back to the draft: fill in what the e-mail lacked
+    page.keyboard.press("Control+Home")
+    for _ in range(3):
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("Shift+End")
+    page.keyboard.type("Ihre Kundennummer: 12345")
+    assert "{" not in text.input_value()
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     expect(page.locator("#status")).to_contain_text("sent.")
