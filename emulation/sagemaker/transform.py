@@ -154,13 +154,17 @@ class TransformJobs:
             "TransformJobArn",
             "CreationTime",
             "TransformEndTime",
-            "LastModifiedTime",
             "TransformJobStatus",
             "FailureReason",
         )
+        summaries = [
+            {key: job[key] for key in keys if key in job}
+            | {"LastModifiedTime": job.get("TransformEndTime", job["CreationTime"])}
+            for job in jobs
+        ]
         return paginate(
             request,
-            [{key: job[key] for key in keys if key in job} for job in jobs],
+            summaries,
             "TransformJobSummaries",
             sort_keys={
                 "Name": "TransformJobName",
@@ -239,7 +243,6 @@ class TransformJobs:
             "TransformResources": resources,
             **({"DataProcessing": processing} if processing else {}),
             "CreationTime": created,
-            "LastModifiedTime": created,
         }
 
     def _run(self, name: str) -> None:
@@ -432,7 +435,7 @@ class TransformJobs:
     # --- status bookkeeping ---------------------------------------------------------------
 
     def _change(self, name: str, **changes: Any) -> None:
-        self.store.update(KIND, name, lambda d: d.update(changes, LastModifiedTime=now()))
+        self.store.update(KIND, name, lambda d: d.update(changes))
 
     def _finish(self, name: str, status: str, **changes: Any) -> None:
         self._change(name, TransformJobStatus=status, TransformEndTime=now(), **changes)

@@ -1,10 +1,7 @@
-"""Operations the SageMaker clients need beyond the pipeline's: tags, tuning job lists,
-weights and capacities, metrics in CloudWatch; and an audit of every Describe answer
-against botocore's service model (required members, types, no unknown members)."""
+"""Operations the SageMaker clients need beyond the pipeline's (tags, weights and
+capacities), and an audit of Describe answers against botocore's service model (required
+members, types, no unknown members); test_sdk_clients audits those of the SDK's jobs."""
 
-import datetime
-
-import boto3
 import botocore.session
 import httpx
 import pytest
@@ -18,7 +15,6 @@ from tests.emulation.test_sagemaker_endpoints import (
     invoke,
     wait_in_service,
 )
-from tests.emulation.test_sagemaker_tuning import tuning_request, wait
 
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
 
@@ -77,58 +73,6 @@ def test_other_operations_say_they_are_not_supported(sagemaker):
     with pytest.raises(ClientError, match="no operation 'ListContexts'") as error:
         sm.list_contexts()
     assert error.value.response["Error"]["Code"] == "UnknownOperationException"
-
-
-def test_a_tuning_job_as_sdk_2_sends_it(sagemaker, sagemaker_service, tiny_bert):
-    """HyperParameterTuningResourceConfig instead of ResourceConfig; the description has
-    `_tuning_objective_metric`, the metrics reach CloudWatch; list and delete."""
-    sm, _, s3 = sagemaker
-    url = sagemaker_service[1]
-    config = {
-        "Strategy": "Random",
-        "ResourceLimits": {"MaxNumberOfTrainingJobs": 1, "MaxParallelTrainingJobs": 1},
-    }
-    request = tuning_request("sdk2-shape", s3, tiny_bert, config, epochs=1)
-    definition = request["TrainingJobDefinition"]
-    definition["HyperParameterTuningResourceConfig"] = definition.pop("ResourceConfig")
-    sm.create_hyper_parameter_tuning_job(**request, Tags=[{"Key": "k", "Value": "v"}])
-    job = wait(sm, "sdk2-shape")
-    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
-    description = audit(
-        url, "DescribeHyperParameterTuningJob", HyperParameterTuningJobName="sdk2-shape"
-    )
-    stored = description["TrainingJobDefinition"]
-    assert stored["StaticHyperParameters"]["_tuning_objective_metric"] == "validation_loss"
-    assert stored["ResourceConfig"]["InstanceCount"] == 1
-
-    best = job["BestTrainingJob"]["TrainingJobName"]
-    training = audit(url, "DescribeTrainingJob", TrainingJobName=best)
-    assert training["OutputDataConfig"]["KmsKeyId"] == ""
-    statistics = boto3.client("cloudwatch").get_metric_statistics(
-        Namespace="/aws/sagemaker/TrainingJobs",
-        MetricName="validation_loss",
-        Dimensions=[{"Name": "TrainingJobName", "Value": best}],
-        StartTime=datetime.datetime.fromtimestamp(training["CreationTime"] - 60),
-        EndTime=datetime.datetime.fromtimestamp(training["TrainingEndTime"] + 60),
-        Period=60,
-        Statistics=["Average"],
-    )
-    assert statistics["Datapoints"], "the job's metrics are in CloudWatch"
-    assert sm.list_tags(ResourceArn=job["HyperParameterTuningJobArn"])["Tags"] == [
-        {"Key": "k", "Value": "v"}
-    ]
-
-    listed = audit(url, "ListHyperParameterTuningJobs", NameContains="sdk2-shape")
-    names = [s["HyperParameterTuningJobName"] for s in listed["HyperParameterTuningJobSummaries"]]
-    assert names == ["sdk2-shape"]
-    sm.delete_hyper_parameter_tuning_job(HyperParameterTuningJobName="sdk2-shape")
-    assert (
-        sm.list_hyper_parameter_tuning_jobs(NameContains="sdk2-shape")[
-            "HyperParameterTuningJobSummaries"
-        ]
-        == []
-    )
-    assert sm.describe_training_job(TrainingJobName=best)["TrainingJobStatus"] == "Completed"
 
 
 def test_weights_and_capacities(sagemaker, sagemaker_service, trained_job):

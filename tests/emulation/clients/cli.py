@@ -1,5 +1,5 @@
-"""A script's session with the AWS CLI against the local service: train, deploy, invoke,
-update, transform, tag, delete; every call is `aws sagemaker ...` as a user types it.
+"""A script's session with the AWS CLI against the local service: deploy a model, invoke,
+update, rescale, transform, tag, delete; every call is `aws sagemaker ...` as a user types it.
 
 Run with the CLI venv's Python: `python cli.py '<json arguments>'`. Prints one JSON object,
 client call -> "ok" or the error, and exits 1 when a call failed.
@@ -37,26 +37,14 @@ def until(command: list[str], key: str, done: set[str]) -> dict:
     raise SystemExit(f"{' '.join(command)}: still {answer[key]}")
 
 
-training = arguments["training"]
-name = training["TrainingJobName"]
-aws("sagemaker", "create-training-job", "--cli-input-json", json.dumps(training))
-job = until(
-    ["sagemaker", "describe-training-job", "--training-job-name", name],
-    "TrainingJobStatus",
-    {"Completed", "Failed", "Stopped"},
-)
-if job["TrainingJobStatus"] != "Completed":
-    results["sagemaker describe-training-job"] = job.get("FailureReason", "")
-aws("sagemaker", "list-training-jobs", "--name-contains", name)
-aws("sagemaker", "list-tags", "--resource-arn", job["TrainingJobArn"])
-
+model_data = arguments["model_data"]
 container = {
     "Image": "postwerk-model:latest",
-    "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
+    "ModelDataUrl": model_data,
 }
-aws("sagemaker", "create-model", "--model-name", "cli-model",
+model_arn = aws("sagemaker", "create-model", "--model-name", "cli-model",
     "--execution-role-arn", arguments["role"], "--primary-container", json.dumps(container),
-    "--tags", "Key=team,Value=routing")  # fmt: skip
+    "--tags", "Key=team,Value=routing")["ModelArn"]  # fmt: skip
 variant = "VariantName=primary,ModelName=cli-model,InitialInstanceCount=1,InstanceType=ml.m5.large"
 for config in ("cli-config", "cli-config-2"):
     aws("sagemaker", "create-endpoint-config", "--endpoint-config-name", config,
@@ -87,6 +75,9 @@ job = until(
 if job["TransformJobStatus"] != "Completed":
     results["sagemaker describe-transform-job"] = job.get("FailureReason", "")
 aws("sagemaker", "list-transform-jobs")
+tags = aws("sagemaker", "list-tags", "--resource-arn", model_arn)["Tags"]
+if tags != [{"Key": "team", "Value": "routing"}]:
+    results["sagemaker list-tags"] = f"tags: {tags}"
 aws("sagemaker", "delete-model", "--model-name", "cli-model")
 results["prediction"] = answer_file.read_text()[:200]
 print("\n" + json.dumps(results))

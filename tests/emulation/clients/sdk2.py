@@ -50,7 +50,7 @@ tuner = HyperparameterTuner(
     metric_definitions=arguments["metric_definitions"],
     hyperparameter_ranges={"learning_rate": CategoricalParameter(["0.02", "0.0000001"])},
     strategy="Bayesian",
-    max_jobs=2,
+    max_jobs=1,
     max_parallel_jobs=1,
     base_tuning_job_name="sdk2",
 )
@@ -123,4 +123,5 @@ if description["TransformJobStatus"] != "Completed":
 call("Predictor.delete_endpoint", predictor.delete_endpoint)
 call("Predictor.delete_model", predictor.delete_model)
 results["prediction"] = json.dumps(answer)[:200]
+results["transform_job"] = transformer.latest_transform_job.name
 print("\n" + json.dumps(results))  # after the SDK's progress dots
