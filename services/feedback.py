@@ -252,6 +252,8 @@ def send_reply(message_id: str, request: Annotated[replies.SendRequest, Body()])
                                     email, raw, item.label, request)  # fmt: skip
     except (replies.NoReplyAddress, replies.UnfinishedReply) as error:
         raise BadRequestError(f"cannot reply: {error}") from None
+    except replies.SaveConflict as error:
+        raise ServiceError(409, str(error)) from None
     except ClientError as error:
         raise ServiceError(
             502, f"SES refused the reply: {error.response['Error']['Code']}"

@@ -5,6 +5,8 @@ replies/sent/<email key>/<draft_id>.json          a sent reply: who, when, which
                                                   how much was edited, SES's message id
 replies/sent/<email key>/<draft_id>.eml           the raw MIME that went to SES
 replies/pairs/<email key>/<draft_id>.json         the e-mail and its reply, for later models
+replies/index/<category>.npz                      sent replies by the e-mail they answered
+                                                  (services/reply_index.py)
 
 A template's body may hold the placeholders in PLACEHOLDERS; one the e-mail does not
 provide stays in the text as `{name}`, for the staff to complete. A reply is sent once per
@@ -30,10 +32,13 @@ from pydantic import BaseModel, Field
 
 from services import clients
 from services.records import EmailV1
+from services.reply_index import Entry, Index
 
 TEMPLATES = "replies/templates/"
 SENT = "replies/sent/"
 PAIRS = "replies/pairs/"
+INDEX = "replies/index/"
+INDEX_ATTEMPTS = 5  # concurrent sends in one category: each retries its conditional write
 MAX_SUGGESTIONS = 3
 PLACEHOLDERS = {
     "salutation": "the greeting, with the sender's name when the e-mail gives one",
@@ -55,6 +60,7 @@ SALUTATIONS = {  # (with a name, without)
     "de": ("Guten Tag {name},", "Sehr geehrte Damen und Herren,"),
     "en": ("Dear {name},", "Dear Sir or Madam,"),
 }
+CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditional writes
 AUTOMATED = re.compile(r"^(?:no-?reply|do-?not-?reply|mailer-daemon|postmaster)@", re.I)
 
 
@@ -195,7 +201,8 @@ def fill(body: str, known: dict[str, str]) -> tuple[str, list[str]]:
 
 
 def suggest(bucket: str, email: EmailV1, raw: bytes, category: str) -> list[Suggestion]:
-    """Up to MAX_SUGGESTIONS replies: the category's live templates in the e-mail's language."""
+    """Up to MAX_SUGGESTIONS replies in the e-mail's language: the category's live templates,
+    then what staff sent to the most similar earlier e-mails of the category."""
     known = facts(email, raw)
     suggestions = []
     for template in templates(bucket):
@@ -207,7 +214,70 @@ def suggest(bucket: str, email: EmailV1, raw: bytes, category: str) -> list[Sugg
         source = f"template:{template.template_id}@{template.version}"
         suggestions.append(Suggestion(source=source, title=template.title, text=text,
                                       missing=missing))  # fmt: skip
+    wanted = MAX_SUGGESTIONS - len(suggestions)
+    if wanted > 0:
+        index, _ = load_index(bucket, category)
+        for entry in index.nearest(index_text(email), email.language, wanted, email.message_id):
+            text, missing = fill(entry.reply, known)
+            suggestions.append(Suggestion(source=f"reply:{entry.message_id}", text=text,
+                               title="Sent to a similar e-mail", missing=missing))  # fmt: skip
     return suggestions[:MAX_SUGGESTIONS]
+
+
+def index_text(email: EmailV1) -> str:
+    return f"{email.subject}\n{email.body_text}"
+
+
+def generalise(reply: str, known: dict[str, str]) -> str:
+    """The reply with this e-mail's facts turned back into placeholders, so it suits the
+    next customer (and carries none of this one's name or numbers)."""
+    for name, value in sorted(known.items(), key=lambda item: -len(item[1])):
+        if value:
+            reply = reply.replace(value, "{" + name + "}")
+    return reply
+
+
+_loaded: dict[str, tuple[str, Index]] = {}  # per warm container: key -> (ETag, index)
+
+
+def load_index(bucket: str, category: str) -> tuple[Index, str | None]:
+    """The category's index and its ETag (None: there is none yet); read again only when
+    it changed."""
+    key = index_key(category)
+    s3 = clients.client("s3")
+    try:
+        etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        return Index(), None
+    if _loaded.get(key, ("",))[0] != etag:
+        answer = s3.get_object(Bucket=bucket, Key=key)
+        _loaded[key] = (answer["ETag"], Index.from_bytes(answer["Body"].read()))
+    return _loaded[key][1], _loaded[key][0]
+
+
+def add_to_index(bucket: str, category: str, email_text: str, entry: Entry) -> None:
+    """Add a sent reply; a concurrent writer's change is read and kept (If-Match)."""
+    key = index_key(category)
+    for _ in range(INDEX_ATTEMPTS):
+        index, etag = load_index(bucket, category)
+        updated = Index(index.vectors, list(index.entries))
+        updated.add(email_text, entry)
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            clients.client("s3").put_object(
+                Bucket=bucket, Key=key, Body=updated.to_bytes(), **condition
+            )
+            return
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in CONFLICTS:
+                raise
+    raise SaveConflict(f"the {category} index kept changing; the reply was sent, not indexed")
+
+
+def index_key(category: str) -> str:
+    return f"{INDEX}{re.sub(r'[^A-Za-z0-9_-]', '_', category)}.npz"
 
 
 # Sending
@@ -288,6 +358,8 @@ def send(
             "subject": email.subject, "body": email.body_text, "reply": request.text}  # fmt: skip
     pair_key = f"{PAIRS}{email_key(email.message_id)}/{request.draft_id}.json"
     s3.put_object(Bucket=bucket, Key=pair_key, Body=json.dumps(pair, ensure_ascii=False).encode())
+    reply = generalise(request.text, facts(email, raw))
+    add_to_index(bucket, label, index_text(email), Entry(email.message_id, email.language, reply))
     return record, True
 
 
@@ -331,7 +403,7 @@ def put_new(bucket: str, key: str, body: bytes) -> bool:
     try:
         clients.client("s3").put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
     except ClientError as error:
-        if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+        if error.response["Error"]["Code"] in CONFLICTS:
             return False
         raise
     return True

@@ -138,3 +138,20 @@ def test_a_reply_with_placeholders_left_is_not_sent(desk):
     status, answer = call("POST", "/api/results/m9/send", request)
     assert status == 400 and "{customer_number}" in answer["message"]
     assert replies.outbox(ARTIFACTS) == []
+
+
+def test_a_sent_reply_is_suggested_for_a_similar_email_with_its_facts_swapped(desk):
+    text = f"Dear {desk[3].sender_name},\n\nwe will send an engineer tomorrow.\n\nKind regards"
+    request = {"draft_id": uuid.uuid4().hex, "text": text, "sender": "lena"}
+    assert call("POST", "/api/results/m9/send", request)[0] == 200
+    german = {"draft_id": uuid.uuid4().hex, "text": "Guten Tag, wir kommen.", "sender": "jo"}
+    assert call("POST", "/api/results/m0/send", german)[0] == 200  # the index grows (If-Match)
+    similar = next(e for e in generate(count=28, seed=5) if e.label == "complaint"
+                   and e.language == "en" and e.sender_name != desk[3].sender_name)  # fmt: skip
+    boto3.client("s3").put_object(Bucket=RAW, Key="incoming/9.eml", Body=to_eml(similar))
+    # the same result now points at a similar e-mail from someone else
+    _, answer = call("GET", "/api/results/m9/suggestions")
+    sent = [s for s in answer["suggestions"] if s["source"].startswith("reply:")]
+    assert sent and sent[0]["text"].startswith(f"Dear {similar.sender_name},")
+    assert desk[3].sender_name not in sent[0]["text"]
+    assert all("Guten Tag" not in s["text"] for s in sent), "English e-mails get English"
