@@ -1,5 +1,7 @@
 """Start uvicorn with SageMaker's settings: port, worker processes, timeouts."""
 
+import math
+
 import uvicorn
 
 from model.settings import Settings
@@ -14,7 +16,8 @@ def main() -> int:
         port=settings.port,
         workers=settings.workers,
         http="model.serving.protocol:BoundedHttpToolsProtocol",
-        timeout_keep_alive=int(settings.timeout_seconds),
+        # At least 1 s: with 0, a new connection could be closed before its first request.
+        timeout_keep_alive=max(1, math.ceil(settings.timeout_seconds)),
         log_level="warning",
     )
     return 0
