@@ -73,7 +73,8 @@ class Index:
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         entries = json.dumps([entry.__dict__ for entry in self.entries], ensure_ascii=False)
-        np.savez(buffer, vectors=self.vectors, entries=np.array(entries))
+        # float16 on S3: half the bytes to fetch on a cold start; cosine ranks alike
+        np.savez(buffer, vectors=self.vectors.astype(np.float16), entries=np.array(entries))
         return buffer.getvalue()
 
     @classmethod
