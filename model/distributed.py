@@ -55,7 +55,9 @@ def launch(topology: Topology) -> int:
         rendezvous = [
             f"--nnodes={len(topology.hosts)}",
             f"--node-rank={topology.hosts.index(topology.current_host)}",
-            f"--master-addr={topology.hosts[0]}",
+            # MASTER_ADDR (torchrun's own variable) where the first host's name does not
+            # resolve: several hosts as processes of one machine
+            f"--master-addr={os.environ.get('MASTER_ADDR') or topology.hosts[0]}",
             f"--master-port={MASTER_PORT}",
         ]
     command = [
