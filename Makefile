@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BANKING77 ?= ../shared/data/banking77
 
-.PHONY: install up down deploy test test-future lint format bench fuzz clean
+.PHONY: install up down deploy test test-future test-clients lint format bench fuzz clean
 
 install: $(STAMP)
 
@@ -51,6 +51,12 @@ test: install
 # now() fails here, not on a later day's `make test`.
 test-future: install
 	faketime -f +400d $(PY) -m pytest -n 2 --dist loadfile tests/unit tests/services
+
+# The real SageMaker clients (SDK 2.x, SDK 3.x, the AWS CLI) against the local service, each
+# in a venv of its own under .postwerk/clients/ (minutes the first time): CI runs them after
+# the suite, which they would push past its budget.
+test-clients: install
+	POSTWERK_TEST_CLIENTS=1 $(PY) -m pytest tests/emulation/test_sdk_clients.py
 
 lint: install
 	$(VENV)/bin/ruff check .
