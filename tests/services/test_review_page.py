@@ -22,12 +22,6 @@ SCREENSHOT = "/tmp/postwerk-review-reply.png"  # looked at for the README
 class Gateway(BaseHTTPRequestHandler):
     """API Gateway's HTTP API in front of the feedback function, in this process."""
 
-    def do_GET(self):
-        self.forward()
-
-    def do_POST(self):
-        self.forward()
-
     def forward(self):
         url = urlsplit(self.path)
         length = int(self.headers.get("content-length") or 0)
@@ -43,6 +37,8 @@ class Gateway(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = forward  # http.server's names
 
     def log_message(self, *args):  # the e-mails stay out of the test's output
         pass
@@ -80,8 +76,9 @@ def test_a_suggested_reply_is_picked_edited_and_sent_once_by_keyboard(page, desk
         page.keyboard.press("ArrowDown")
     expect(rows.nth(3)).to_have_class("selected")
     expect(page.locator("#detail pre")).to_contain_text(desk[0].body.split("\n\n")[1][:40])
+    page.keyboard.press("r")  # asks for the suggestions, then focuses the first
     expect(page.locator("#suggestions button")).to_have_text(["Use: Antwort Beschwerde"])
-    page.keyboard.press("r")
+    expect(page.locator("#suggestions button").first).to_be_focused()
     page.keyboard.press("Enter")
     text = page.locator("#reply-text")
     expect(text).to_be_focused()
@@ -110,4 +107,46 @@ def test_a_suggested_reply_is_picked_edited_and_sent_once_by_keyboard(page, desk
     for _ in range(3):  # to the English complaint m9, the newest
         page.keyboard.press("ArrowUp")
     expect(rows.nth(0)).to_have_class("selected")
+    expect(page.locator("#detail pre")).to_contain_text(desk[3].body.split("\n\n")[1][:40])
+    page.keyboard.press("r")
     expect(page.locator("#suggestions button")).to_have_text(["Use: Complaint reply"])
+
+
+def test_templates_are_written_and_retired_on_the_page_by_keyboard(page):
+    from playwright.sync_api import expect
+
+    page.fill("#reviewer", "Lena")
+    page.locator("#reviewer").dispatch_event("change")
+    page.locator("h1").click()
+    page.keyboard.press("t")
+    expect(page.locator("#template-category")).to_be_focused()
+    page.keyboard.press("Tab")  # language: de
+    page.keyboard.press("Tab")
+    page.keyboard.type("Rechnung erklärt")
+    page.keyboard.press("Tab")  # retired: no
+    page.keyboard.press("Tab")
+    page.keyboard.type("{salutation}\n\nIhre Rechnung über {amount} setzt sich so zusammen: {iban}")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#alert")).to_contain_text("unknown placeholder(s) iban")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Control+End")
+    for _ in range(len(" {iban}")):
+        page.keyboard.press("Backspace")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("saved as version 1")
+    row = page.locator("#template-rows tr", has_text="Rechnung erklärt")
+    expect(row).to_contain_text("live")
+    assert page.evaluate(LOW_CONTRAST_TEXTS) == []
+    page.screenshot(path=SCREENSHOT.replace("reply", "templates"), full_page=True)
+
+    row.locator("button").focus()
+    page.keyboard.press("Enter")  # edit: a new version, retired
+    expect(page.locator("#template-title")).to_have_value("Rechnung erklärt")
+    page.locator("#template-retired").focus()
+    page.keyboard.press("Space")
+    page.locator("#template-save").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("saved as version 2")
+    expect(row).to_contain_text("retired")
