@@ -107,7 +107,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         await run_in_threadpool(training.shutdown)
         await run_in_threadpool(transform.shutdown)
         await run_in_threadpool(endpoints.shutdown)
-        await endpoints.aclose()
+        await endpoints.invocations.aclose()
 
     app = FastAPI(title="postwerk local SageMaker", lifespan=lifespan)
 
@@ -134,7 +134,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def invoke_endpoint(name: str, request: Request) -> Response:
         headers = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k)) is not None}
         try:
-            body, answer_headers = await endpoints.invoke(name, await request.body(), headers)
+            body, answer_headers = await endpoints.invocations.invoke(
+                name, await request.body(), headers
+            )
         except SageMakerError as error:
             return Response(
                 json.dumps({"message": error.message, **error.fields}),

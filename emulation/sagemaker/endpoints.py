@@ -5,147 +5,37 @@ fleet (each production variant's InitialInstanceCount replicas of the serving co
 UpdateEndpoint starts the new config's fleet next to the old one, switches traffic once every
 new replica answers /ping, and stops the old fleet when its requests have drained (blue/green:
 no request fails during the swap). A supervisor restarts replicas that die.
+
+The replicas and fleets are fleets.py, their files model_files.py, InvokeEndpoint's hop to
+them invocations.py; this module is the control plane and the deploying.
 """
 
 import contextlib
 import logging
-import random
 import threading
 import time
 import traceback
-from itertools import count
-from pathlib import Path
 from typing import Any
 
-import aiohttp
-import httpx
-
-from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
+from emulation.sagemaker.artifacts import ArtifactError
 from emulation.sagemaker.containers import Containers
-from emulation.sagemaker.protocol import SageMakerError, now, paginate, required, validation
+from emulation.sagemaker.fleets import DRAIN_SECONDS, Fleet, Replica, ReplicaError
+from emulation.sagemaker.invocations import Invocations
+from emulation.sagemaker.model_files import model_folder, replica_folder
+from emulation.sagemaker.protocol import now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
-from model.archive import ArchiveError, unpack
 
 MODEL, CONFIG, ENDPOINT = "Model", "EndpointConfig", "Endpoint"
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit
-DRAIN_SECONDS = 60  # how long an old fleet may finish its requests after a swap
 
 log = logging.getLogger("postwerk.sagemaker")
-
-
-class ReplicaError(Exception):
-    """A replica did not start; the message carries the end of its log."""
-
-
-class Replica:
-    """One serving container on a free local port."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        variant: str,
-        number: int,
-        image: str,
-        base_dir: Path,
-        env: dict,
-        log: tuple[str, str] | None = None,  # (group, stream): batch transform has its own
-    ):
-        self.endpoint, self.variant, self.number = endpoint, variant, number
-        self.image, self.base_dir, self.environment = image, base_dir, env
-        self.containers: Containers | None = None
-        self.process = None
-        self.url = ""
-        self.ready = False  # answers /ping and takes traffic
-        self.restarting = False
-        self.stopping = False
-        self.in_flight = 0
-        self.last_lines: list[str] = []
-        self.log_group, self.log_stream_name = log or (
-            f"/aws/sagemaker/Endpoints/{endpoint}",
-            f"{variant}/replica-{number}",
-        )
-
-    def start(self, containers: Containers) -> None:
-        self.containers = containers
-        self.process, self.url = containers.serve(self.image, self.base_dir, self.environment)
-        threading.Thread(target=self._pump_log, daemon=True).start()
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(trust_env=False, timeout=2) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise ReplicaError(
-                        f"the serving container exited with code "
-                        f"{self.process.returncode}: {self.tail()}"
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/ping").status_code == 200:
-                        self.ready = True
-                        return
-                if time.monotonic() > deadline:
-                    raise ReplicaError(f"no /ping 200 within {timeout:.0f} s: {self.tail()}")
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.stopping, self.ready = True, False
-        if self.process is not None:
-            self.containers.terminate(self.process, grace_seconds=30)
-
-    def died(self) -> bool:
-        return not self.stopping and self.process is not None and self.process.poll() is not None
-
-    def tail(self) -> str:
-        return " | ".join(self.last_lines[-5:]) or "no output"
-
-    def _pump_log(self) -> None:
-        stream = LogStream(self.log_group, self.log_stream_name)
-        for line in self.process.stdout:
-            line = line.rstrip("\n")
-            self.last_lines = [*self.last_lines[-19:], line]
-            stream.write(line)
-        stream.flush()
-
-
-class Fleet:
-    """The replicas serving one endpoint config, by variant with its weight."""
-
-    def __init__(self, config_name: str, variants: list[tuple[str, float, list[Replica]]]):
-        self.config_name = config_name
-        self.variants = variants
-        self._turn = count()
-
-    @property
-    def replicas(self) -> list[Replica]:
-        return [replica for _, _, replicas in self.variants for replica in replicas]
-
-    def pick(self, excluded: set[int]) -> Replica | None:
-        """A ready replica: a variant by weight, then round robin within it."""
-        candidates = [
-            (weight, ready)
-            for _, weight, replicas in self.variants
-            if (ready := [r for r in replicas if r.ready and id(r) not in excluded])
-        ]
-        if not candidates:
-            return None
-        weights = [weight for weight, _ in candidates]
-        ready = random.choices([r for _, r in candidates], weights=weights)[0]
-        return ready[next(self._turn) % len(ready)]
-
-    def in_flight(self) -> int:
-        return sum(replica.in_flight for replica in self.replicas)
-
-    def stop(self) -> None:
-        for replica in self.replicas:
-            replica.stop()
 
 
 class Endpoints:
     def __init__(self, store: Store, settings: ServiceSettings, containers: Containers):
         self.store, self.settings, self.containers = store, settings, containers
         self._fleets: dict[str, Fleet] = {}
-        self._session: aiohttp.ClientSession | None = None  # made in the event loop
+        self.invocations = Invocations(self._fleets, settings, self._not_serving)
         self._stopped = threading.Event()
         self._restore()
         threading.Thread(target=self._supervise, name="supervisor", daemon=True).start()
@@ -325,7 +215,7 @@ class Endpoints:
                 template.variant,
                 max(r.number for r in replicas) + 1 + offset,
                 template.image,
-                self._replica_folder(name, model_dir),
+                replica_folder(self.settings.state_dir, name, model_dir),
                 template.environment,
             )
             for offset in range(count - len(replicas))
@@ -340,82 +230,6 @@ class Endpoints:
                 replica.stop()
             raise
         replicas.extend(added)
-
-    # --- InvokeEndpoint --------------------------------------------------------------------
-
-    async def invoke(
-        self, name: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[bytes, dict[str, str]]:
-        """Forward to a ready replica; returns the container's body and response headers."""
-        fleet = self._fleets.get(name)
-        if fleet is None:
-            raise runtime_error("ValidationError", 400, self._not_serving(name))
-        if len(body) > MAX_PAYLOAD_BYTES:
-            raise runtime_error(
-                "ValidationError",
-                400,
-                f"Received payload of {len(body)} bytes, "
-                f"over the maximum of {MAX_PAYLOAD_BYTES} bytes",
-            )
-        session = self._http()
-        tried: set[int] = set()
-        while (replica := fleet.pick(tried)) is not None:
-            tried.add(id(replica))
-            replica.in_flight += 1
-            try:
-                async with session.post(
-                    f"{replica.url}/invocations", data=body, headers=headers
-                ) as answer:
-                    status, content = answer.status, await answer.read()
-                    content_type = answer.headers.get("Content-Type", "application/json")
-            except TimeoutError as error:
-                raise self._model_error(
-                    replica,
-                    0,
-                    "Your invocation timed out while waiting "
-                    "for a response from container primary.",
-                ) from error
-            except aiohttp.ClientError:
-                replica.ready = False  # it died; the supervisor restarts it
-                continue
-            finally:
-                replica.in_flight -= 1
-            if status != 200:
-                raise self._model_error(replica, status, content.decode(errors="replace"))
-            return content, {
-                "Content-Type": content_type,
-                "x-Amzn-Invoked-Production-Variant": replica.variant,
-            }
-
-        raise runtime_error(
-            "ServiceUnavailable", 503, f"Endpoint {name} has no replica ready; try again"
-        )
-
-    def _http(self) -> aiohttp.ClientSession:
-        """aiohttp rather than httpx here: its client adds ~2 ms less per request (measured),
-        and this hop is all the overhead InvokeEndpoint adds."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.settings.invocation_timeout),
-                connector=aiohttp.TCPConnector(limit=0),  # replicas are local: no cap
-            )
-        return self._session
-
-    def _model_error(self, replica: Replica, status: int, message: str) -> SageMakerError:
-        kind = "client" if 400 <= status < 500 else "server"
-        arn = (
-            f"arn:aws:logs:{self.settings.region}:{self.settings.account_id}:log-group:"
-            f"/aws/sagemaker/Endpoints/{replica.endpoint}"
-        )
-        return runtime_error(
-            "ModelError",
-            424,
-            f'Received {kind} error ({status}) from primary with message "{message}". '
-            f"See {arn} for more information.",
-            OriginalStatusCode=status,
-            OriginalMessage=message,
-            LogStreamArn=arn,
-        )
 
     def _not_serving(self, name: str) -> str:
         document = self.store.get(ENDPOINT, name)
@@ -450,13 +264,13 @@ class Endpoints:
             FailureReason=None,
         )
         if previous is not None:
-            self._drain(previous)
+            previous.drain()
 
     def _start_fleet(self, name: str, config: Document) -> Fleet:
         variants = []
         for variant in config["ProductionVariants"]:
             model = self.describe_model(variant["ModelName"])
-            model_dir = self._model_folder(model)
+            model_dir = model_folder(self.settings.state_dir, model)
             environment = model["PrimaryContainer"].get("Environment", {})
             replicas = [
                 Replica(
@@ -464,7 +278,7 @@ class Endpoints:
                     variant["VariantName"],
                     number,
                     model["PrimaryContainer"]["Image"],
-                    self._replica_folder(name, model_dir),
+                    replica_folder(self.settings.state_dir, name, model_dir),
                     environment,
                 )
                 for number in range(int(variant.get("InitialInstanceCount", 1)))
@@ -483,43 +297,9 @@ class Endpoints:
             raise
         return fleet
 
-    def _model_folder(self, model: Document) -> Path:
-        """model.tar.gz from S3, unpacked safely once per model."""
-        folder = (
-            self.settings.state_dir / "models" / f"{model['ModelName']}-{model['CreationTime']:.0f}"
-        )
-        unpacked = folder / "model"
-        if unpacked.is_dir():
-            return unpacked
-        url = model["PrimaryContainer"].get("ModelDataUrl")
-        if not url:
-            raise ArtifactError("the model has no ModelDataUrl")
-        archive = folder / "model.tar.gz"
-        S3().download_file(url, archive)
-        try:
-            unpack(archive, unpacked)
-        except ArchiveError as error:
-            raise ArtifactError(f"cannot unpack {url}: {error}") from error
-        finally:
-            archive.unlink()
-        return unpacked
-
-    def _replica_folder(self, endpoint: str, model_dir: Path) -> Path:
-        """A base dir per replica whose model/ is the shared unpacked model."""
-        base = self.settings.state_dir / "replicas" / f"{endpoint}-{time.time_ns()}"
-        base.mkdir(parents=True)
-        (base / "model").symlink_to(model_dir.resolve(), target_is_directory=True)
-        return base
-
-    def _drain(self, fleet: Fleet) -> None:
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while fleet.in_flight() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        fleet.stop()
-
     def _remove(self, name: str, fleet: Fleet | None) -> None:
         if fleet is not None:
-            self._drain(fleet)
+            fleet.drain()
         self.store.delete(ENDPOINT, name)
 
     def _supervise(self) -> None:
@@ -579,10 +359,6 @@ class Endpoints:
             fleet.stop()
         self._fleets.clear()
 
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
     # --- helpers ---------------------------------------------------------------------------
 
     def _arn(self, kind: str, name: str) -> str:
@@ -635,7 +411,3 @@ def variant_summaries(config: Document, current: int | None) -> list[Document]:
         }
         for v in config["ProductionVariants"]
     ]
-
-
-def runtime_error(code: str, status: int, message: str, **fields: Any) -> SageMakerError:
-    return SageMakerError(code, message, status, **fields)

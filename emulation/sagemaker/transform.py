@@ -32,7 +32,9 @@ from typing import Any
 import httpx
 
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
-from emulation.sagemaker.endpoints import Endpoints, Replica, ReplicaError
+from emulation.sagemaker.endpoints import Endpoints
+from emulation.sagemaker.fleets import Replica, ReplicaError
+from emulation.sagemaker.model_files import model_folder, replica_folder
 from emulation.sagemaker.protocol import in_use, not_found, now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
@@ -278,7 +280,7 @@ class TransformJobs:
 
     def _start_containers(self, document: Document) -> list[Replica]:
         model = self.endpoints.describe_model(document["ModelName"])
-        model_dir = self.endpoints._model_folder(model)
+        model_dir = model_folder(self.endpoints.settings.state_dir, model)
         name, started = document["TransformJobName"], int(document["CreationTime"])
         container = model["PrimaryContainer"]
         replicas = [
@@ -287,7 +289,7 @@ class TransformJobs:
                 "transform",
                 number,
                 container["Image"],
-                self.endpoints._replica_folder(name, model_dir),
+                replica_folder(self.endpoints.settings.state_dir, name, model_dir),
                 container.get("Environment", {}) | document["Environment"],
                 log=(LOG_GROUP, f"{name}/algo-{number + 1}-{started}"),
             )

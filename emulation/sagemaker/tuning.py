@@ -165,7 +165,7 @@ def make_study(config: dict[str, Any], parameters: list[Parameter], max_jobs: in
 class TuningJobs:
     def __init__(self, store: Store, settings: ServiceSettings, training: TrainingJobs):
         self.store, self.settings, self.training = store, settings, training
-        self._stop_requests: dict[str, threading.Event] = {}
+        self.stop_requests: dict[str, threading.Event] = {}
         self._fail_interrupted_jobs()
 
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +197,7 @@ class TuningJobs:
         }
         if not self.store.insert(KIND, name, document):
             raise in_use(f"A hyperparameter tuning job named {name} already exists")
-        self._stop_requests[name] = threading.Event()
+        self.stop_requests[name] = threading.Event()
         search = Search(self, name, parameters, max_jobs)
         threading.Thread(target=search.run, name=f"tuning-{name}", daemon=True).start()
         return {"HyperParameterTuningJobArn": arn}
@@ -245,8 +245,8 @@ class TuningJobs:
         status = self.describe(name)["HyperParameterTuningJobStatus"]
         if status != "InProgress":
             raise validation(f"the tuning job is {status}, not InProgress")
-        self._change(name, HyperParameterTuningJobStatus="Stopping")
-        self._stop_requests[name].set()
+        self.change(name, HyperParameterTuningJobStatus="Stopping")
+        self.stop_requests[name].set()
         return {}
 
     def list_training_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -340,13 +340,14 @@ class TuningJobs:
             raise validation("MaxNumberOfTrainingJobs and MaxParallelTrainingJobs must be >= 1")
         return parameters, max_jobs
 
-    def _change(self, name: str, **changes: Any) -> Document:
+    def change(self, name: str, **changes: Any) -> Document:
+        """Update a tuning job's document (the searches record their progress with it)."""
         return self.store.update(KIND, name, lambda d: d.update(changes, LastModifiedTime=now()))
 
     def _fail_interrupted_jobs(self) -> None:
         for document in self.store.all(KIND):
             if document["HyperParameterTuningJobStatus"] in ("InProgress", "Stopping"):
-                self._change(
+                self.change(
                     document["HyperParameterTuningJobName"],
                     HyperParameterTuningJobStatus="Failed",
                     FailureReason="the local SageMaker service stopped while the tuning job ran",
@@ -405,7 +406,7 @@ class Search:
         self.steps: dict[str, int] = {}
         self.pruned: set[str] = set()
         self.lock = threading.Lock()
-        self.stop_requested = jobs._stop_requests[name]
+        self.stop_requested = jobs.stop_requests[name]
 
     def run(self) -> None:
         launched = 0
@@ -477,7 +478,7 @@ class Search:
             self.jobs.store.delete(TRIAL, job)
             self.study.tell(trial, state=TrialState.FAIL)
             self.stop_requested.set()
-            self.jobs._change(
+            self.jobs.change(
                 self.name,
                 FailureReason=f"cannot start a training job: {getattr(error, 'message', error)}",
             )
@@ -554,7 +555,7 @@ class Search:
         }
         if best := self._best(summaries):
             changes["BestTrainingJob"] = best
-        self.jobs._change(self.name, **changes)
+        self.jobs.change(self.name, **changes)
 
     def _best(self, summaries: list[Document]) -> Document | None:
         scored = [
@@ -597,13 +598,13 @@ class Search:
             status = "Stopped"
         elif document["ObjectiveStatusCounters"]["Succeeded"] == 0:
             status = "Failed"
-            self.jobs._change(
+            self.jobs.change(
                 self.name,
                 FailureReason="no training job reported the objective "
                 f"metric '{self.objective['MetricName']}'",
             )
         else:
             status = "Completed"
-        self.jobs._change(
+        self.jobs.change(
             self.name, HyperParameterTuningJobStatus=status, HyperParameterTuningEndTime=now()
         )
