@@ -176,3 +176,11 @@ def test_the_registry_tells_the_data_set_from_the_job_channels():
     found = dataset_of(channels)
     assert (found.name, found.version) == ("support", "0123abcd")
     assert dataset_of([s3_channel("train", f"s3://{BUCKET}/jobs/j/train/")]) is None
+
+
+@pytest.mark.parametrize("suffix", [".msg", ".pst"])
+def test_a_broken_outlook_file_is_a_clear_error(tmp_path, suffix):
+    """What the Outlook readers can be tested with here: no real .msg or .pst is at hand."""
+    (tmp_path / f"export{suffix}").write_bytes(b"not an Outlook file")
+    with pytest.raises(dataset.DatasetError, match=f"not a readable Outlook {suffix} file"):
+        list(dataset.read_sources([tmp_path]))
