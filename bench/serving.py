@@ -498,7 +498,7 @@ def print_workload(name: str, measured: dict[str, Any], args) -> None:
             (server, r["requests_per_second"],
              "{:.0f}-{:.0f}".format(*r["requests_per_second_range"]), r["ratio_vs_baseline"],
              r["p50_ms"], r["p99_ms"], r["percent_of_ceiling"], r["server_cpu_ms_per_request"],
-             r["rss_mb"], f"{r['load_generator_cpu_share']:.2f} core", r["errors"],
+             r["rss_mb"], f"{r['load_generator_cpu_share']:.3f} core", r["errors"],
              r["python_client"]["requests_per_second"])
             for server, r in measured["servers"].items()
         ],
