@@ -39,6 +39,7 @@ def main() -> None:
         "POSTWERK_STATE_DIR": str(work_dir("cli", clean=True)),
         "POSTWERK_AWS_PORT": str(free_port()),
         "POSTWERK_SAGEMAKER_PORT": str(free_port()),
+        "POSTWERK_SMTP_PORT": str(free_port()),
     }
     up = [POSTWERK, "up", "--detach", "--no-send-samples", "-p", "max_steps=1"]
     print("bringing up a stack for the benchmark (one training step) ...", flush=True)

@@ -84,18 +84,19 @@ def find(state_dir: Path) -> LocalAws | None:
     return found
 
 
-def start_embedded(state_dir: Path, aws_port: int, sagemaker_port: int) -> LocalAws:
+def start_embedded(state_dir: Path, aws_port: int, sagemaker_port: int, smtp_port: int) -> LocalAws:
     """`python -m emulation` in the background, in its own session, until it is ready."""
-    for port in (aws_port, sagemaker_port):
+    for port in (aws_port, sagemaker_port, smtp_port):
         if port_in_use(port):
             raise LocalError(
                 f"port {port} is in use by another program; stop it, or choose other ports "
-                f"(POSTWERK_AWS_PORT, POSTWERK_SAGEMAKER_PORT)"
+                f"(POSTWERK_AWS_PORT, POSTWERK_SAGEMAKER_PORT, POSTWERK_SMTP_PORT)"
             )
     ready = ready_file(state_dir)
     command = [
         *(sys.executable, "-m", "emulation", "--state-dir", str(state_dir)),
         *("--port", str(aws_port), "--sagemaker-port", str(sagemaker_port)),
+        *("--smtp-port", str(smtp_port)),
         *("--ready-file", str(ready)),
     ]
     try:

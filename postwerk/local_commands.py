@@ -138,7 +138,8 @@ def start_local_aws(
     if chosen == "compose":
         return local.start_compose(settings.state_dir, emulator), True
     console.print("starting MiniStack, the SageMaker service and the mapping runner ...")
-    started = local.start_embedded(settings.state_dir, settings.aws_port, settings.sagemaker_port)
+    ports = (settings.aws_port, settings.sagemaker_port, settings.smtp_port)
+    started = local.start_embedded(settings.state_dir, *ports)
     return started, True
 
 
@@ -243,7 +244,7 @@ def stop(settings: CliSettings) -> None:
     if stopped is None:
         console.print("nothing was running")
         return
-    ports = (settings.aws_port, settings.sagemaker_port)
+    ports = (settings.aws_port, settings.sagemaker_port, settings.smtp_port)
     busy = [port for port in ports if local.port_in_use(port)]
     if stopped.backend == "embedded" and busy:
         message = f"stopped, but ports {busy} still answer: another program holds them"

@@ -25,6 +25,7 @@ class CliSettings(BaseSettings):
     state_dir: Path = REPO_ROOT / ".postwerk"  # the local AWS's state, logs, build folder
     aws_port: int = 4566  # the local AWS (embedded backend)
     sagemaker_port: int = 4567  # the local SageMaker service
+    smtp_port: int = 2525  # the local SES receiving (SMTP)
     role_arn: str = "arn:aws:iam::000000000000:role/postwerk-sagemaker"  # AWS: a real role
     training_image: str = "postwerk-model:latest"  # AWS: the ECR image of model/Dockerfile
     serving_image: str = "postwerk-model:latest"

@@ -62,6 +62,7 @@ def local_stack(tiny_bert, tmp_path_factory):
         "POSTWERK_STATE_DIR": str(state_dir),
         "POSTWERK_AWS_PORT": str(free_port()),
         "POSTWERK_SAGEMAKER_PORT": str(free_port()),
+        "POSTWERK_SMTP_PORT": str(free_port()),
         "COLUMNS": "200",
     }
     hyperparameters = tiny_hyperparameters(tiny_bert, epochs=4)  # 420 e-mails: 4 epochs do
@@ -609,6 +610,6 @@ def test_a_stop_signal_to_up_stops_everything_whatever_stdout_is(
     up.wait(timeout=15)
     _, alive = psutil.wait_procs(processes, timeout=max(0, signalled + 15 - time.monotonic()))
     assert alive == [], f"still running 15 s after {stop_signal.name}: {alive}\n{shown}"
-    for port in ("POSTWERK_AWS_PORT", "POSTWERK_SAGEMAKER_PORT"):
+    for port in ("POSTWERK_AWS_PORT", "POSTWERK_SAGEMAKER_PORT", "POSTWERK_SMTP_PORT"):
         assert not port_in_use(int(environment[port]))
     assert not (state_dir / "local.json").exists()

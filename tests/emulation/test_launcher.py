@@ -19,10 +19,11 @@ def launch(ministack, tmp_path):
     """Start the launcher in a state folder of its own, reusing the session's MiniStack venv
     (installing one takes a minute), with stdout a pipe nobody reads."""
     (tmp_path / "ministack-venv").symlink_to(ministack.venv, target_is_directory=True)
-    ports = [free_port(), free_port()]
+    ports = [free_port(), free_port(), free_port()]
     command = [
         *(sys.executable, "-m", "emulation", "--state-dir", str(tmp_path)),
         *("--port", str(ports[0]), "--sagemaker-port", str(ports[1])),
+        *("--smtp-port", str(ports[2])),
         *("--ready-file", str(tmp_path / "local.json")),
     ]
     process = subprocess.Popen(

@@ -84,7 +84,7 @@ def test_a_busy_port_is_refused_before_anything_starts(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(local.LocalError, match=f"port {port} is in use"):
-            local.start_embedded(tmp_path, port, port + 1)
+            local.start_embedded(tmp_path, port, port + 1, port + 2)
     assert not (tmp_path / "logs").exists()
 
 
