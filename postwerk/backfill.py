@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
@@ -174,30 +173,17 @@ def answers(artifacts: str, job: str, part: Path) -> Iterator[dict]:
 
 
 def store(stack: Stack, job: str, results: list) -> int:
-    """Results to the bucket (one object per part), then the table once per message id;
-    how many were new."""
-    from services.classify import SERIALIZER  # the functions' serializer, on use
+    """Results to the bucket and the table as classify stores them (once per message id),
+    marked as this backfill's, and not routed; how many were new."""
+    from services.classify import store_results  # the functions' own writes, on use
 
-    dynamodb = boto3.client("dynamodb")
-    lines = [json.loads(r.model_dump_json(by_alias=True)) | {"backfill": job} for r in results]
-    now = datetime.now(UTC)
-    key = f"results/date={now:%Y-%m-%d}/backfill-{job}-{uuid.uuid4().hex[:8]}.jsonl"
-    body = "".join(json.dumps(line) + "\n" for line in lines)
-    boto3.client("s3").put_object(Bucket=stack.results_bucket, Key=key, Body=body.encode())
-    new = 0
-    for line in lines:
-        document = json.loads(json.dumps(line), parse_float=Decimal)
-        try:
-            dynamodb.put_item(
-                TableName=stack.results_table,
-                Item={name: SERIALIZER.serialize(value) for name, value in document.items()},
-                ConditionExpression="attribute_not_exists(message_id)",
-            )
-            new += 1
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-    return new
+    marked = [result.model_copy(update={"backfill": job}) for result in results]
+    stored, failed = store_results(
+        stack.results_table, stack.results_bucket, marked, key_prefix=f"backfill-{job}-"
+    )
+    if failed:
+        raise next(iter(failed.values()))
+    return len(stored)
 
 
 def results_of(part: Path, outputs: Iterator[dict], threshold: float) -> list:

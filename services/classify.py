@@ -121,24 +121,34 @@ def classify(endpoint: str, threshold: float, items: list[Item]) -> None:
 
 
 def store(settings: FunctionSettings, items: list[Item]) -> None:
-    """New results to the bucket first (a failure there retries the whole batch and loses
-    nothing), then to DynamoDB, once per message id; each item keeps its write's error.
-    Only the results this call stored are routed, so a retried batch repeats no event."""
-    dynamodb = clients.client("dynamodb")  # a client: thread-safe, where resources are not
-    first = {}  # one write per message id: a batch may hold the same e-mail twice
-    for item in items:
-        first.setdefault(item.result.message_id, item.result)
-    done_before = already_stored(dynamodb, settings.results_table, list(first))
-    new = [result for message_id, result in first.items() if message_id not in done_before]
-    write_lines(settings.results_bucket, new)
-    with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
-        writes = pool.map(partial(put_once, dynamodb, settings.results_table), new)
-        failed = {result.message_id: error for result, error in zip(new, writes, strict=True)}
-    stored = [result for result in new if failed[result.message_id] is None]
+    """Store the batch's results; route only what this call stored, so a retried batch
+    repeats no event. Each item keeps its write's error."""
+    stored, failed = store_results(
+        settings.results_table, settings.results_bucket, [item.result for item in items]
+    )
     if settings.event_bus and stored:
         routing.publish(settings.event_bus, settings.routing, stored)  # refusals are logged
     for item in items:
         item.error = failed.get(item.result.message_id)
+
+
+def store_results(
+    table: str, bucket: str, results: list[ClassificationV1], key_prefix: str = ""
+) -> tuple[list[ClassificationV1], dict[str, Exception]]:
+    """New results to the bucket first (a failure there raises, so the whole batch is
+    retried and nothing is lost), then to DynamoDB, once per message id. Returns the results
+    this call stored and the write errors by message id."""
+    dynamodb = clients.client("dynamodb")  # a client: thread-safe, where resources are not
+    first = {}  # one write per message id: a batch may hold the same e-mail twice
+    for result in results:
+        first.setdefault(result.message_id, result)
+    done_before = already_stored(dynamodb, table, list(first))
+    new = [result for message_id, result in first.items() if message_id not in done_before]
+    write_lines(bucket, new, key_prefix)
+    with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
+        writes = pool.map(partial(put_once, dynamodb, table), new)
+        failed = {r.message_id: error for r, error in zip(new, writes, strict=True) if error}
+    return [result for result in new if result.message_id not in failed], failed
 
 
 def to_result(
@@ -189,11 +199,11 @@ def put_once(dynamodb, table_name: str, result: ClassificationV1) -> Exception |
     return None
 
 
-def write_lines(bucket: str, results: list[ClassificationV1]) -> None:
-    """One JSON Lines object for the batch's new results, partitioned by date."""
+def write_lines(bucket: str, results: list[ClassificationV1], key_prefix: str = "") -> None:
+    """One JSON Lines object for the new results, partitioned by date."""
     if not results:
         return
     now = datetime.now(UTC)
-    key = f"results/date={now:%Y-%m-%d}/{now:%H%M%S%f}-{uuid.uuid4().hex[:8]}.jsonl"
+    key = f"results/date={now:%Y-%m-%d}/{key_prefix}{now:%H%M%S%f}-{uuid.uuid4().hex[:8]}.jsonl"
     body = "".join(result.model_dump_json(by_alias=True) + "\n" for result in results)
     clients.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode())

@@ -101,6 +101,7 @@ class ClassificationV1(BaseModel):
     classified_at: datetime
     input: InputSummary | None = None
     reviews: list[Review] = []  # newest last; `label` is the latest reviewer's choice
+    backfill: str | None = None  # the transform job that classified an archived e-mail
 
     model_config = {"populate_by_name": True}
 
