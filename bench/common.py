@@ -378,3 +378,29 @@ def finish(name: str, results: dict[str, Any], quick: bool) -> None:
     print(f"reproduce: {reproduce_command(name)}")
     if quick:
         print("(--quick: a smoke run on tiny data; the numbers mean little)")
+
+
+# --- the local SageMaker service -----------------------------------------------------------
+
+BENCH_BUCKET = "postwerk-bench"
+BENCH_ROLE = "arn:aws:iam::000000000000:role/postwerk-bench"
+
+
+def create_model(sm, s3, model_dir: Path, name: str = "bench") -> None:
+    """The model folder as model.tar.gz in the bench bucket, and a SageMaker model of it."""
+    import io
+    import tarfile
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for path in sorted(model_dir.iterdir()):
+            tar.add(path, arcname=path.name)
+    s3.put_object(Bucket=BENCH_BUCKET, Key="model.tar.gz", Body=archive.getvalue())
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=BENCH_ROLE,
+        PrimaryContainer={
+            "Image": "postwerk-model",
+            "ModelDataUrl": f"s3://{BENCH_BUCKET}/model.tar.gz",
+        },
+    )

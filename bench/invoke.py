@@ -20,12 +20,10 @@ Reproduce (from the repository root; about a minute):
 """
 
 import contextlib
-import io
 import json
 import os
 import statistics
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
@@ -35,8 +33,11 @@ import psutil
 from botocore.exceptions import WaiterError
 
 from bench.common import (
+    BENCH_BUCKET,
+    BENCH_ROLE,
     TEXT,
     base_parser,
+    create_model,
     finish,
     load_banking77,
     print_table,
@@ -49,8 +50,6 @@ from emulation.sagemaker.launcher import start_service
 from model.contract import METRIC_DEFINITIONS
 
 NAME = "invoke"
-BUCKET = "postwerk-bench"
-ROLE = "arn:aws:iam::000000000000:role/postwerk-bench"
 
 
 def parse_args():
@@ -66,16 +65,7 @@ def parse_args():
 
 def deploy(sm, s3, model_dir: Path) -> float:
     """Upload model.tar.gz, create the endpoint; returns seconds to InService."""
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        for path in sorted(model_dir.iterdir()):
-            tar.add(path, arcname=path.name)
-    s3.put_object(Bucket=BUCKET, Key="model.tar.gz", Body=archive.getvalue())
-    sm.create_model(
-        ModelName="bench",
-        ExecutionRoleArn=ROLE,
-        PrimaryContainer={"Image": "postwerk-model", "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"},
-    )
+    create_model(sm, s3, model_dir)
     sm.create_endpoint_config(
         EndpointConfigName="bench",
         ProductionVariants=[
@@ -131,7 +121,7 @@ def boto3_latencies(runtime, body: bytes, count: int) -> list[float]:
 
 def training_start_seconds(sm, s3, rows) -> dict[str, float]:
     body = "".join(json.dumps({"text": r[TEXT], "label": r["category"]}) + "\n" for r in rows)
-    s3.put_object(Bucket=BUCKET, Key="data/train/rows.jsonl", Body=body)
+    s3.put_object(Bucket=BENCH_BUCKET, Key="data/train/rows.jsonl", Body=body)
     request = {
         "TrainingJobName": "bench-start",
         "AlgorithmSpecification": {
@@ -139,7 +129,7 @@ def training_start_seconds(sm, s3, rows) -> dict[str, float]:
             "TrainingInputMode": "File",
             "MetricDefinitions": METRIC_DEFINITIONS,
         },
-        "RoleArn": ROLE,
+        "RoleArn": BENCH_ROLE,
         "HyperParameters": {"epochs": "1", "max_length": "32"},
         "InputDataConfig": [
             {
@@ -147,12 +137,12 @@ def training_start_seconds(sm, s3, rows) -> dict[str, float]:
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"s3://{BUCKET}/data/train/",
+                        "S3Uri": f"s3://{BENCH_BUCKET}/data/train/",
                     }
                 },
             }
         ],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/jobs"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BENCH_BUCKET}/jobs"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
     }
@@ -210,7 +200,7 @@ def main() -> None:
     try:
         sm, runtime, s3 = (boto3.client(s) for s in ("sagemaker", "sagemaker-runtime", "s3"))
         s3.create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+            Bucket=BENCH_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
         )
         in_service = deploy(sm, s3, model_dir)
         body = b'{"inputs": ["I still have not received my new card, where is it?"]}'

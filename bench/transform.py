@@ -18,10 +18,8 @@ Reproduce (from the repository root; about two minutes on 2 CPU cores):
     python -m bench.transform --data ../shared/data/banking77
 """
 
-import io
 import json
 import os
-import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,14 +27,22 @@ from pathlib import Path
 import boto3
 import httpx
 
-from bench.common import PYTHON, TEXT, base_parser, finish, load_banking77, print_table, work_dir
+from bench.common import (
+    BENCH_BUCKET,
+    PYTHON,
+    TEXT,
+    base_parser,
+    create_model,
+    finish,
+    load_banking77,
+    print_table,
+    work_dir,
+)
 from bench.serving import HOST, ServerSpec, free_port, resolve_model, running, sagemaker_base
 from emulation.ministack import MiniStack
 from emulation.sagemaker.launcher import start_service
 
 NAME = "transform"
-BUCKET = "postwerk-bench"
-ROLE = "arn:aws:iam::000000000000:role/postwerk-bench"
 OBJECTS = 4
 RECORDS_PER_REQUEST = 1000  # what the job sends: the serving container's cap per request
 TARGET = 0.9
@@ -87,20 +93,13 @@ def server_alone(model_dir: Path, lines: list[bytes], concurrency: int) -> tuple
 
 
 def transform_job(sm, s3, model_dir: Path, lines: list[bytes], concurrency: int) -> dict:
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        for path in sorted(model_dir.iterdir()):
-            tar.add(path, arcname=path.name)
-    s3.put_object(Bucket=BUCKET, Key="model.tar.gz", Body=archive.getvalue())
-    sm.create_model(
-        ModelName="bench",
-        ExecutionRoleArn=ROLE,
-        PrimaryContainer={"Image": "postwerk-model", "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"},
-    )
+    create_model(sm, s3, model_dir)
     share = -(-len(lines) // OBJECTS)
     for number in range(OBJECTS):
         part = lines[number * share : (number + 1) * share]
-        s3.put_object(Bucket=BUCKET, Key=f"archive/part-{number}.jsonl", Body=b"\n".join(part))
+        s3.put_object(
+            Bucket=BENCH_BUCKET, Key=f"archive/part-{number}.jsonl", Body=b"\n".join(part)
+        )
     created = time.time()
     sm.create_transform_job(
         TransformJobName="bench",
@@ -109,13 +108,13 @@ def transform_job(sm, s3, model_dir: Path, lines: list[bytes], concurrency: int)
         BatchStrategy="MultiRecord",
         TransformInput={
             "DataSource": {
-                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/archive/"}
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BENCH_BUCKET}/archive/"}
             },
             "ContentType": "application/jsonlines",
             "SplitType": "Line",
         },
         TransformOutput={
-            "S3OutputPath": f"s3://{BUCKET}/out",
+            "S3OutputPath": f"s3://{BENCH_BUCKET}/out",
             "Accept": "application/jsonlines",
             "AssembleWith": "Line",
         },
@@ -128,7 +127,9 @@ def transform_job(sm, s3, model_dir: Path, lines: list[bytes], concurrency: int)
     job = sm.describe_transform_job(TransformJobName="bench")
     if job["TransformJobStatus"] != "Completed":
         raise SystemExit(f"the transform job failed: {job.get('FailureReason')}")
-    outputs = (s3.get_object(Bucket=BUCKET, Key=f"out/part-{n}.jsonl.out") for n in range(OBJECTS))
+    outputs = (
+        s3.get_object(Bucket=BENCH_BUCKET, Key=f"out/part-{n}.jsonl.out") for n in range(OBJECTS)
+    )
     written = sum(len(output["Body"].read().splitlines()) for output in outputs)
     if written != len(lines):
         raise SystemExit(f"the job wrote {written} lines for {len(lines)} records")
@@ -159,7 +160,7 @@ def main() -> None:
     try:
         sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
         s3.create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+            Bucket=BENCH_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
         )
         job = transform_job(sm, s3, model_dir, lines, args.concurrency)
     finally:

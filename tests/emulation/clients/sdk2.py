@@ -10,6 +10,7 @@ import sys
 
 import boto3
 import sagemaker
+from calls import call, report, results
 from sagemaker.analytics import TrainingJobAnalytics
 from sagemaker.deserializers import JSONDeserializer
 from sagemaker.estimator import Estimator
@@ -17,18 +18,6 @@ from sagemaker.serializers import JSONSerializer
 from sagemaker.tuner import CategoricalParameter, HyperparameterTuner
 
 arguments = json.loads(sys.argv[1])
-results: dict[str, str] = {}
-
-
-def call(name: str, function, *args, **kwargs):
-    try:
-        value = function(*args, **kwargs)
-    except Exception as error:
-        results[name] = f"{type(error).__name__}: {error}"
-        print("\n" + json.dumps(results))  # after the SDK's progress dots
-        sys.exit(1)
-    results[name] = "ok"
-    return value
 
 
 session = sagemaker.Session(boto3.Session(), default_bucket=arguments["bucket"])
@@ -124,4 +113,4 @@ call("Predictor.delete_endpoint", predictor.delete_endpoint)
 call("Predictor.delete_model", predictor.delete_model)
 results["prediction"] = json.dumps(answer)[:200]
 results["transform_job"] = transformer.latest_transform_job.name
-print("\n" + json.dumps(results))  # after the SDK's progress dots
+report()

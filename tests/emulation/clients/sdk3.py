@@ -10,6 +10,7 @@ import json
 import sys
 
 import boto3
+from calls import call, report, results
 from sagemaker.core.helper.session_helper import Session
 from sagemaker.core.resources import Endpoint, EndpointConfig, Model
 from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
@@ -17,18 +18,6 @@ from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig
 from sagemaker.train import ModelTrainer
 
 arguments = json.loads(sys.argv[1])
-results: dict[str, str] = {}
-
-
-def call(name: str, function, *args, **kwargs):
-    try:
-        value = function(*args, **kwargs)
-    except Exception as error:
-        results[name] = f"{type(error).__name__}: {error}"
-        print("\n" + json.dumps(results))
-        sys.exit(1)
-    results[name] = "ok"
-    return value
 
 
 session = Session(boto3.Session(), default_bucket=arguments["bucket"])
@@ -87,4 +76,4 @@ if endpoint.endpoint_config_name != "sdk3-config-2":
 call("Endpoint.delete", endpoint.delete)
 call("Model.delete", Model.get("sdk3-model").delete)
 results["prediction"] = answer.body.read().decode()[:200]
-print("\n" + json.dumps(results))
+report()
