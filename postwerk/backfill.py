@@ -17,12 +17,10 @@ import hashlib
 import json
 import tempfile
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -30,6 +28,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from postwerk import dataset
+from services.lifecycle import job_name
 from services.records import EmailV1, ModelIdentity, Prediction
 
 PREFIX = "backfill"  # in the raw bucket (messages) and the artifacts bucket (job files)
@@ -212,7 +211,7 @@ def backfill(
 ) -> Outcome:
     """Parse, classify with a transform job, store; what happened."""
     model = served_model(endpoint)
-    job = f"backfill-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    job = job_name("backfill")
     with tempfile.TemporaryDirectory(prefix="postwerk-backfill-") as work:
         parsed = parse_into_parts(sources, stack.raw_bucket, Path(work))
         if not parsed.parts:
