@@ -20,7 +20,6 @@ from postwerk.errors import CommandError
 from postwerk.settings import CliSettings
 from services.lifecycle import Serving, s3_channel
 
-CHANNELS = ("train", "validation", "test")
 FINISHED = ("Completed", "Failed", "Stopped")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
