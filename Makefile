@@ -69,12 +69,20 @@ format: install
 	$(VENV)/bin/ruff format .
 
 # Benchmarks: real sizes, minutes each, not part of the tests. Results go to bench/results/.
+# bench.serving's load generator is wrk (Debian's package), which costs the server little CPU.
 bench: install
+	@command -v wrk >/dev/null || { $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update -qq && \
+		$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m bench.accuracy --data $(BANKING77)
 	$(PY) -m bench.training --data $(BANKING77)
 	$(PY) -m bench.serving --data $(BANKING77)
 	$(PY) -m bench.invoke --data $(BANKING77)
+	$(PY) -m bench.transform --data $(BANKING77)
 	$(PY) -m bench.pipeline --data $(BANKING77)
+	$(PY) -m bench.ingest
+	$(PY) -m bench.smtp
+	$(PY) -m bench.mailbox
+	$(PY) -m bench.cli
 
 # Fuzzers with a time budget each (seconds), not part of the tests: every crash they find
 # becomes a regression fixture in tests/.
