@@ -11,13 +11,13 @@ from rich.table import Table
 from postwerk import sagemaker
 from postwerk.output import console
 from postwerk.settings import CliSettings
-from services import replies
 
 
 def outbox(
     raw: Annotated[bool, typer.Option("--raw", help="print each reply's MIME as sent")] = False,
 ) -> None:
     """The sent replies, oldest first: when, who, which suggestion, how much was edited."""
+    from services import replies  # on use: its index needs numpy, no other command does
     bucket = sagemaker.artifact_bucket(CliSettings().bucket)
     sent = replies.outbox(bucket)
     table = Table(title=f"sent replies in s3://{bucket}/{replies.SENT}")

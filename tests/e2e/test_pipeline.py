@@ -334,7 +334,7 @@ def test_the_review_page_confirms_and_corrects_by_keyboard(pipeline, browser):
     expect(rows.nth(1)).to_have_class("selected")
     confirmed = rows.nth(1).get_attribute("data-id")
     page.keyboard.press("Enter")
-    expect(page.locator("#status")).to_contain_text("confirmed")
+    expect(page.locator("#status")).to_contain_text("confirmed", timeout=30_000)  # cold start
 
     page.keyboard.press("ArrowDown")
     expect(rows.nth(2)).to_have_class("selected")
@@ -344,7 +344,7 @@ def test_the_review_page_confirms_and_corrects_by_keyboard(pipeline, browser):
     labels = [b.get_attribute("data-label") for b in page.locator("#choices button").all()]
     other = next(i for i, label in enumerate(labels) if label != predicted)
     page.keyboard.press(str(other + 1))
-    expect(page.locator("#status")).to_contain_text(f"corrected {predicted}")
+    expect(page.locator("#status")).to_contain_text(f"corrected {predicted}", timeout=30_000)
     assert page.evaluate(LOW_CONTRAST_TEXTS) == [], "WCAG AA contrast: list, detail, hints"
 
     table = boto3.resource("dynamodb").Table(pipeline["ResultsTable"])
