@@ -43,6 +43,7 @@ def build(
 ) -> None:
     """Build a labelled data set from mail folders and upload it (datasets/NAME/VERSION/)."""
     from postwerk import dataset  # on use: every other command starts faster without it
+
     if not NAME.match(name):
         raise CommandError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
     if mapping and labels:
@@ -88,6 +89,7 @@ def backfill_archive(
     """Classify an archive with a batch transform job of the served model; the results go
     where the pipeline's go, marked as a backfill."""
     from postwerk import backfill, dataset  # on use, as in build()
+
     settings = CliSettings()
     outputs = stack.stack_outputs(settings.stack_name)
     bucket = sagemaker.artifact_bucket(settings.bucket)

@@ -18,6 +18,7 @@ def outbox(
 ) -> None:
     """The sent replies, oldest first: when, who, which suggestion, how much was edited."""
     from services import replies  # on use: its index needs numpy, no other command does
+
     bucket = sagemaker.artifact_bucket(CliSettings().bucket)
     sent = replies.outbox(bucket)
     table = Table(title=f"sent replies in s3://{bucket}/{replies.SENT}")
