@@ -116,7 +116,7 @@ def build_package(build_dir: Path, python_version: str | None) -> Path:
         )
         staging = deps.with_suffix(".partial")
         shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(
+        installed = subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -129,8 +129,13 @@ def build_package(build_dir: Path, python_version: str | None) -> Path:
                 *platform,
                 *wanted,
             ],
-            check=True,
+            capture_output=True,  # pip's warnings are noise here; its errors are shown below
+            text=True,
+            check=False,
         )
+        if installed.returncode != 0:
+            reason = installed.stderr.strip()[-2000:]
+            raise CommandError(f"installing the functions' dependencies failed:\n{reason}")
         staging.rename(deps)
     code = sorted(p for p in (REPO_ROOT / "services").rglob("*") if p.suffix in (".py", ".html"))
     content = hashlib.sha256(deps.name.encode())
