@@ -154,7 +154,6 @@ def ensure_model(settings: CliSettings, hyperparameters: dict[str, str]) -> None
             console.print(f"endpoint [bold]{endpoint}[/] in service with {serving}")
             return
     job = last_default_job() or train_default_model(settings, hyperparameters)
-    console.print(f"deploying the model of {job} to endpoint [bold]{endpoint}[/] ...")
     model_commands.serve_job(
         settings, job, endpoint, instances=1, reason="make up: the default model", must_exist=False
     )
