@@ -24,7 +24,7 @@ from postwerk import local, model_commands, pipeline, pipeline_commands, sagemak
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console, follow_training_job, shell_command
 from postwerk.settings import REPO_ROOT, CliSettings
-from services import lifecycle, routing
+from services import lifecycle
 
 SAMPLE_EMAILS = REPO_ROOT / "examples" / "emails"
 DEFAULT_JOB_PREFIX = "postwerk-default"
@@ -311,6 +311,8 @@ def status() -> None:
     else:
         console.print(f"endpoint {settings.endpoint_name}: [yellow]none[/]")
     console.print(counts_table(pipeline.counts(outputs)))
+    from services import routing  # on use: it brings the functions' logger
+
     console.print(queues_table(routing.queue_depths()))
 
 
