@@ -44,6 +44,25 @@ def now() -> float:
     return time.time()
 
 
+def filter_jobs(
+    request: dict[str, Any],
+    jobs: list[dict[str, Any]],
+    name_key: str,
+    status_key: str,
+    time_fields: tuple[str, ...] = ("CreationTime",),
+) -> list[dict[str, Any]]:
+    """The List operations' NameContains, StatusEquals and <field>After/Before filters."""
+    if "NameContains" in request:
+        jobs = [j for j in jobs if request["NameContains"] in j[name_key]]
+    if "StatusEquals" in request:
+        jobs = [j for j in jobs if j[status_key] == request["StatusEquals"]]
+    for bound, keep in (("After", float.__gt__), ("Before", float.__lt__)):
+        for field in time_fields:
+            if (moment := request.get(f"{field}{bound}")) is not None:
+                jobs = [j for j in jobs if keep(float(j[field]), float(moment))]
+    return jobs
+
+
 def paginate(
     request: dict[str, Any],
     items: list[dict[str, Any]],

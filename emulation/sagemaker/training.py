@@ -23,7 +23,15 @@ from typing import Any
 
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream, MetricPublisher
 from emulation.sagemaker.containers import Containers
-from emulation.sagemaker.protocol import in_use, not_found, now, paginate, required, validation
+from emulation.sagemaker.protocol import (
+    filter_jobs,
+    in_use,
+    not_found,
+    now,
+    paginate,
+    required,
+    validation,
+)
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
 
@@ -88,15 +96,7 @@ class TrainingJobs:
         return document
 
     def list(self, request: dict[str, Any]) -> dict[str, Any]:
-        jobs = self.store.all(KIND)
-        if "NameContains" in request:
-            jobs = [j for j in jobs if request["NameContains"] in j["TrainingJobName"]]
-        if "StatusEquals" in request:
-            jobs = [j for j in jobs if j["TrainingJobStatus"] == request["StatusEquals"]]
-        if "CreationTimeAfter" in request:
-            jobs = [j for j in jobs if j["CreationTime"] > request["CreationTimeAfter"]]
-        if "CreationTimeBefore" in request:
-            jobs = [j for j in jobs if j["CreationTime"] < request["CreationTimeBefore"]]
+        jobs = filter_jobs(request, self.store.all(KIND), "TrainingJobName", "TrainingJobStatus")
         return paginate(
             request,
             [summary(j) for j in jobs],

@@ -35,7 +35,15 @@ from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
 from emulation.sagemaker.endpoints import Endpoints
 from emulation.sagemaker.fleets import Replica, ReplicaError
 from emulation.sagemaker.model_files import model_folder, replica_folder
-from emulation.sagemaker.protocol import in_use, not_found, now, paginate, required, validation
+from emulation.sagemaker.protocol import (
+    filter_jobs,
+    in_use,
+    not_found,
+    now,
+    paginate,
+    required,
+    validation,
+)
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
 
@@ -146,11 +154,9 @@ class TransformJobs:
         return document
 
     def list_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
-        jobs = self.store.all(KIND)
-        if "NameContains" in request:
-            jobs = [j for j in jobs if request["NameContains"] in j["TransformJobName"]]
-        if "StatusEquals" in request:
-            jobs = [j for j in jobs if j["TransformJobStatus"] == request["StatusEquals"]]
+        jobs = filter_jobs(
+            request, self.store.all(KIND), "TransformJobName", "TransformJobStatus", time_fields=()
+        )
         keys = (
             "TransformJobName",
             "TransformJobArn",

@@ -32,7 +32,15 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from emulation.sagemaker.protocol import in_use, not_found, now, paginate, required, validation
+from emulation.sagemaker.protocol import (
+    filter_jobs,
+    in_use,
+    not_found,
+    now,
+    paginate,
+    required,
+    validation,
+)
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
 from emulation.sagemaker.training import TrainingJobs
@@ -209,16 +217,9 @@ class TuningJobs:
         return document
 
     def list(self, request: dict[str, Any]) -> dict[str, Any]:
-        jobs = self.store.all(KIND)
         name, status = "HyperParameterTuningJobName", "HyperParameterTuningJobStatus"
-        if "NameContains" in request:
-            jobs = [j for j in jobs if request["NameContains"] in j[name]]
-        if "StatusEquals" in request:
-            jobs = [j for j in jobs if j[status] == request["StatusEquals"]]
-        for bound, keep in (("After", float.__gt__), ("Before", float.__lt__)):
-            for field in ("CreationTime", "LastModifiedTime"):
-                if (moment := request.get(f"{field}{bound}")) is not None:
-                    jobs = [j for j in jobs if keep(float(j[field]), float(moment))]
+        times = ("CreationTime", "LastModifiedTime")
+        jobs = filter_jobs(request, self.store.all(KIND), name, status, times)
         return paginate(
             request,
             [tuning_summary(j) for j in jobs],
