@@ -66,9 +66,8 @@ def send(files: list[Path], raw_bucket: str) -> list[Sent]:
 
 def message_id(raw: bytes) -> str:
     """The id ingest gives this e-mail (DESIGN.md 3.2), by the same parser."""
-    return (
-        parsed(raw).message_id if parsed(raw) else f"sha256-{hashlib.sha256(raw).hexdigest()[:32]}"
-    )
+    email = parsed(raw)
+    return email.message_id if email else f"sha256-{hashlib.sha256(raw).hexdigest()[:32]}"
 
 
 def headers(raw: bytes) -> dict[str, str]:
