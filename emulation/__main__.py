@@ -17,6 +17,8 @@ import sys
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
+import psutil
+
 from emulation import smtp
 from emulation.esm.runner import MappingRunner
 from emulation.ministack import MiniStack
@@ -24,6 +26,12 @@ from emulation.processes import HOST, write_atomically
 from emulation.sagemaker.launcher import start_service, stop_service
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# `postwerk up` promises that a stop ends within 15 s. Each part gets a bounded share
+# (runner 2 + service 5 + MiniStack 3), then whatever still runs is killed (1 s more).
+RUNNER_STOP_SECONDS = 2
+SERVICE_STOP_SECONDS = 5
+MINISTACK_STOP_SECONDS = 3
+LEFT_OVER_STOP_SECONDS = 1
 
 
 class StopRequested(Exception):
@@ -45,17 +53,19 @@ def main() -> int:
     args = parser.parse_args()
     for number in STOP_SIGNALS:
         signal.signal(number, request_stop)
+    started = ExitStack()
     try:
-        with ExitStack() as started:
-            exports = start(args, started)
-            say("\nIn another shell, point AWS tools at them:\n")
-            for name, value in exports.items():
-                say(f"export {name}={value}")
-            say("\nCtrl-C stops them all.")
-            while True:
-                signal.pause()
+        exports = start(args, started)
+        say("\nIn another shell, point AWS tools at them:\n")
+        for name, value in exports.items():
+            say(f"export {name}={value}")
+        say("\nCtrl-C stops them all.")
+        while True:
+            signal.pause()
     except StopRequested:
         pass
+    finally:
+        stop_everything(started)
     return 0
 
 
@@ -65,14 +75,14 @@ def start(args: argparse.Namespace, started: ExitStack) -> dict[str, str]:
     state_dir = args.state_dir.resolve()
     backend = MiniStack(state_dir, args.port, persist_state=True)
     started.callback(say, "stopped.")
-    started.callback(backend.stop)  # safe before start: it stops by PID file
+    started.callback(backend.stop, MINISTACK_STOP_SECONDS)  # by PID file: safe before start
     first_run = "; first run: installs it" if backend.needs_install() else ""
     say(f"starting MiniStack on {backend.endpoint_url}{first_run} ...")
     backend.start()
     service, sagemaker_url = start_service(
         state_dir / "sagemaker", args.sagemaker_port, backend.client_environment()
     )
-    started.callback(stop_service, service)
+    started.callback(stop_service, service, SERVICE_STOP_SECONDS)
     say(f"local SageMaker service on {sagemaker_url}")
     exports = backend.client_environment() | {
         "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker_url,
@@ -80,7 +90,7 @@ def start(args: argparse.Namespace, started: ExitStack) -> dict[str, str]:
     }
     os.environ.update(exports)  # the runner's boto3 clients talk to the backend
     runner = MappingRunner(state_dir / "esm-checkpoints").start()
-    started.callback(runner.stop)
+    started.callback(runner.stop, RUNNER_STOP_SECONDS)
     say("event source mapping runner started (Kinesis and SQS)")
     stack_name = os.environ.get("POSTWERK_STACK_NAME", "postwerk")
     recipients = args.smtp_recipients.split(",")
@@ -98,6 +108,30 @@ def start(args: argparse.Namespace, started: ExitStack) -> dict[str, str]:
         started.callback(args.ready_file.unlink, missing_ok=True)
     started.callback(say, "stopping ...")
     return exports
+
+
+def stop_everything(started: ExitStack) -> None:
+    """Stop the parts (last started first), each within its share; then stop every process
+    below this one that is still there: a replica whose service was killed, a child whose
+    start a signal interrupted before anyone held its PID."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    below = psutil.Process().children(recursive=True)  # before parents exit and lose them
+    try:
+        started.close()
+    finally:
+        stop_left_over(below)
+
+
+def stop_left_over(processes: list[psutil.Process]) -> None:
+    left = [process for process in processes if process.is_running()]
+    for process in left:
+        with suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, still_there = psutil.wait_procs(left, timeout=LEFT_OVER_STOP_SECONDS)
+    for process in still_there:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def request_stop(number: int, frame) -> None:

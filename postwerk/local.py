@@ -31,7 +31,7 @@ from postwerk.errors import CommandError
 from postwerk.settings import REPO_ROOT
 
 BACKENDS = ("embedded", "compose")
-STOP_SECONDS = 60  # the launcher's own stop takes seconds; past this, SIGKILL
+STOP_SECONDS = 13  # the launcher bounds its own stop to about 11 s; past this, SIGKILL
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 
 

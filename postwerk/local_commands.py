@@ -62,8 +62,10 @@ def up(
         if detach:
             console.print("`make down` (or `postwerk down`) stops it.")
             return
-        watch(outputs)
-        stop(settings)
+        try:
+            watch(outputs)
+        finally:
+            stop(settings)
 
 
 @contextmanager

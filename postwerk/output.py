@@ -30,28 +30,34 @@ class StdoutThatMayVanish(io.TextIOBase):
     the same Ctrl-C, a closed terminal) every write goes nowhere instead of raising: a
     message must never stop a shutdown half-way."""
 
+    @staticmethod
+    def stream() -> io.TextIOBase:
+        """sys.stdout, or the file behind it while Rich's Live redirects sys.stdout into
+        this console (writing to the redirect would feed the console its own output)."""
+        return getattr(sys.stdout, "rich_proxied_file", sys.stdout)
+
     def write(self, text: str) -> int:
         try:
-            sys.stdout.write(text)
+            self.stream().write(text)
         except OSError:
             silence_output()
         return len(text)
 
     def flush(self) -> None:
         try:
-            sys.stdout.flush()
+            self.stream().flush()
         except OSError:
             silence_output()
 
     def isatty(self) -> bool:
-        return sys.stdout.isatty()
+        return self.stream().isatty()
 
     def fileno(self) -> int:
-        return sys.stdout.fileno()
+        return self.stream().fileno()
 
     @property
     def encoding(self) -> str:
-        return sys.stdout.encoding
+        return self.stream().encoding
 
 
 def silence_output() -> None:

@@ -3,6 +3,7 @@ Kinesis shard and a few pollers per SQS queue, stop them all on stop()."""
 
 import logging
 import threading
+import time
 from collections import deque
 from pathlib import Path
 
@@ -53,11 +54,14 @@ class MappingRunner:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
+        """Let the workers finish what they deliver, for `timeout` seconds at most in all (a
+        batch cut off is not checkpointed: it is delivered again on the next start)."""
         self.delivery.stopping.set()
+        deadline = time.monotonic() + timeout
         for worker in [self._thread, *self._workers.values()]:
             if worker is not None:
-                worker.join(timeout=30)
+                worker.join(timeout=max(0, deadline - time.monotonic()))
 
     def _discover(self) -> None:
         """New mappings and shards get a worker; a deleted mapping's worker is left to end."""

@@ -17,7 +17,13 @@ def main() -> None:
     for chatty in ("httpx", "botocore", "urllib3"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     settings = ServiceSettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,  # a request still open then does not hold up the stop
+    )
 
 
 if __name__ == "__main__":

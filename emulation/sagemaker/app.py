@@ -8,6 +8,7 @@ Point both at this service with AWS_ENDPOINT_URL_SAGEMAKER and
 AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME.
 """
 
+import asyncio
 import json
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -104,9 +105,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        await run_in_threadpool(training.shutdown)
-        await run_in_threadpool(transform.shutdown)
-        await run_in_threadpool(endpoints.shutdown)
+
+        def stop_serving() -> None:
+            transform.shutdown()  # its jobs invoke the endpoints' replicas
+            endpoints.shutdown()
+
+        # jobs and replicas stop together: one grace period, not one after the other
+        await asyncio.gather(run_in_threadpool(training.shutdown), run_in_threadpool(stop_serving))
         await endpoints.invocations.aclose()
 
     app = FastAPI(title="postwerk local SageMaker", lifespan=lifespan)

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from emulation.sagemaker.artifacts import ArtifactError
@@ -355,9 +356,10 @@ class Endpoints:
 
     def shutdown(self) -> None:
         self._stopped.set()
-        for fleet in list(self._fleets.values()):
-            fleet.stop()
+        replicas = [replica for fleet in self._fleets.values() for replica in fleet.replicas]
         self._fleets.clear()
+        with ThreadPoolExecutor() as pool:  # together: one grace period, not one per replica
+            list(pool.map(Replica.stop, replicas))
 
     # --- helpers ---------------------------------------------------------------------------
 

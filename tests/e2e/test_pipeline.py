@@ -609,7 +609,8 @@ def test_a_stop_signal_to_up_stops_everything_whatever_stdout_is(
     os.killpg(up.pid, stop_signal)
     up.wait(timeout=15)
     _, alive = psutil.wait_procs(processes, timeout=max(0, signalled + 15 - time.monotonic()))
-    assert alive == [], f"still running 15 s after {stop_signal.name}: {alive}\n{shown}"
+    survivors = [" ".join(process.cmdline()) for process in alive if process.is_running()]
+    assert alive == [], f"still running 15 s after {stop_signal.name}: {survivors}\n{shown}"
     for port in ("POSTWERK_AWS_PORT", "POSTWERK_SAGEMAKER_PORT", "POSTWERK_SMTP_PORT"):
         assert not port_in_use(int(environment[port]))
     assert not (state_dir / "local.json").exists()

@@ -58,6 +58,6 @@ def test_a_stop_signal_stops_what_started_and_frees_the_ports(launch, moment, st
     process.send_signal(stop_signal)
     assert process.wait(timeout=15) == 0
     _, alive = psutil.wait_procs(tree, timeout=max(0, signalled + 15 - time.monotonic()))
-    assert alive == []
+    assert alive == [], [" ".join(process.cmdline()) for process in alive if process.is_running()]
     assert not any(port_in_use(port) for port in ports)
     assert not (state_dir / "local.json").exists()
