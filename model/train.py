@@ -1,46 +1,16 @@
 """`train`: fine-tune a BERT-family encoder to classify e-mails, under the SageMaker contract.
 
-Reads top to bottom: main() -> train() -> fit() (the epoch loop) -> evaluate() -> save_model().
+main() checks the inputs (hyperparameters, channels) first, with neither torch nor
+transformers loaded, so that bad input fails in a second rather than after the 5 s those
+imports take; then it launches one process per GPU, or runs the loop (model/fit.py) itself.
 """
 
-import hashlib
-import json
 import logging
-import os
-import sys
-import time
 import traceback
-from datetime import UTC, datetime
 
-import numpy as np
-import torch
-import transformers
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-)
-
-from model import checkpoint
-from model.contract import (
-    InputError,
-    SageMakerPaths,
-    format_metrics,
-    read_config,
-    write_failure,
-)
-from model.data import Datasets, encode, label_counts, length_grouped_batches, load_datasets
-from model.distributed import Process, Topology, launch, start_process, stop_process, under_launcher
-from model.evaluation import (
-    classification_metrics,
-    evaluation_report,
-    model_card,
-    write_reports,
-)
-from model.hyperparameters import Hyperparameters, parse_hyperparameters
-from model.optimization import Optimization
+from model.contract import InputError, SageMakerPaths, read_config, write_failure
+from model.data import load_datasets
+from model.hyperparameters import parse_hyperparameters
 from model.settings import Settings
 
 log = logging.getLogger("postwerk.train")
@@ -51,11 +21,15 @@ def main() -> int:
     settings = Settings()
     paths = SageMakerPaths(settings.base_dir)
     try:
+        hp = parse_hyperparameters(read_config(paths.hyperparameters_file))
+        data = load_datasets(paths, hp)
+        from model import distributed, fit  # torch and transformers: only for good input
+
         resources = read_config(paths.resource_config_file)
-        topology = Topology.from_resource_config(resources, settings.processes_per_host)
-        if topology.world_size > 1 and not under_launcher():
-            return launch_workers(paths, topology)
-        train(paths)
+        topology = distributed.Topology.from_resource_config(resources, settings.processes_per_host)
+        if topology.world_size > 1 and not distributed.under_launcher():
+            return with_reason(paths, distributed.launch(topology))
+        fit.train(paths, hp, data)
         return 0
     except InputError as error:
         return fail(paths, str(error), exit_code=1)
@@ -70,225 +44,8 @@ def fail(paths: SageMakerPaths, reason: str, exit_code: int) -> int:
     return exit_code
 
 
-def launch_workers(paths: SageMakerPaths, topology: Topology) -> int:
-    exit_code = launch(topology)
+def with_reason(paths: SageMakerPaths, exit_code: int) -> int:
+    """The workers' exit code; a failure that no worker explained gets a reason."""
     if exit_code and not paths.failure_file.exists():
         write_failure(paths, f"a training process exited with code {exit_code}")
     return exit_code
-
-
-def load_base_model(hp: Hyperparameters, labels: list[str]):
-    name = hp.model_name_or_path
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            ignore_mismatched_sizes=True,  # a base model that already has another head
-            dtype=torch.float32,  # master weights: hub checkpoints stored in fp16/bf16 too
-        )
-    except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0]
-        raise InputError(f"cannot load model '{name}': {reason}") from error
-    return tokenizer, model
-
-
-@torch.inference_mode()
-def evaluate(model, features, collate, batch_size, device, precision) -> tuple[float, np.ndarray]:
-    """Mean loss and predicted label ids, batched by length for speed."""
-    model.eval()
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    predictions = np.empty(len(features), dtype=np.int64)
-    total_loss = 0.0
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        batch = collate([features[i] for i in chunk]).to(device)
-        with precision.autocast():
-            output = model(**batch)
-        total_loss += output.loss.float().item() * len(chunk)
-        predictions[chunk] = output.logits.argmax(dim=-1).cpu().numpy()
-    return total_loss / len(features), predictions
-
-
-def train(paths: SageMakerPaths) -> None:
-    hp = parse_hyperparameters(read_config(paths.hyperparameters_file))
-    process = start_process()
-    try:
-        fit(paths, hp, process)
-    finally:
-        stop_process()
-
-
-def fit(paths: SageMakerPaths, hp: Hyperparameters, process: Process) -> None:
-    say = log.info if process.is_main else (lambda *args: None)
-    transformers.set_seed(hp.seed)
-    data = load_datasets(paths, hp)
-    say(
-        "data: %d train, %d validation, %s test e-mails, %d labels",
-        len(data.train), len(data.validation), len(data.test) if data.test else "no",
-        len(data.labels),
-    )  # fmt: skip
-    tokenizer, model = load_base_model(hp, data.labels)
-    train_features = encode(tokenizer, data.train, data.labels, hp.max_length)
-    validation_features = encode(tokenizer, data.validation, data.labels, hp.max_length)
-    validation_truth = np.array([f["labels"] for f in validation_features])
-    lengths = [len(f["input_ids"]) for f in train_features]
-    device = process.device
-    collate = DataCollatorWithPadding(
-        tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None, return_tensors="pt"
-    )
-    batches_per_epoch = len(length_grouped_batches(lengths, hp.batch_size, 0, process.world_size))
-    total_steps = min(
-        hp.epochs * batches_per_epoch // process.world_size, hp.max_steps or sys.maxsize
-    )
-    model.to(device)
-    opt = Optimization.create(model, hp, total_steps, device)
-    progress, best_model = checkpoint.Progress(), None
-    fingerprint = job_fingerprint(hp, data)
-    saved = checkpoint.load(paths.checkpoint_dir, fingerprint)
-    if saved:
-        model.load_state_dict(saved.model)
-        opt.restore(saved.trainer)
-        progress, best_model = saved.progress, saved.best_model
-        say("resumed from checkpoint: %d epochs, %d steps done", progress.epoch, progress.step)
-    trained = DistributedDataParallel(model) if process.world_size > 1 else model
-    say(
-        "training %s on %s x %d (%s), %d steps of %d e-mails per process",
-        hp.model_name_or_path, device.type, process.world_size, opt.precision.name, total_steps,
-        hp.batch_size,
-    )  # fmt: skip
-
-    while not finished(progress, hp, total_steps):
-        epoch = progress.epoch + 1
-        batches = length_grouped_batches(
-            lengths, hp.batch_size, hp.seed + epoch, process.world_size
-        )
-        trained.train()
-        started, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for indices in progress_bar(
-            batches[process.rank :: process.world_size], epoch, hp, process
-        ):
-            batch = collate([train_features[i] for i in indices]).to(device)
-            loss_sum += opt.step(trained, batch) * len(indices)
-            seen += len(indices)
-            progress.step += 1
-            if progress.step >= total_steps:
-                break
-        elapsed = time.perf_counter() - started
-
-        validation_loss, predicted = evaluate(
-            model, validation_features, collate, hp.eval_batch_size, device, opt.precision
-        )
-        scores = classification_metrics(validation_truth, predicted)
-        progress.epoch = epoch
-        if progress.record_validation(scores["macro_f1"], validation_loss):
-            best_model = checkpoint.contiguous(model.state_dict())
-        if process.is_main:
-            metrics = {
-                "epoch": epoch,
-                "train_loss": loss_sum / max(seen, 1),
-                "train_samples_per_second": seen * process.world_size / elapsed,
-                "validation_loss": validation_loss,
-                "validation_accuracy": scores["accuracy"],
-                "validation_macro_f1": scores["macro_f1"],
-            }
-            print(format_metrics(metrics), flush=True)
-            snapshot = checkpoint.Checkpoint(progress, model.state_dict(), best_model, opt.state())
-            checkpoint.save(paths.checkpoint_dir, snapshot, fingerprint)
-
-    model.load_state_dict(best_model)
-    if process.is_main:
-        finish(
-            paths, hp, data, tokenizer, model, collate, device, opt.precision, validation_features
-        )
-
-
-def job_fingerprint(hp: Hyperparameters, data: Datasets) -> dict:
-    """What a checkpoint must match to be resumed. The length of training may change."""
-    digest = hashlib.sha256()
-    for example in data.train + data.validation:
-        digest.update(f"{example.label}\t{example.text}\n".encode())
-    return {
-        "hyperparameters": hp.model_dump(
-            exclude={"epochs", "max_steps", "early_stopping_patience"}
-        ),
-        "data": digest.hexdigest(),
-        "labels": data.labels,
-    }
-
-
-def finished(progress: checkpoint.Progress, hp: Hyperparameters, total_steps: int) -> bool:
-    if progress.epoch >= hp.epochs or progress.step >= total_steps:
-        return True
-    if 0 < hp.early_stopping_patience <= progress.epochs_without_improvement:
-        log.info(
-            "early stop: %d epochs without a better validation score", hp.early_stopping_patience
-        )
-        return True
-    return False
-
-
-def progress_bar(batches: list, epoch: int, hp: Hyperparameters, process: Process):
-    """A bar on a terminal; plain lines about every 10% of the epoch otherwise."""
-    epochs = hp.epochs
-    if not process.is_main:
-        yield from batches
-        return
-    if sys.stderr.isatty():
-        yield from tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False)
-        return
-    every = max(1, len(batches) // 10)
-    for number, batch in enumerate(batches, start=1):
-        yield batch
-        if number % every == 0 or number == len(batches):
-            log.info("epoch %d/%d: %d/%d batches", epoch, epochs, number, len(batches))
-
-
-def finish(paths, hp, data, tokenizer, model, collate, device, precision, validation_features):
-    """Evaluate the best model on test (or validation), write the model and its reports."""
-    if data.test:
-        split, features = "test", encode(tokenizer, data.test, data.labels, hp.max_length)
-    else:
-        split, features = "validation", validation_features
-    _, predicted = evaluate(model, features, collate, hp.eval_batch_size, device, precision)
-    truth = np.array([f["labels"] for f in features])
-    report = evaluation_report(truth, predicted, data.labels)
-    scores = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
-    if split == "test":
-        print(format_metrics({f"test_{name}": value for name, value in scores.items()}), flush=True)
-    info = save_model(paths, hp, data, tokenizer, model, {split: scores})
-    write_reports(report, split, paths.output_data_dir)
-    # Beside the reports too: output.tar.gz is small, so the model registry reads it there.
-    (paths.output_data_dir / "model_info.json").write_text(json.dumps(info, indent=2))
-    card = model_card(info, report, split, info["train_label_counts"])
-    (paths.model_dir / "README.md").write_text(card, encoding="utf-8")
-    log.info(
-        "model %s saved to %s (%s accuracy %.4f)",
-        info["version"],
-        paths.model_dir,
-        split,
-        report["accuracy"],
-    )
-
-
-def save_model(paths, hp, data, tokenizer, model, metrics: dict) -> dict:
-    """safetensors weights, tokenizer, config with the label map, and model_info.json."""
-    model.save_pretrained(paths.model_dir)  # safetensors; nothing pickled
-    tokenizer.save_pretrained(paths.model_dir)
-    weights = (paths.model_dir / "model.safetensors").read_bytes()
-    info = {
-        "name": hp.model_name,
-        "version": hashlib.sha256(weights).hexdigest()[:12],
-        "base_model": hp.model_name_or_path,
-        "training_job": os.environ.get("TRAINING_JOB_NAME"),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "labels": data.labels,
-        "train_label_counts": label_counts(data.train),  # the monitor's reference
-        "max_length": hp.max_length,
-        "metrics": metrics,
-        "hyperparameters": hp.model_dump(),
-    }
-    (paths.model_dir / "model_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    return info

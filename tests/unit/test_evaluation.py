@@ -3,6 +3,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model.contract import METRIC_DEFINITIONS, format_metrics
 from model.evaluation import classification_metrics, evaluation_report, write_reports
@@ -43,3 +45,37 @@ def test_macro_f1_ignores_labels_that_do_not_occur():
     assert classification_metrics(truth, truth)["macro_f1"] == 1.0
     wrong = classification_metrics(truth, np.array([0, 0, 1, 5]))
     assert wrong["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3), "a predicted stray counts"
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found")  # sklearn, on one label
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 8).flatmap(
+        lambda size: st.lists(
+            st.tuples(st.integers(0, size - 1), st.integers(0, size - 1)), min_size=1
+        ).map(lambda pairs: (size, pairs))
+    )
+)
+def test_the_counts_agree_with_scikit_learn(case):
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+    from sklearn.metrics import precision_recall_fscore_support as scores
+
+    size, pairs = case
+    truth, predicted = (np.array(values) for values in zip(*pairs, strict=True))
+    labels = [f"label-{i}" for i in range(size)]
+    report = evaluation_report(truth, predicted, labels)
+    indices = list(range(size))
+    assert (
+        report["confusion_matrix"]["matrix"]
+        == confusion_matrix(truth, predicted, labels=indices).tolist()
+    )
+    assert report["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+    macro = f1_score(truth, predicted, average="macro", zero_division=0)
+    assert report["macro_f1"] == pytest.approx(macro)
+    precision, recall, f1, support = scores(truth, predicted, labels=indices, zero_division=0)
+    for i, label in enumerate(labels):
+        ours = report["per_class"][label]
+        assert ours["precision"] == pytest.approx(precision[i])
+        assert ours["recall"] == pytest.approx(recall[i])
+        assert ours["f1"] == pytest.approx(f1[i])
+        assert ours["support"] == support[i]
