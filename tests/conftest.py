@@ -1,5 +1,7 @@
 """Shared fixtures: a tiny BERT and tiny labelled e-mails, so training takes seconds."""
 
+import fcntl
+import os
 import re
 from pathlib import Path
 
@@ -67,9 +69,29 @@ def tiny_hyperparameters(tiny_bert: Path, **overrides) -> dict:
 
 
 @pytest.fixture(scope="session")
-def ministack(tmp_path_factory) -> MiniStack:
+def ministack_venv(tmp_path_factory) -> Path:
+    """MiniStack's venv, installed once for all of the run's xdist workers (each install
+    takes 10-30 s); a state folder gets it with `with_ministack_venv`."""
+    run_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_root = run_root.parent  # the workers' folders lie side by side in it
+    shared = MiniStack(run_root / "shared-ministack", 0)
+    with (run_root / "shared-ministack.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait for the first install
+        shared.install()
+    return shared.venv
+
+
+def with_ministack_venv(state_dir: Path, venv: Path) -> Path:
+    (state_dir / "ministack-venv").symlink_to(venv, target_is_directory=True)
+    return state_dir
+
+
+@pytest.fixture(scope="session")
+def ministack(tmp_path_factory, ministack_venv) -> MiniStack:
     """One embedded AWS backend for the whole run (starting it takes about a second)."""
-    backend = MiniStack(tmp_path_factory.mktemp("postwerk-state"), free_port())
+    state_dir = with_ministack_venv(tmp_path_factory.mktemp("postwerk-state"), ministack_venv)
+    backend = MiniStack(state_dir, free_port())
     backend.start()
     yield backend
     backend.stop()

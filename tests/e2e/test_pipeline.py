@@ -33,7 +33,7 @@ from postwerk.local import docker_engine_reachable, port_in_use
 from postwerk.samples import DEMO
 from services import registry
 from services.mail import NotAnEmail, parse_email
-from tests.conftest import tiny_hyperparameters
+from tests.conftest import tiny_hyperparameters, with_ministack_venv
 from tests.jobs import TOPICS, free_port
 
 ENDPOINT = "postwerk-emails"
@@ -54,9 +54,10 @@ def postwerk(environment: dict, *arguments: str, timeout: float = 600):
 
 
 @pytest.fixture(scope="module")
-def local_stack(tiny_bert, tmp_path_factory):
-    """`postwerk up --detach` in a state folder and on ports of its own."""
-    state_dir = tmp_path_factory.mktemp("up")
+def local_stack(tiny_bert, ministack_venv, tmp_path_factory):
+    """`postwerk up --detach` in a state folder and on ports of its own, with the MiniStack
+    venv that the run installed once (as `up` does into its state folder)."""
+    state_dir = with_ministack_venv(tmp_path_factory.mktemp("up"), ministack_venv)
     environment = os.environ | {
         "BACKEND": "embedded",
         "POSTWERK_STATE_DIR": str(state_dir),

@@ -11,14 +11,15 @@ import psutil
 import pytest
 
 from postwerk.local import port_in_use
+from tests.conftest import with_ministack_venv
 from tests.jobs import free_port
 
 
 @pytest.fixture
-def launch(ministack, tmp_path):
-    """Start the launcher in a state folder of its own, reusing the session's MiniStack venv
-    (installing one takes a minute), with stdout a pipe nobody reads."""
-    (tmp_path / "ministack-venv").symlink_to(ministack.venv, target_is_directory=True)
+def launch(ministack_venv, tmp_path):
+    """Start the launcher in a state folder of its own, with the run's MiniStack venv, with
+    stdout a pipe nobody reads."""
+    with_ministack_venv(tmp_path, ministack_venv)
     ports = [free_port(), free_port(), free_port()]
     command = [
         *(sys.executable, "-m", "emulation", "--state-dir", str(tmp_path)),

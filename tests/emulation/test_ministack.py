@@ -5,12 +5,13 @@ import httpx
 import pytest
 
 from emulation.ministack import BackendError, MiniStack
+from tests.conftest import with_ministack_venv
 from tests.jobs import free_port
 
 
 @pytest.fixture(scope="module")
-def state_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("postwerk-state")
+def state_dir(tmp_path_factory, ministack_venv):
+    return with_ministack_venv(tmp_path_factory.mktemp("postwerk-state"), ministack_venv)
 
 
 def s3(url: str):
