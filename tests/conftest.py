@@ -3,6 +3,8 @@
 import fcntl
 import os
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,13 +14,33 @@ from postwerk import samples
 from tests.jobs import TOPICS, free_port, lay_out_job, make_emails, run_train
 
 
+def once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder of the test run, built by the first xdist worker that asks for it while the
+    others wait: what takes seconds to make is made once, not once per worker."""
+    run_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_root = run_root.parent  # the workers' folders lie side by side in it
+    folder, built = run_root / name, run_root / f"{name}.built"
+    with (run_root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            built.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer BERT with hidden size 32 and a word vocabulary built from the templates."""
+    return once_per_run(tmp_path_factory, "tiny-bert", build_tiny_bert)
+
+
+def build_tiny_bert(folder: Path) -> None:
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     texts = [f"{subject} {body}" for emails in TOPICS.values() for subject, body in emails]
     texts += [f"{e.subject} {e.body}" for e in samples.generate(**samples.TRAINING)]
     words = {word for text in texts for word in re.findall(r"\w+|[^\w\s]", text.lower())}
@@ -39,21 +61,19 @@ def tiny_bert(tmp_path_factory) -> Path:
     torch.manual_seed(0)  # the same tiny model in every run
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="session")
 def trained_job(tiny_bert, tmp_path_factory) -> Path:
     """One finished training job (with a test channel), shared by tests that only read it."""
-    base = tmp_path_factory.mktemp("trained") / "ml"
-    lay_out_job(
-        base,
-        tiny_hyperparameters(tiny_bert),
-        {"train": make_emails(60, seed=1), "test": make_emails(15, seed=2)},
-    )
-    result = run_train(base)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return base
+
+    def train(folder: Path) -> None:
+        channels = {"train": make_emails(60, seed=1), "test": make_emails(15, seed=2)}
+        lay_out_job(folder / "ml", tiny_hyperparameters(tiny_bert), channels)
+        result = run_train(folder / "ml")
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    return once_per_run(tmp_path_factory, "trained-job", train) / "ml"
 
 
 def tiny_hyperparameters(tiny_bert: Path, **overrides) -> dict:
@@ -72,14 +92,8 @@ def tiny_hyperparameters(tiny_bert: Path, **overrides) -> dict:
 def ministack_venv(tmp_path_factory) -> Path:
     """MiniStack's venv, installed once for all of the run's xdist workers (each install
     takes 10-30 s); a state folder gets it with `with_ministack_venv`."""
-    run_root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        run_root = run_root.parent  # the workers' folders lie side by side in it
-    shared = MiniStack(run_root / "shared-ministack", 0)
-    with (run_root / "shared-ministack.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait for the first install
-        shared.install()
-    return shared.venv
+    folder = once_per_run(tmp_path_factory, "ministack", lambda it: MiniStack(it, 0).install())
+    return MiniStack(folder, 0).venv
 
 
 def with_ministack_venv(state_dir: Path, venv: Path) -> Path:
