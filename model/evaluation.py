@@ -31,10 +31,14 @@ def scores_by_label(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    counts = confusion(y_true, y_pred, int(max(y_true.max(), y_pred.max())) + 1)
+    return overall(confusion(y_true, y_pred, int(max(y_true.max(), y_pred.max())) + 1))
+
+
+def overall(counts: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 of a confusion matrix."""
     occurring = (counts.sum(axis=0) + counts.sum(axis=1)) > 0
     return {
-        "accuracy": float(np.mean(y_true == y_pred)),
+        "accuracy": float(np.trace(counts) / counts.sum()),
         # Over the labels that occur (true or predicted): a label missing from a small
         # validation set must not count as an F1 of 0.
         "macro_f1": float(scores_by_label(counts)[2][occurring].mean()),
@@ -47,7 +51,7 @@ def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str])
     precision, recall, f1 = scores_by_label(counts)
     support = counts.sum(axis=1)
     return {
-        **classification_metrics(y_true, y_pred),
+        **overall(counts),
         "per_class": {
             label: {
                 "precision": float(precision[i]),
