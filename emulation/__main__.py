@@ -114,8 +114,7 @@ def stop_everything(started: ExitStack) -> None:
     """Stop the parts (last started first), each within its share; then stop every process
     below this one that is still there: a replica whose service was killed, a child whose
     start a signal interrupted before anyone held its PID."""
-    for number in STOP_SIGNALS:
-        signal.signal(number, signal.SIG_IGN)
+    ignore_stop_signals()
     below = psutil.Process().children(recursive=True)  # before parents exit and lose them
     try:
         started.close()
@@ -136,9 +135,13 @@ def stop_left_over(processes: list[psutil.Process]) -> None:
 
 def request_stop(number: int, frame) -> None:
     """The first stop signal unwinds main(); later ones are ignored so the stop completes."""
-    for other in STOP_SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
+    ignore_stop_signals()
     raise StopRequested(signal.Signals(number).name)
+
+
+def ignore_stop_signals() -> None:
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 def say(line: str) -> None:
