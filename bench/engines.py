@@ -30,9 +30,10 @@ class OnnxRuntimeEngine:
         )
         self.input_names = {i.name for i in self.session.get_inputs()}
 
-    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def forward(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         feed = {key: value for key, value in inputs.items() if key in self.input_names}
-        return self.session.run(None, feed)[0]
+        logits, embeddings = self.session.run(None, feed)
+        return logits, embeddings
 
 
 def export_onnx(model_dir: Path, folder: Path) -> dict[str, Path]:
@@ -44,7 +45,7 @@ def export_onnx(model_dir: Path, folder: Path) -> dict[str, Path]:
 
     model = load_torch_model(model_dir)
     names = ["input_ids", "attention_mask"]
-    if model.config.type_vocab_size:
+    if model.classifier.config.type_vocab_size:
         names.append("token_type_ids")
     example = {name: torch.ones(2, 8, dtype=torch.long) for name in names}
     files = {"fp32": folder / "model.onnx", "int8": folder / "model-int8.onnx"}
@@ -54,8 +55,12 @@ def export_onnx(model_dir: Path, folder: Path) -> dict[str, Path]:
         str(files["fp32"]),
         kwargs=example,
         input_names=names,
-        output_names=["logits"],
-        dynamic_axes={**{n: {0: "batch", 1: "length"} for n in names}, "logits": {0: "batch"}},
+        output_names=["logits", "embedding"],
+        dynamic_axes={
+            **{n: {0: "batch", 1: "length"} for n in names},
+            "logits": {0: "batch"},
+            "embedding": {0: "batch"},
+        },
         dynamo=False,
         opset_version=17,
     )

@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         content_type = request_type(headers.get("content-type"), headers.get("content-encoding"))
         accept = response_type(headers.get("accept"), content_type)
         body = await read_body(request)
-        instances, top_k = parse_invocation(body, content_type, settings.max_instances)
+        instances, top_k, embed = parse_invocation(body, content_type, settings.max_instances)
         texts = [instance.model_text() for instance in instances]
         predictor: Predictor = request.app.state.predictor
         try:
@@ -94,15 +94,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"error": error}, status_code=504)
         rows = [
             {"id": instance.id, "label": p.label, "score": p.score, "top_k": p.top_k}
+            | ({"embedding": p.embedding} if embed else {})
             for instance, p in zip(instances, predictions, strict=True)
         ]
         identity = predictor.model_identity
         if accept in JSONLINES_TYPES:
-            lines = b"".join(orjson.dumps(row | {"model": identity}) + b"\n" for row in rows)
+            lines = b"".join(dumps(row | {"model": identity}) + b"\n" for row in rows)
             return Response(lines, media_type=accept)
-        return Response(orjson.dumps({"predictions": rows, "model": identity}), media_type=JSON)
+        return Response(dumps({"predictions": rows, "model": identity}), media_type=JSON)
 
     return app
+
+
+def dumps(document: dict) -> bytes:
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 async def read_body(request: Request) -> bytes:

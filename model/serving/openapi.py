@@ -32,6 +32,7 @@ INSTANCE = {
     "anyOf": [{"required": ["text"]}, {"required": ["subject"]}, {"required": ["body"]}],
 }
 TOP_K = {"type": "integer", "minimum": 1, "description": "labels per prediction (default 3)"}
+EMBED = {"type": "boolean", "description": "answer with each text's embedding too"}
 SCORED = {
     "type": "object",
     "properties": {"label": TEXT, "score": {"type": "number"}},
@@ -49,6 +50,11 @@ PREDICTION = {
         "label": TEXT,
         "score": {"type": "number"},
         "top_k": {"type": "array", "items": SCORED},
+        "embedding": {
+            "type": "array",
+            "items": {"type": "number"},
+            "description": "only when asked: mean-pooled, L2-normalised last hidden state",
+        },
     },
     "required": ["id", "label", "score", "top_k"],
 }
@@ -67,7 +73,7 @@ def invocations(max_instances: int) -> dict:
         "oneOf": [
             {
                 "type": "object",
-                "properties": {"instances": instances, "top_k": TOP_K},
+                "properties": {"instances": instances, "top_k": TOP_K, "embed": EMBED},
                 "required": ["instances"],
                 "additionalProperties": False,
             },
@@ -76,6 +82,7 @@ def invocations(max_instances: int) -> dict:
                 "properties": {
                     "inputs": {"anyOf": [TEXT, instances | {"items": TEXT}]},
                     "top_k": TOP_K,
+                    "embed": EMBED,
                 },
                 "required": ["inputs"],
                 "additionalProperties": False,

@@ -26,6 +26,7 @@ class Prediction:
     label: str
     score: float
     top_k: list[dict]
+    embedding: np.ndarray  # float32, L2-normalised (see engine.py)
 
 
 def unpack_archive(model_dir: Path) -> Path:
@@ -115,16 +116,21 @@ class Predictor:
         batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
         )
-        logits = self.engine.logits({key: value.astype(np.int64) for key, value in batch.items()})
+        inputs = {key: value.astype(np.int64) for key, value in batch.items()}
+        logits, embeddings = self.engine.forward(inputs)
         k = min(top_k, len(self.labels))
         indices = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
         probabilities = softmax(logits)
         predictions = []
-        for row, row_indices in zip(probabilities, indices.tolist(), strict=True):
+        for row, row_indices, embedding in zip(
+            probabilities, indices.tolist(), embeddings, strict=True
+        ):
             ranked = [
                 {"label": self.labels[i], "score": round(float(row[i]), 6)} for i in row_indices
             ]
-            predictions.append(Prediction(ranked[0]["label"], ranked[0]["score"], ranked))
+            predictions.append(
+                Prediction(ranked[0]["label"], ranked[0]["score"], ranked, embedding)
+            )
         return predictions
 
 

@@ -1,13 +1,15 @@
 """What /invocations accepts, and the 4xx reasons for what it does not.
 
 application/json:       {"instances": [{"id", "subject", "body"} | {"text"} | "text", ...]}
-                        or {"inputs": "text" | ["text", ...]}; optional "top_k"
+                        or {"inputs": "text" | ["text", ...]}; optional "top_k", and
+                        "embed": true for each text's embedding (see engine.py) too
 application/jsonlines:  one instance per line (an object as above, or a JSON string)
 
 Both in UTF-8, without a Content-Encoding; `id` is a string or an integer, echoed as given.
 """
 
 import json
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
@@ -130,10 +132,14 @@ def quality_value(text: str) -> float:
     return value
 
 
-def parse_invocation(
-    body: bytes, content_type: str, max_instances: int
-) -> tuple[list[EmailInstance], int | None]:
-    """The instances of one request and the top_k it asked for (None: the default)."""
+class Invocation(NamedTuple):
+    instances: list[EmailInstance]
+    top_k: int | None  # None: the default
+    embed: bool = False  # answer with each text's embedding too
+
+
+def parse_invocation(body: bytes, content_type: str, max_instances: int) -> Invocation:
+    """The instances of one request and what it asked for."""
     if content_type in JSON_TYPES:
         return parse_json(decode_json(body, "body"), max_instances)
     lines = [(number, line) for number, line in enumerate(body.splitlines(), 1) if line.strip()]
@@ -144,7 +150,7 @@ def parse_invocation(
         parse_instance(decode_json(line, f"line {number}"), f"line {number}")
         for number, line in lines
     ]
-    return instances, None
+    return Invocation(instances, None)
 
 
 def decode_json(data: bytes, where: str):
@@ -165,17 +171,20 @@ def check_count(count: int, max_instances: int) -> None:
         )
 
 
-def parse_json(payload, max_instances: int) -> tuple[list[EmailInstance], int | None]:
+def parse_json(payload, max_instances: int) -> Invocation:
     if not isinstance(payload, dict) or len({"instances", "inputs"} & payload.keys()) != 1:
         raise BadRequest(400, "expected a JSON object with either 'instances' or 'inputs'")
-    unknown = sorted(payload.keys() - {"instances", "inputs", "top_k"})
+    unknown = sorted(payload.keys() - {"instances", "inputs", "top_k", "embed"})
     if unknown:
         raise BadRequest(
-            400, f"unknown field(s) {unknown}: expected 'instances' or 'inputs', 'top_k'"
+            400, f"unknown field(s) {unknown}: expected 'instances' or 'inputs', 'top_k', 'embed'"
         )
     top_k = payload.get("top_k")
     if top_k is not None and (type(top_k) is not int or top_k < 1):
         raise BadRequest(400, "'top_k' must be a positive integer")
+    embed = payload.get("embed", False)
+    if type(embed) is not bool:
+        raise BadRequest(400, "'embed' must be true or false")
     key = "instances" if "instances" in payload else "inputs"
     items = payload[key]
     if key == "inputs" and isinstance(items, str):
@@ -185,7 +194,8 @@ def parse_json(payload, max_instances: int) -> tuple[list[EmailInstance], int | 
     if key == "inputs" and not all(isinstance(item, str) for item in items):
         raise BadRequest(400, "'inputs' must be a string or a list of strings")
     check_count(len(items), max_instances)
-    return [parse_instance(item, f"{key}[{i}]") for i, item in enumerate(items)], top_k
+    instances = [parse_instance(item, f"{key}[{i}]") for i, item in enumerate(items)]
+    return Invocation(instances, top_k, embed)
 
 
 def parse_instance(item, where: str) -> EmailInstance:

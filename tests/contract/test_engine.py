@@ -4,6 +4,7 @@ import json
 import shutil
 import sys
 
+import numpy as np
 import pytest
 
 from model.serving.engine import INFO_KEY, IR_DIR, sha256
@@ -21,6 +22,7 @@ TEXTS = [
 ]
 # bf16 (OpenVINO's choice on CPUs with AMX) keeps about 3 significant digits.
 SCORE_TOLERANCE = 0.02
+MIN_EMBEDDING_COSINE = 0.995
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,7 @@ def test_openvino_labels_equal_torch_and_scores_are_close(converted):
         assert ours.label == reference.label
         assert ours.score == pytest.approx(reference.score, abs=SCORE_TOLERANCE)
         assert [entry["label"] for entry in ours.top_k][:1] == [reference.label]
+        assert float(ours.embedding @ reference.embedding) >= MIN_EMBEDDING_COSINE
 
 
 def test_the_converted_model_is_cached_with_its_hashes(converted):
@@ -46,6 +49,18 @@ def test_the_converted_model_is_cached_with_its_hashes(converted):
     recorded = json.loads((model_dir / "model_info.json").read_text())[INFO_KEY]["files"]
     assert recorded == {name: sha256(model_dir / IR_DIR / name) for name in recorded}
     assert set(recorded) == {"model.xml", "model.bin"}
+
+
+def test_an_ir_cached_without_the_embedding_output_is_converted_again(converted, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(converted[0], model_dir)
+    info = json.loads((model_dir / "model_info.json").read_text())
+    del info[INFO_KEY]["outputs"]  # as the engine before embeddings recorded it
+    (model_dir / "model_info.json").write_text(json.dumps(info))
+    predictor = Predictor(model_dir, 4, engine="openvino")
+    assert json.loads((model_dir / "model_info.json").read_text())[INFO_KEY]["outputs"]
+    [prediction] = predictor.predict(["Kündigung"], top_k=1)
+    assert float(np.linalg.norm(prediction.embedding)) == pytest.approx(1, abs=1e-4)
 
 
 def test_a_changed_cached_file_is_converted_again(converted, tmp_path):

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import httpx
+import numpy as np
 import pytest
 
 from model.serving.requests import MAX_PAYLOAD_BYTES
@@ -70,6 +71,21 @@ def test_inputs_and_plain_strings_equal_email_instances(endpoint):
     assert len(scores) == 1
 
 
+def test_embeddings_only_when_asked_unit_length_and_the_same_alone_or_batched(
+    endpoint, trained_job
+):
+    hidden = json.loads((trained_job / "model" / "config.json").read_text())["hidden_size"]
+    plain = invoke(endpoint, {"instances": EMAILS[:1]}).json()["predictions"][0]
+    assert "embedding" not in plain
+    batched = invoke(endpoint, {"instances": EMAILS[:6], "embed": True}).json()["predictions"]
+    alone = invoke(endpoint, {"instances": EMAILS[5:6], "embed": True}).json()["predictions"][0]
+    vectors = np.array([p["embedding"] for p in batched])
+    assert vectors.shape == (6, hidden)
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(6), abs=1e-4)
+    assert alone["embedding"] == pytest.approx(batched[5]["embedding"], abs=1e-4)
+    assert alone["label"] == batched[5]["label"]
+
+
 def test_jsonlines_in_and_out(endpoint):
     lines = "\n".join(json.dumps(e) for e in EMAILS[:4]) + '\n"a plain text line"\n'
     answer = invoke(endpoint, lines, "application/jsonlines")
@@ -125,6 +141,7 @@ def test_batching_keeps_the_labels_with_int8(endpoint):
         ({"instances": [{"bdy": "x"}]}, "application/json", 400, "bdy"),
         ({"instances": [{}]}, "application/json", 400, "needs 'text'"),
         ({"instances": ["x"], "top_k": 0}, "application/json", 400, "top_k"),
+        ({"instances": ["x"], "embed": "yes"}, "application/json", 400, "'embed'"),
         ({"inputs": [1, 2]}, "application/json", 400, "list of strings"),
         (b'{"text": "ok"}\n{broken\n', "application/jsonlines", 400, "line 2"),
         (b"\n\n", "application/jsonlines", 400, "no instances"),

@@ -2,6 +2,7 @@ import asyncio
 import random
 import time
 
+import numpy as np
 import pytest
 
 from model.data import length_grouped_batches
@@ -40,7 +41,10 @@ def test_length_grouped_batches_split_evenly_across_processes():
 def fake_predict(calls: list):
     def predict(texts, top_k):
         calls.append(list(texts))
-        return [Prediction(text, 1.0, [{"label": text, "score": 1.0}] * top_k) for text in texts]
+        return [
+            Prediction(text, 1.0, [{"label": text, "score": 1.0}] * top_k, np.ones(2, np.float32))
+            for text in texts
+        ]
 
     return predict
 
