@@ -5,6 +5,8 @@ GET  /api/results?status=&q=            results to review (or reviewed, or all),
 GET  /api/results/{message_id}          one result with the e-mail's text
 POST /api/results/{message_id}/review   {"label", "reviewer"}: confirm or correct
 GET  /api/results/{message_id}/suggestions   up to three replies in the e-mail's language
+                                        (and a note when replies to similar e-mails
+                                        could not be looked up)
 POST /api/results/{message_id}/send     {"draft_id", "text", "sender", ...}: reply, once
 GET  /api/templates                     the reply templates (newest versions)
 POST /api/templates                     {"category", "language", "title", "body", "author"}
@@ -239,8 +241,10 @@ class TemplateRequest(replies.TemplateDraft):
 def suggestions(message_id: str) -> dict:
     item = load(message_id)
     email, raw = original(item)
-    found = replies.suggest(settings().artifacts_bucket, email, raw, item.label)
-    return {"language": email.language, "suggestions": [s.model_dump() for s in found]}
+    found, note = replies.suggest(settings().artifacts_bucket, settings().endpoint_name, email,
+                                  raw, item.label)  # fmt: skip
+    return {"language": email.language, "suggestions": [s.model_dump() for s in found],
+            "note": note}  # fmt: skip
 
 
 @app.post("/api/results/<message_id>/send")
@@ -249,7 +253,8 @@ def send_reply(message_id: str, request: Annotated[replies.SendRequest, Body()])
     email, raw = original(item)
     try:
         record, sent = replies.send(settings().artifacts_bucket, settings().support_address,
-                                    email, raw, item.label, request)  # fmt: skip
+                                    settings().endpoint_name, email, raw, item.label,
+                                    request)  # fmt: skip
     except (replies.NoReplyAddress, replies.UnfinishedReply) as error:
         raise BadRequestError(f"cannot reply: {error}") from None
     except replies.SaveConflict as error:

@@ -113,6 +113,7 @@ class Prediction(BaseModel):
     label: str
     score: float
     top_k: list[Label]
+    embedding: list[float] | None = None  # when the request asked ("embed": true)
 
 
 class InvocationAnswer(BaseModel):

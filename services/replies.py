@@ -4,7 +4,8 @@ replies/templates/<template_id>/<version>.json   every saved version (the newest
 replies/sent/<email key>/<draft_id>.json          a sent reply: who, when, which suggestion,
                                                   how much was edited, SES's message id
 replies/sent/<email key>/<draft_id>.eml           the raw MIME that went to SES
-replies/pairs/<email key>/<draft_id>.json         the e-mail and its reply, for later models
+replies/pairs/<email key>/<draft_id>.json         the e-mail and its reply, for later models,
+                                                  and for rebuilding the index (reindex)
 replies/index/<category>.npz                      sent replies by the e-mail they answered
                                                   (services/reply_index.py)
 
@@ -27,12 +28,13 @@ from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from string import Formatter
 
 import boto3
-from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, Field, ValidationError
 
 from services import clients
 from services.records import EmailV1
-from services.reply_index import Entry, Index
+from services.reply_index import Entry, Index, StaleIndex, embed
 
 TEMPLATES = "replies/templates/"
 SENT = "replies/sent/"
@@ -61,6 +63,9 @@ SALUTATIONS = {  # (with a name, without)
     "en": ("Dear {name},", "Dear Sir or Madam,"),
 }
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditional writes
+# Why no similar replies could be found: no endpoint, a bad answer, a stale index.
+EMBEDDING_ERRORS = (ClientError, BotoCoreError, ValidationError, ValueError, StaleIndex)
+logger = Logger(child=True)
 AUTOMATED = re.compile(r"^(?:no-?reply|do-?not-?reply|mailer-daemon|postmaster)@", re.I)
 
 
@@ -200,9 +205,13 @@ def fill(body: str, known: dict[str, str]) -> tuple[str, list[str]]:
     return text, missing
 
 
-def suggest(bucket: str, email: EmailV1, raw: bytes, category: str) -> list[Suggestion]:
+def suggest(
+    bucket: str, endpoint: str, email: EmailV1, raw: bytes, category: str
+) -> tuple[list[Suggestion], str]:
     """Up to MAX_SUGGESTIONS replies in the e-mail's language: the category's live templates,
-    then what staff sent to the most similar earlier e-mails of the category."""
+    then what staff sent to the most similar earlier e-mails of the category (by the
+    endpoint's embeddings). Also why there are none of the latter, when that is not simply
+    an empty index ("" otherwise)."""
     known = facts(email, raw)
     suggestions = []
     for template in templates(bucket):
@@ -215,17 +224,26 @@ def suggest(bucket: str, email: EmailV1, raw: bytes, category: str) -> list[Sugg
         suggestions.append(Suggestion(source=source, title=template.title, text=text,
                                       missing=missing))  # fmt: skip
     wanted = MAX_SUGGESTIONS - len(suggestions)
-    if wanted > 0:
+    if wanted <= 0:
+        return suggestions[:MAX_SUGGESTIONS], ""
+    try:
         index, _ = load_index(bucket, category)
-        for entry in index.nearest(index_text(email), email.language, wanted, email.message_id):
-            text, missing = fill(entry.reply, known)
-            suggestions.append(Suggestion(source=f"reply:{entry.message_id}", text=text,
-                               title="Sent to a similar e-mail", missing=missing))  # fmt: skip
-    return suggestions[:MAX_SUGGESTIONS]
+        if not index.entries:
+            return suggestions, ""
+        vectors, model = embed(endpoint, [index_text(email.subject, email.body_text)])
+        similar = index.nearest(model, vectors[0], email.language, wanted, email.message_id)
+    except EMBEDDING_ERRORS as error:
+        logger.warning("no similar replies", reason=str(error))
+        return suggestions, f"no replies to similar e-mails: {error}"
+    for entry in similar:
+        text, missing = fill(entry.reply, known)
+        suggestions.append(Suggestion(source=f"reply:{entry.message_id}", text=text,
+                           title="Sent to a similar e-mail", missing=missing))  # fmt: skip
+    return suggestions, ""
 
 
-def index_text(email: EmailV1) -> str:
-    return f"{email.subject}\n{email.body_text}"
+def index_text(subject: str, body: str) -> str:
+    return f"{subject}\n{body}"
 
 
 def generalise(reply: str, known: dict[str, str]) -> str:
@@ -257,13 +275,12 @@ def load_index(bucket: str, category: str) -> tuple[Index, str | None]:
     return _loaded[key][1], _loaded[key][0]
 
 
-def add_to_index(bucket: str, category: str, email_text: str, entry: Entry) -> None:
+def add_to_index(bucket: str, category: str, model: str, vector, entry: Entry) -> None:
     """Add a sent reply; a concurrent writer's change is read and kept (If-Match)."""
     key = index_key(category)
     for _ in range(INDEX_ATTEMPTS):
         index, etag = load_index(bucket, category)
-        updated = Index(index.vectors, list(index.entries))
-        updated.add(email_text, entry)
+        updated = index.add(model, vector, entry)
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             clients.client("s3").put_object(
@@ -319,7 +336,13 @@ def compose(raw: bytes, email: EmailV1, support: str, address: str, text: str) -
 
 
 def send(
-    bucket: str, support: str, email: EmailV1, raw: bytes, label: str, request: SendRequest
+    bucket: str,
+    support: str,
+    endpoint: str,
+    email: EmailV1,
+    raw: bytes,
+    label: str,
+    request: SendRequest,
 ) -> tuple[SentReply, bool]:
     """Send the reply once per e-mail and draft; returns the record and whether this call
     sent it (False: it was sent, or is being sent, already)."""
@@ -354,13 +377,36 @@ def send(
     s3 = clients.client("s3")
     s3.put_object(Bucket=bucket, Key=f"{prefix}.eml", Body=message.as_bytes())
     s3.put_object(Bucket=bucket, Key=f"{prefix}.json", Body=record.model_dump_json().encode())
+    reusable = generalise(request.text, facts(email, raw))
     pair = {"message_id": email.message_id, "label": label, "language": email.language,
-            "subject": email.subject, "body": email.body_text, "reply": request.text}  # fmt: skip
+            "subject": email.subject, "body": email.body_text, "reply": request.text,
+            "reusable_reply": reusable}  # fmt: skip
     pair_key = f"{PAIRS}{email_key(email.message_id)}/{request.draft_id}.json"
     s3.put_object(Bucket=bucket, Key=pair_key, Body=json.dumps(pair, ensure_ascii=False).encode())
-    reply = generalise(request.text, facts(email, raw))
-    add_to_index(bucket, label, index_text(email), Entry(email.message_id, email.language, reply))
+    try:
+        vectors, model = embed(endpoint, [index_text(email.subject, email.body_text)])
+        add_to_index(bucket, label, model, vectors[0],
+                     Entry(email.message_id, email.language, reusable))  # fmt: skip
+    except (*EMBEDDING_ERRORS, SaveConflict) as error:  # the pair is kept: reindex adds it
+        logger.warning("sent, not indexed", reason=str(error))
     return record, True
+
+
+def reindex(bucket: str, endpoint: str) -> dict[str, int]:
+    """Every category's index built anew from the e-mail/reply pairs with the serving
+    model's embeddings (after a promotion); returns the replies indexed per category."""
+    s3 = clients.client("s3")
+    by_category: dict[str, list[dict]] = {}
+    for key in list_keys(bucket, PAIRS):
+        pair = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        by_category.setdefault(pair["label"], []).append(pair)
+    for category, pairs in by_category.items():
+        texts = [index_text(pair["subject"], pair["body"]) for pair in pairs]
+        vectors, model = embed(endpoint, texts)
+        entries = [Entry(p["message_id"], p["language"], p["reusable_reply"]) for p in pairs]
+        index = Index(model, vectors, entries)
+        s3.put_object(Bucket=bucket, Key=index_key(category), Body=index.to_bytes())
+    return {category: len(pairs) for category, pairs in by_category.items()}
 
 
 def outbox(bucket: str) -> list[tuple[SentReply, str]]:

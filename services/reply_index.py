@@ -1,38 +1,49 @@
 """The suggestion index: sent replies by the e-mail they answered, nearest first by cosine.
 
-Representation (interim): a hashed bag of the e-mail's words and word pairs (DIMENSIONS
-buckets, sublinear counts, L2-normalised), computed here in the function. The issue asks for
-embeddings from the deployed model; the serving container does not return any yet (it would
-need to answer with, say, the mean-pooled last hidden state next to the labels). Until then
-this stands in: it needs no model call on the suggestion path, and similar requests share
-their wording. The index's format does not depend on where the vectors come from.
+Vectors: the deployed model's embeddings of the e-mails, asked from the endpoint with
+`"embed": true` (the mean-pooled, L2-normalised last hidden state; model/serving/engine.py
+says why that one). An index remembers the model that made its vectors, since two models'
+vectors do not compare: after a promotion the index is stale, suggests nothing, and is built
+again from the e-mail/reply pairs (services/replies.py `reindex`, `postwerk replies
+reindex`).
 
 Search is brute force: one matrix product over the category's vectors (float32). The bound
 and its measurement are in bench/replies.py.
 """
 
 import io
-import itertools
 import json
-import re
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-DIMENSIONS = 512
-WORD = re.compile(r"\w+")
+from services import clients
+from services.records import InvocationAnswer
+
+EMBED_CHUNK = 64  # texts per InvokeEndpoint when many are embedded (well under 6 MB)
 
 
-def embed(text: str) -> np.ndarray:
-    words = WORD.findall(text.lower())
-    features = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
-    vector = np.zeros(DIMENSIONS, np.float32)
-    for feature in features:  # crc32: stable across processes, unlike hash()
-        vector[zlib.crc32(feature.encode()) % DIMENSIONS] += 1
-    vector = np.log1p(vector)
-    norm = np.linalg.norm(vector)
-    return vector / norm if norm else vector
+class StaleIndex(Exception):
+    """The index's vectors come from another model than the one serving."""
+
+
+def embed(endpoint: str, texts: list[str]) -> tuple[np.ndarray, str]:
+    """The texts' embeddings from the endpoint, and the model that made them."""
+    runtime = clients.client("sagemaker-runtime")
+    vectors, model = [], ""
+    for start in range(0, len(texts), EMBED_CHUNK):
+        chunk = texts[start : start + EMBED_CHUNK]
+        instances = [{"id": start + i, "text": text} for i, text in enumerate(chunk)]
+        body = json.dumps({"instances": instances, "embed": True, "top_k": 1})
+        answer = runtime.invoke_endpoint(
+            EndpointName=endpoint, Body=body, ContentType="application/json"
+        )
+        document = InvocationAnswer.model_validate_json(answer["Body"].read())
+        if any(prediction.embedding is None for prediction in document.predictions):
+            raise ValueError(f"endpoint {endpoint} answered without embeddings")
+        vectors += [prediction.embedding for prediction in document.predictions]
+        model = f"{document.model.name}@{document.model.version}"
+    return np.array(vectors, np.float32), model
 
 
 @dataclass
@@ -46,19 +57,29 @@ class Entry:
 class Index:
     """One category's sent replies and the vectors of the e-mails they answered."""
 
-    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, DIMENSIONS), np.float32))
+    model: str = ""  # "name@version" of the model that made the vectors; "" while empty
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     entries: list[Entry] = field(default_factory=list)
 
-    def add(self, email_text: str, entry: Entry) -> None:
-        self.vectors = np.vstack([self.vectors, embed(email_text)[None, :]])
-        self.entries.append(entry)
+    def check(self, model: str) -> None:
+        if self.entries and model != self.model:
+            raise StaleIndex(f"the index holds {self.model}'s vectors; {model} serves")
 
-    def nearest(self, email_text: str, language: str, count: int, skip: str = "") -> list[Entry]:
+    def add(self, model: str, vector: np.ndarray, entry: Entry) -> "Index":
+        """A new index with the entry added (this one stays as it was)."""
+        self.check(model)
+        vectors = np.vstack([self.vectors.reshape(-1, vector.size), vector[None, :]])
+        return Index(model, vectors, [*self.entries, entry])
+
+    def nearest(
+        self, model: str, vector: np.ndarray, language: str, count: int, skip: str = ""
+    ) -> list[Entry]:
         """The replies to the most similar e-mails in this language (not to `skip`),
         one per distinct reply text."""
         if not self.entries:
             return []
-        scores = self.vectors @ embed(email_text)
+        self.check(model)
+        scores = self.vectors @ vector
         found, seen = [], set()
         for position in np.argsort(-scores):
             entry = self.entries[position]
@@ -74,11 +95,12 @@ class Index:
         buffer = io.BytesIO()
         entries = json.dumps([entry.__dict__ for entry in self.entries], ensure_ascii=False)
         # float16 on S3: half the bytes to fetch on a cold start; cosine ranks alike
-        np.savez(buffer, vectors=self.vectors.astype(np.float16), entries=np.array(entries))
+        np.savez(buffer, vectors=self.vectors.astype(np.float16), entries=np.array(entries),
+                 model=np.array(self.model))  # fmt: skip
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Index":
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             entries = [Entry(**entry) for entry in json.loads(str(stored["entries"]))]
-            return cls(stored["vectors"].astype(np.float32), entries)
+            return cls(str(stored["model"]), stored["vectors"].astype(np.float32), entries)

@@ -1,10 +1,18 @@
 """Lambda contract helpers: AWS-shaped events and a Lambda context for in-process calls."""
 
 import base64
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote_plus
 
-from tests.emulation.conftest import sagemaker, sagemaker_service  # noqa: F401 (fixtures)
+from tests.emulation.conftest import (  # noqa: F401 (sagemaker: fixtures)
+    model_archive,
+    sagemaker,
+    sagemaker_service,
+)
+from tests.emulation.test_sagemaker_endpoints import create_config, deploy_model, wait_in_service
 
 
 @dataclass
@@ -77,3 +85,19 @@ def sqs_event(*bodies: str, queue: str = "postwerk-incoming") -> dict:
             for i, body in enumerate(bodies)
         ]
     }
+
+
+@contextmanager
+def serving(sagemaker, trained_job: Path, endpoint_name: str):  # noqa: F811
+    """The trained job's model behind a local SageMaker endpoint, deleted afterwards."""
+    sm, _, s3 = sagemaker
+    name = f"{endpoint_name}-{uuid.uuid4().hex[:8]}"  # the service outlives a backend reset
+    deploy_model(sm, s3, name, model_archive(trained_job / "model"))
+    create_config(sm, name, name)
+    sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
+    assert wait_in_service(sm, endpoint_name)["EndpointStatus"] == "InService"
+    yield
+    sm.delete_endpoint(EndpointName=endpoint_name)
+    sm.get_waiter("endpoint_deleted").wait(
+        EndpointName=endpoint_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
+    )

@@ -1,7 +1,6 @@
 """The classify function against the embedded backend and a local SageMaker endpoint."""
 
 import json
-import uuid
 from datetime import UTC, datetime
 
 import boto3
@@ -10,9 +9,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from services import classify
 from services.records import EmailV1, Source
-from tests.emulation.conftest import model_archive
-from tests.emulation.test_sagemaker_endpoints import create_config, deploy_model, wait_in_service
-from tests.services.conftest import LambdaContext, kinesis_event
+from tests.services.conftest import LambdaContext, kinesis_event, serving
 
 RESULTS = "postwerk-results"
 
@@ -34,12 +31,12 @@ def email(message_id: str, subject: str, body: str) -> bytes:
 
 @pytest.fixture
 def endpoint(sagemaker, trained_job, monkeypatch):
-    sm, _, s3 = sagemaker
-    name = f"classify-{uuid.uuid4().hex[:8]}"  # the service outlives each test's backend reset
-    deploy_model(sm, s3, name, model_archive(trained_job / "model"))
-    create_config(sm, name, name)
-    sm.create_endpoint(EndpointName="classify-endpoint", EndpointConfigName=name)
-    assert wait_in_service(sm, "classify-endpoint")["EndpointStatus"] == "InService"
+    with serving(sagemaker, trained_job, "classify-endpoint"):
+        create_tables(monkeypatch, sagemaker[2])
+        yield
+
+
+def create_tables(monkeypatch, s3):
     boto3.client("dynamodb").create_table(
         TableName="results",
         BillingMode="PAY_PER_REQUEST",
@@ -56,11 +53,6 @@ def endpoint(sagemaker, trained_job, monkeypatch):
         "REVIEW_THRESHOLD": "0.9",
     }.items():
         monkeypatch.setenv(f"POSTWERK_{name}", value)
-    yield sm
-    sm.delete_endpoint(EndpointName="classify-endpoint")
-    sm.get_waiter("endpoint_deleted").wait(
-        EndpointName="classify-endpoint", WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
-    )
 
 
 def stored_results() -> dict[str, dict]:

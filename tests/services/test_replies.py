@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from postwerk.cli import app
 from postwerk.samples import generate, to_eml
 from services import replies
+from tests.services.conftest import serving
 from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call, stored  # noqa: F401
 
 SUPPORT = "service@postwerk.example"
@@ -140,7 +141,21 @@ def test_a_reply_with_placeholders_left_is_not_sent(desk):
     assert replies.outbox(ARTIFACTS) == []
 
 
-def test_a_sent_reply_is_suggested_for_a_similar_email_with_its_facts_swapped(desk):
+def similar_replies(answer: dict) -> list[dict]:
+    return [s for s in answer["suggestions"] if s["source"].startswith("reply:")]
+
+
+@pytest.fixture
+def endpoint(sagemaker, trained_job, monkeypatch):
+    """The deployed model, whose embeddings rank the replies to similar e-mails."""
+    monkeypatch.setenv("POSTWERK_ENDPOINT_NAME", "replies-endpoint")
+    with serving(sagemaker, trained_job, "replies-endpoint"):
+        yield
+
+
+def test_a_sent_reply_is_suggested_for_a_similar_email_with_its_facts_swapped(desk, endpoint):
+    """...by the deployed model's embeddings; after a promotion the index is stale (another
+    model's vectors) and suggests none, until it is built again from the pairs."""
     text = f"Dear {desk[3].sender_name},\n\nwe will send an engineer tomorrow.\n\nKind regards"
     request = {"draft_id": uuid.uuid4().hex, "text": text, "sender": "lena"}
     assert call("POST", "/api/results/m9/send", request)[0] == 200
@@ -151,7 +166,18 @@ def test_a_sent_reply_is_suggested_for_a_similar_email_with_its_facts_swapped(de
     boto3.client("s3").put_object(Bucket=RAW, Key="incoming/9.eml", Body=to_eml(similar))
     # the same result now points at a similar e-mail from someone else
     _, answer = call("GET", "/api/results/m9/suggestions")
-    sent = [s for s in answer["suggestions"] if s["source"].startswith("reply:")]
+    sent = similar_replies(answer)
     assert sent and sent[0]["text"].startswith(f"Dear {similar.sender_name},")
     assert desk[3].sender_name not in sent[0]["text"]
     assert all("Guten Tag" not in s["text"] for s in sent), "English e-mails get English"
+    index_key = replies.index_key("complaint")
+    index = replies.load_index(ARTIFACTS, "complaint")[0]
+    assert "@" in index.model and index.vectors.shape[0] == 2
+    index.model = "an-older-model@1"
+    boto3.client("s3").put_object(Bucket=ARTIFACTS, Key=index_key, Body=index.to_bytes())
+    status, answer = call("GET", "/api/results/m9/suggestions")
+    assert status == 200 and similar_replies(answer) == [] and "an-older-model@1" in answer["note"]
+    assert [s["title"] for s in answer["suggestions"]] == [ENGLISH[0]], "templates still come"
+    assert replies.reindex(ARTIFACTS, "replies-endpoint") == {"complaint": 2}
+    _, answer = call("GET", "/api/results/m9/suggestions")
+    assert similar_replies(answer)[0]["text"] == sent[0]["text"] and answer["note"] == ""
