@@ -10,6 +10,7 @@ embedded emulator, to Docker Compose and to AWS; a `Target` holds what differs.
 import base64
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,15 +23,18 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import ClientError, WaiterError
+from pydantic import ValidationError
 
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.local import docker_engine_reachable
 from postwerk.sagemaker import ensure_bucket
-from postwerk.settings import REPO_ROOT
+from postwerk.settings import REPO_ROOT, CliSettings
+from services.settings import RoutingTable
 
 TEMPLATE = REPO_ROOT / "infra" / "template.yaml"
 AWS_LAMBDA_PYTHON = "3.12"  # the template's LambdaRuntime default
 COMPOSE_SAGEMAKER_URL = "http://sagemaker:4567"  # the service, seen from Lambda containers
+LOCAL_SUPPORT_ADDRESS = "support@postwerk.localhost"  # the local SMTP receiving's domain
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,58 @@ def target_for(backend: str) -> Target:
     return Target("aws", AWS_LAMBDA_PYTHON, emulator_mapping=False, sagemaker_runtime_url="")
 
 
+def stack_settings(
+    settings: CliSettings, on_aws: bool, webhooks: list[str] = (), webhook_secret: str = ""
+) -> dict[str, str]:
+    """The template parameters the user chooses: endpoint, review token, support address,
+    routing table and the teams' webhooks (TEAM=https://..., the key in Secrets Manager)."""
+    parameters = {
+        "EndpointName": settings.endpoint_name,
+        "ReviewToken": settings.review_token,
+        "SupportAddress": settings.support_address or ("" if on_aws else LOCAL_SUPPORT_ADDRESS),
+    }
+    teams = template_teams()
+    if settings.routing_table:
+        table = read_routing_table(settings.routing_table)
+        unknown = sorted(({table.default} | set(table.teams.values())) - teams)
+        if unknown:
+            raise CommandError(
+                f"{settings.routing_table}: no queue for team(s) {', '.join(unknown)} in "
+                f"{TEMPLATE.name} (teams: {', '.join(sorted(teams))}); add its queue and rule"
+            )
+        parameters["RoutingTable"] = table.model_dump_json()
+    for webhook in webhooks:
+        team, _, url = webhook.partition("=")
+        if team not in teams or not url.startswith("https://"):
+            raise CommandError(
+                f"--webhook {webhook}: expected TEAM=https://... with TEAM one of "
+                f"{', '.join(sorted(teams))}"
+            )
+        parameters[f"{team.capitalize()}WebhookUrl"] = url
+    if webhooks and not webhook_secret:
+        raise CommandError("--webhook needs --webhook-secret: the Secrets Manager secret "
+                           "that holds the helpdesk's API key")  # fmt: skip
+    if webhook_secret:
+        parameters["WebhookSecretName"] = webhook_secret
+    return parameters
+
+
+def read_routing_table(path: Path) -> RoutingTable:
+    try:
+        return RoutingTable.model_validate_json(path.read_bytes())
+    except OSError as error:
+        raise CommandError(f"cannot read the routing table {path}: {error.strerror}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise CommandError(f"routing table {path}: {where}: {first['msg']}") from None
+
+
+def template_teams() -> set[str]:
+    """The teams the template has a queue for (TeamCareQueue -> care)."""
+    return {name.lower() for name in re.findall(r"^  Team(\w+)Queue:", TEMPLATE.read_text(), re.M)}
+
+
 def deploy_pipeline(
     target: Target,
     stack_name: str,
@@ -70,7 +126,7 @@ def deploy_pipeline(
     say: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Package, upload and deploy the stack; returns its outputs. settings: the template's
-    own parameters (EndpointName, ReviewThreshold)."""
+    own parameters (stack_settings, ReviewThreshold, ...)."""
     say("packaging the functions ...")
     archive = build_package(build_folder(), target.lambda_python)
     code = {"CodeBucket": bucket, "CodeKey": upload_package(archive, bucket)}

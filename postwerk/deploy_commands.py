@@ -28,6 +28,26 @@ def deploy(
     review_threshold: Annotated[
         float | None, typer.Option(min=0, max=1, help="default: the functions' setting")
     ] = None,
+    routing: Annotated[
+        Path | None,
+        typer.Option(
+            help="routing table JSON (default: POSTWERK_ROUTING_TABLE, else the template's)"
+        ),
+    ] = None,
+    support_address: Annotated[
+        str | None,
+        typer.Option(
+            help="replies go out from it (default: POSTWERK_SUPPORT_ADDRESS; local: "
+            f"{stack.LOCAL_SUPPORT_ADDRESS})"
+        ),
+    ] = None,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option(help="aws: TEAM=https://... a team's helpdesk webhook (repeatable)"),
+    ] = None,
+    webhook_secret: Annotated[
+        str, typer.Option(help="aws: Secrets Manager secret with the helpdesk's API key")
+    ] = "",
     mail_to: Annotated[
         str,
         typer.Option(
@@ -38,7 +58,8 @@ def deploy(
 ) -> None:
     """Deploy the pipeline's stack; with --target aws also push the model image, upload the
     model and create or update the endpoint. The same steps as the local deploy."""
-    settings = CliSettings()
+    overrides = {"routing_table": routing, "support_address": support_address}
+    settings = CliSettings(**{key: value for key, value in overrides.items() if value is not None})
     if target not in ("local", "aws"):
         raise CommandError(f"--target {target}: choose local or aws")
     if region or profile:
@@ -58,10 +79,8 @@ def deploy(
         )
     if review_threshold is None:
         review_threshold = FunctionSettings.model_fields["review_threshold"].default
-    template = {
-        "EndpointName": settings.endpoint_name,
+    template = stack.stack_settings(settings, target == "aws", webhook or [], webhook_secret) | {
         "ReviewThreshold": str(review_threshold),
-        "ReviewToken": settings.review_token,
         "MailRecipients": mail_to.replace(" ", "") if target == "aws" else "",
     }
     if dry_run:

@@ -99,7 +99,7 @@ def make_ready(
         stack.target_for(running.backend),
         settings.stack_name,
         sagemaker.artifact_bucket(settings.bucket),
-        {"EndpointName": settings.endpoint_name, "ReviewToken": settings.review_token},
+        stack.stack_settings(settings, on_aws=False),
         say=console.print,
     )
     ensure_model(settings, sagemaker.parse_hyperparameters(hyperparameter))

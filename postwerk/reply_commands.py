@@ -1,6 +1,7 @@
 """`postwerk outbox`: the replies staff sent from the review page, as services/replies.py
 keeps them in the artifacts bucket (the record and the raw MIME that went to SES), whatever
-the local SES stores."""
+the local SES stores. `postwerk reindex-replies`: the suggestion index built anew with the
+serving model's embeddings, as after a promotion."""
 
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from postwerk import sagemaker
 from postwerk.output import console
-from postwerk.settings import CliSettings
+from postwerk.settings import CliSettings, EndpointOption
 
 
 def outbox(
@@ -37,4 +38,21 @@ def outbox(
                 console.print(mime.decode(errors="replace"), markup=False, highlight=False)
 
 
-COMMANDS = {"outbox": outbox}
+def reindex_replies(endpoint: EndpointOption = None) -> None:
+    """Build every category's suggestion index anew from the sent e-mail/reply pairs, with
+    the endpoint's embeddings (needed after a new model serves: until then the review page
+    suggests no replies to similar e-mails)."""
+    from services import replies
+
+    settings = CliSettings()
+    bucket = sagemaker.artifact_bucket(settings.bucket)
+    endpoint = endpoint or settings.endpoint_name
+    with console.status(f"embedding the sent replies' e-mails with {endpoint} ..."):
+        counts = replies.reindex(bucket, endpoint)
+    for category, count in sorted(counts.items()):
+        console.print(f"{category}: {count} replies indexed")
+    if not counts:
+        console.print(f"no sent replies in s3://{bucket}/{replies.PAIRS}: nothing to index")
+
+
+COMMANDS = {"outbox": outbox, "reindex-replies": reindex_replies}

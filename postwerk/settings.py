@@ -22,6 +22,9 @@ class CliSettings(BaseSettings):
     # unique on AWS, postwerk-artifacts-<account>-<region>.
     bucket: str = ""
     review_token: str = ""  # the review API's bearer token; required on AWS
+    # Replies go out from it; empty: the local stack's support@postwerk.localhost, none on AWS.
+    support_address: str = ""
+    routing_table: Path | None = None  # a RoutingTable JSON file; none: the template's default
     state_dir: Path = REPO_ROOT / ".postwerk"  # the local AWS's state, logs, build folder
     aws_port: int = 4566  # the local AWS (embedded backend)
     sagemaker_port: int = 4567  # the local SageMaker service

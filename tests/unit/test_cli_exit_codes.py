@@ -30,6 +30,7 @@ CALLS = {
     "dataset": (["build", "{eml}", "--name", "mail"], 2),
     "backfill": (["{eml}"], 2),
     "outbox": ([], 2),
+    "reindex-replies": ([], 2),
 }
 
 
