@@ -16,6 +16,7 @@ SES is called, so a second click, a retry or a second reviewer gets the first on
 """
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -33,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
 from services import clients
-from services.records import EmailV1
+from services.records import ClassificationV1, EmailV1
 from services.reply_index import Entry, Index, StaleIndex, embed
 
 TEMPLATES = "replies/templates/"
@@ -66,7 +67,10 @@ CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditi
 # Why no similar replies could be found: no endpoint, a bad answer, a stale index.
 EMBEDDING_ERRORS = (ClientError, BotoCoreError, ValidationError, ValueError, StaleIndex)
 logger = Logger(child=True)
-AUTOMATED = re.compile(r"^(?:no-?reply|do-?not-?reply|mailer-daemon|postmaster)@", re.I)
+LIST_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post")
+AUTOMATED = re.compile(
+    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer-daemon|postmaster|bounces?)\b[^@]*@", re.I
+)
 
 
 class NoReplyAddress(ValueError):
@@ -91,6 +95,8 @@ class TemplateDraft(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     body: str = Field(min_length=1, max_length=10_000)
     retired: bool = False
+    # Sent automatically to e-mails of its category and language scoring above (autoreply.py).
+    auto_reply_above: float | None = Field(None, gt=0, lt=1)
 
 
 class ReplyTemplate(TemplateDraft):
@@ -175,9 +181,26 @@ def templates(bucket: str) -> list[ReplyTemplate]:
     return [read_template(bucket, key) for key in sorted(newest.values())]
 
 
+@functools.lru_cache(maxsize=4096)  # a version's key is written once, never changed
 def read_template(bucket: str, key: str) -> ReplyTemplate:
     body = clients.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     return ReplyTemplate.model_validate_json(body)
+
+
+def automatic_template(bucket: str, result: ClassificationV1) -> ReplyTemplate | None:
+    """The live template that answers this result automatically, if one does (the one
+    with the lowest threshold the score exceeds)."""
+    language = result.input.language if result.input else None
+    candidates = [
+        template
+        for template in templates(bucket)
+        if not template.retired
+        and template.category == result.label
+        and template.language == language
+        and template.auto_reply_above is not None
+        and result.score > template.auto_reply_above
+    ]
+    return min(candidates, key=lambda template: template.auto_reply_above, default=None)
 
 
 # Suggestions
@@ -315,10 +338,37 @@ def reply_address(raw: bytes) -> str:
     return address
 
 
-def compose(raw: bytes, email: EmailV1, support: str, address: str, text: str) -> EmailMessage:
+def automated(raw: bytes) -> str:
+    """Why the e-mail looks sent by a machine (RFC 3834 and the mailing-list headers), or ""."""
+    fields = headers(raw)
+    submitted = str(fields.get("Auto-Submitted", "no")).strip().lower()
+    if submitted != "no":
+        return f"Auto-Submitted: {submitted}"
+    precedence = str(fields.get("Precedence", "")).strip().lower()
+    if precedence in ("bulk", "list", "junk", "auto_reply"):
+        return f"Precedence: {precedence}"
+    for name in LIST_HEADERS:
+        if fields.get(name) is not None:
+            return f"a mailing list ({name})"
+    if fields.get("X-Auto-Response-Suppress") is not None:  # Exchange: "do not answer me"
+        return "X-Auto-Response-Suppress"
+    if str(fields.get("Return-Path", "")).strip() == "<>":
+        return "an empty Return-Path (a bounce)"
+    try:
+        reply_address(raw)
+    except NoReplyAddress as error:
+        return str(error)
+    return ""
+
+
+def compose(
+    raw: bytes, email: EmailV1, support: str, address: str, text: str, automatic: bool = False
+) -> EmailMessage:
     """The reply, threaded under the original (In-Reply-To, References, Re: subject)."""
     original = headers(raw)
     message = EmailMessage()
+    if automatic:  # RFC 3834: other responders do not answer it
+        message["Auto-Submitted"] = "auto-replied"
     subject = email.subject
     message["Subject"] = subject if re.match(r"(?i)(re|aw|antw):", subject) else f"Re: {subject}"
     message["From"] = support
@@ -343,6 +393,7 @@ def send(
     raw: bytes,
     label: str,
     request: SendRequest,
+    automatic: bool = False,
 ) -> tuple[SentReply, bool]:
     """Send the reply once per e-mail and draft; returns the record and whether this call
     sent it (False: it was sent, or is being sent, already)."""
@@ -364,7 +415,7 @@ def send(
     )
     if not put_new(bucket, f"{prefix}.json", record.model_dump_json().encode()):
         return sent_record(bucket, f"{prefix}.json"), False
-    message = compose(raw, email, support, address, request.text)
+    message = compose(raw, email, support, address, request.text, automatic)
     try:
         answer = clients.client("ses").send_raw_email(
             Source=support, Destinations=[address], RawMessage={"Data": message.as_bytes()}

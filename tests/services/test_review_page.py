@@ -125,6 +125,8 @@ def test_templates_are_written_and_retired_on_the_page_by_keyboard(page):
     page.keyboard.type("Rechnung erklärt")
     page.keyboard.press("Tab")  # retired: no
     page.keyboard.press("Tab")
+    page.keyboard.type("0.95")  # answered automatically above 0.95
+    page.keyboard.press("Tab")
     page.keyboard.type("{salutation}\n\nIhre Rechnung über {amount} setzt sich so zusammen: {iban}")
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
@@ -137,7 +139,7 @@ def test_templates_are_written_and_retired_on_the_page_by_keyboard(page):
     page.keyboard.press("Enter")
     expect(page.locator("#status")).to_contain_text("saved as version 1")
     row = page.locator("#template-rows tr", has_text="Rechnung erklärt")
-    expect(row).to_contain_text("live")
+    expect(row).to_contain_text("live, auto above 0.95")
     assert page.evaluate(LOW_CONTRAST_TEXTS) == []
     page.screenshot(path=SCREENSHOT.replace("reply", "templates"), full_page=True)
 

@@ -107,7 +107,10 @@ def test_new_results_reach_their_teams_queue_once_also_when_the_batch_is_retried
     items = [classify.Item(str(n), result=r) for n, r in enumerate(batch)]
     classify.store(FunctionSettings(), items)
     classify.store(FunctionSettings(), items)  # the mapping retries the whole batch
-    assert routed(bus) == {
+    queues = routed(bus)
+    assert sorted(queues.pop("postwerk-autoreply")) == [
+        ("a", "classified"), ("c", "classified"), ("d", "classified")]  # fmt: skip
+    assert queues == {
         "postwerk-review": [("b", "classified")],
         "postwerk-team-accounts": [("a", "classified")],
         "postwerk-team-care": sorted([("b", "classified"), ("c", "classified")]),
@@ -124,6 +127,7 @@ def test_a_correction_routes_the_email_again_marked_as_such(stored, bus):  # noq
     queues = routed(bus)
     assert queues["postwerk-team-accounts"] == [("m0", "correction")]
     assert queues["postwerk-review"] == [] and queues["postwerk-team-care"] == []
+    assert queues["postwerk-autoreply"] == [], "a correction is never answered automatically"
 
 
 def test_the_detail_is_the_result_plus_the_decision(bus):

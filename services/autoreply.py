@@ -1,0 +1,79 @@
+"""autoreply: the optional automatic replies, from the routing bus through an SQS queue.
+
+A rule on the routing bus sends each new result that needs no review (reason
+"classified") to the autoreply queue. For each, a live template of the e-mail's category and
+language whose `auto_reply_above` the score exceeds is filled from the e-mail and sent
+through the same path as a staff reply (services/replies.py send: once per e-mail and draft,
+audited with sender "auto-reply", threaded, stored with its pair). Off by default: a template
+answers automatically only when staff set its threshold.
+
+Never sent: to an address that looks automated (RFC 3834: Auto-Submitted, Precedence bulk
+or list, mailing-list headers, no-reply and system addresses, an empty Return-Path), so two
+auto-responders never loop; a reply still holding a placeholder the e-mail did not fill;
+an e-mail without a usable reply address. Each skip is logged with its reason (the message
+id, never the address). The reply itself carries `Auto-Submitted: auto-replied`.
+"""
+
+import json
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from services import clients, replies
+from services.mail import parse_email
+from services.records import ClassificationV1
+from services.settings import FunctionSettings
+
+SENDER = "auto-reply"  # the audit's `sender` of an automatic reply
+
+logger = Logger(service="autoreply")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context) -> dict:
+    settings = FunctionSettings()
+    return process_partial_response(
+        event, lambda record: answer(settings, record), processor, context
+    )
+
+
+def answer(settings: FunctionSettings, record: SQSRecord) -> None:
+    """Send the automatic reply this result gets, if any; raises only to be retried."""
+    result = ClassificationV1.model_validate(json.loads(record.body)["detail"])
+    template = replies.automatic_template(settings.artifacts_bucket, result)
+    if template is None or result.input is None:
+        return
+    source = result.input.source
+    raw = clients.client("s3").get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
+    reason = replies.automated(raw)
+    if reason:
+        logger.info("no auto-reply", message_id=result.message_id, reason=reason)
+        return
+    email = parse_email(raw, source.bucket, source.key)
+    text, missing = replies.fill(template.body, replies.facts(email, raw))
+    if missing:
+        logger.info("no auto-reply", message_id=result.message_id,
+                    reason=f"the e-mail does not give {', '.join(missing)}")  # fmt: skip
+        return
+    request = replies.SendRequest(
+        draft_id=f"auto-{template.template_id}",
+        text=text,
+        sender=SENDER,
+        suggestion=f"template:{template.template_id}@{template.version}",
+        suggested_text=text,
+    )
+    try:
+        _, sent = replies.send(settings.artifacts_bucket, settings.support_address,
+                               settings.endpoint_name, email, raw, result.label, request,
+                               automatic=True)  # fmt: skip
+    except replies.NoReplyAddress as error:
+        logger.info("no auto-reply", message_id=result.message_id, reason=str(error))
+        return
+    logger.info("auto-reply", message_id=result.message_id, sent_now=sent,
+                template=template.template_id)  # fmt: skip

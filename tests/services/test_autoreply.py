@@ -1,0 +1,114 @@
+"""Automatic replies: a template staff switched on answers confident results of its category
+and language once, never an automated sender, never with a placeholder left."""
+
+import email
+import json
+
+import boto3
+import pytest
+
+from services import autoreply, replies, results, routing
+from services.settings import RoutingTable
+from tests.services.conftest import LambdaContext, sqs_event
+from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call
+from tests.services.test_replies import desk, stored  # noqa: F401 (fixtures)
+
+AUTOMATIC = "{salutation}\n\nthank you: we are looking into it and answer within a day."
+
+
+@pytest.fixture
+def automatic(desk):  # noqa: F811
+    """An English complaint template that answers scores above 0.8 (m9 scores 0.9)."""
+    status, template = call("POST", "/api/templates", {"category": "complaint", "language": "en",
+                            "title": "We are on it", "body": AUTOMATIC, "author": "lena",
+                            "auto_reply_above": 0.8})  # fmt: skip
+    assert status == 201
+    return template
+
+
+def classified(message_id: str) -> str:
+    """The routing event of a new result, as the autoreply queue receives it."""
+    result = results.get(TABLE, message_id)
+    detail = routing.detail(result, RoutingTable(), "classified")
+    return json.dumps({"source": "postwerk", "detail-type": "email.classified", "detail": detail})
+
+
+def answer(*message_ids: str) -> dict:
+    return autoreply.handler(sqs_event(*map(classified, message_ids)), LambdaContext())
+
+
+def sent_messages() -> list[email.message.Message]:
+    s3 = boto3.client("s3")
+    return [email.message_from_bytes(s3.get_object(Bucket=ARTIFACTS, Key=key)["Body"].read())
+            for record, key in replies.outbox(ARTIFACTS) if record.status == "sent"]  # fmt: skip
+
+
+def test_a_confident_result_is_answered_once_and_marked_automatic(automatic, desk):  # noqa: F811
+    assert answer("m9") == {"batchItemFailures": []}
+    assert answer("m9") == {"batchItemFailures": []}  # a redelivered event sends nothing
+    [message] = sent_messages()
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["To"] == desk[3].sender and message["Subject"].startswith("Re: ")
+    body = message.get_payload(decode=True).decode()
+    assert body.startswith(f"Dear {desk[3].sender_name},") and "within a day" in body
+    [(record, _)] = replies.outbox(ARTIFACTS)
+    assert record.sender == autoreply.SENDER
+    assert record.suggestion == f"template:{automatic['template_id']}@1"
+
+
+def test_below_the_threshold_in_another_language_or_switched_off_nothing_goes_out(
+    automatic,
+):
+    answer("m0")  # a German complaint, scoring 0.41: the English template does not apply
+    assert sent_messages() == []
+    call("PUT", f"/api/templates/{automatic['template_id']}", {**automatic, "author": "lena",
+         "auto_reply_above": None})  # fmt: skip
+    answer("m9")
+    assert sent_messages() == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Auto-Submitted: auto-replied",
+        "Precedence: bulk",
+        "List-Id: <customers.lists.example>",
+        "X-Auto-Response-Suppress: All",
+        "Return-Path: <>",
+    ],
+)
+def test_an_automated_sender_gets_no_automatic_reply(automatic, header):
+    original = boto3.client("s3").get_object(Bucket=RAW, Key="incoming/9.eml")["Body"].read()
+    marked = header.encode() + b"\r\n" + original
+    boto3.client("s3").put_object(Bucket=RAW, Key="incoming/9.eml", Body=marked)
+    assert replies.automated(marked)
+    answer("m9")
+    assert sent_messages() == []
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "noreply@shop.example",
+        "no-reply@x.example",
+        "MAILER-DAEMON@mx.example",
+        "bounces+123@lists.example",
+        "do_not_reply@bank.example",
+    ],
+)
+def test_system_addresses_look_automated(sender):
+    raw = f"From: {sender}\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    assert replies.automated(raw)
+
+
+def test_a_person_does_not_look_automated():
+    raw = b"From: Lena Noreply <lena.noreply@example.de>\r\nSubject: hi\r\n\r\nbody\r\n"
+    assert replies.automated(raw) == ""
+
+
+def test_a_template_that_needs_what_the_email_lacks_is_not_sent_automatically(desk):  # noqa: F811
+    body = "{salutation}\n\nyour customer number {customer_number} is noted."
+    call("POST", "/api/templates", {"category": "complaint", "language": "en", "title": "n",
+         "body": body, "author": "lena", "auto_reply_above": 0.5})  # fmt: skip
+    answer("m9")
+    assert sent_messages() == []
