@@ -177,7 +177,7 @@ def store(stack: Stack, job: str, results: list) -> int:
     from services.classify import store_results  # the functions' own writes, on use
 
     marked = [result.model_copy(update={"backfill": job}) for result in results]
-    stored, failed = store_results(
+    stored, failed, _ = store_results(
         stack.results_table, stack.results_bucket, marked, key_prefix=f"backfill-{job}-"
     )
     if failed:

@@ -7,6 +7,10 @@ idempotency utility). New results also go to the results bucket, one JSON Lines 
 batch under `results/date=YYYY-MM-DD/`, written before DynamoDB so that nothing is lost; a
 line can repeat only when a DynamoDB write failed and its record was retried.
 
+Only results this call stored are routed (services/routing.py). One whose event EventBridge
+refuses is marked `unrouted` on its item and its record fails: the retry finds it stored,
+routes it, and clears the mark, so an event is neither lost nor repeated.
+
 Records that could not be classified (endpoint error, throttling, a malformed record) are
 returned as batchItemFailures, so the event source mapping retries only those and sends what
 keeps failing to the dead-letter queue. When every record fails, the function raises
@@ -26,7 +30,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamRecord,
 )
-from boto3.dynamodb.types import TypeSerializer
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
@@ -41,11 +45,14 @@ from services.records import (
     Prediction,
     chunked,
 )
+from services.results import plain
 from services.settings import FunctionSettings
 
 MAX_REQUEST_BYTES = 5 * 1024 * 1024  # InvokeEndpoint takes 6 MB; leave room for the envelope
 WRITERS = 16  # concurrent DynamoDB puts: a batch's writes overlap instead of queueing
 SERIALIZER = TypeSerializer()
+DESERIALIZER = TypeDeserializer()
+UNROUTED = "unrouted"  # on a stored result whose event EventBridge refused (route)
 
 logger = Logger(service="classify")
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
@@ -121,23 +128,52 @@ def classify(endpoint: str, threshold: float, items: list[Item]) -> None:
 
 
 def store(settings: FunctionSettings, items: list[Item]) -> None:
-    """Store the batch's results; route only what this call stored, so a retried batch
-    repeats no event. Each item keeps its write's error."""
-    stored, failed = store_results(
+    """Store the batch's results and route those this call stored, so a retried batch
+    repeats no event. Each item keeps its write's error, or its routing's."""
+    stored, failed, unrouted = store_results(
         settings.results_table, settings.results_bucket, [item.result for item in items]
     )
-    if settings.event_bus and stored:
-        routing.publish(settings.event_bus, settings.routing, stored)  # refusals are logged
+    if settings.event_bus:
+        failed |= route(settings, stored, unrouted)
     for item in items:
         item.error = failed.get(item.result.message_id)
 
 
+def route(
+    settings: FunctionSettings, stored: list[ClassificationV1], unrouted: list[ClassificationV1]
+) -> dict[str, Exception]:
+    """Publish the new results and those an earlier try stored but could not route. What
+    EventBridge refuses is marked UNROUTED on its item and fails its record, so the
+    mapping's retry routes it (and nothing else) again; returns those errors."""
+    dynamodb = clients.client("dynamodb")
+    refused = set(routing.publish(settings.event_bus, settings.routing, stored + unrouted))
+    errors = {}
+    for result in stored:
+        if result.message_id in refused:
+            errors[result.message_id] = NotClassified("stored; EventBridge refused its event")
+            mark_unrouted(dynamodb, settings.results_table, result.message_id, True)
+    for result in unrouted:
+        if result.message_id in refused:
+            errors[result.message_id] = NotClassified("EventBridge refused its event again")
+        else:
+            mark_unrouted(dynamodb, settings.results_table, result.message_id, False)
+    return errors
+
+
+def mark_unrouted(dynamodb, table_name: str, message_id: str, unrouted: bool) -> None:
+    update = f"SET {UNROUTED} = :yes" if unrouted else f"REMOVE {UNROUTED}"
+    values = {"ExpressionAttributeValues": {":yes": {"BOOL": True}}} if unrouted else {}
+    dynamodb.update_item(TableName=table_name, Key={"message_id": {"S": message_id}},
+                         UpdateExpression=update, **values)  # fmt: skip
+
+
 def store_results(
     table: str, bucket: str, results: list[ClassificationV1], key_prefix: str = ""
-) -> tuple[list[ClassificationV1], dict[str, Exception]]:
+) -> tuple[list[ClassificationV1], dict[str, Exception], list[ClassificationV1]]:
     """New results to the bucket first (a failure there raises, so the whole batch is
     retried and nothing is lost), then to DynamoDB, once per message id. Returns the results
-    this call stored and the write errors by message id."""
+    this call stored, the write errors by message id, and the stored results an earlier
+    try could not route (as stored)."""
     dynamodb = clients.client("dynamodb")  # a client: thread-safe, where resources are not
     first = {}  # one write per message id: a batch may hold the same e-mail twice
     for result in results:
@@ -148,7 +184,8 @@ def store_results(
     with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
         writes = pool.map(partial(put_once, dynamodb, table), new)
         failed = {r.message_id: error for r, error in zip(new, writes, strict=True) if error}
-    return [result for result in new if result.message_id not in failed], failed
+    unrouted = [stored_result(dynamodb, table, m) for m, flag in done_before.items() if flag]
+    return [result for result in new if result.message_id not in failed], failed, unrouted
 
 
 def to_result(
@@ -171,18 +208,26 @@ def to_result(
     )
 
 
-def already_stored(dynamodb, table_name: str, message_ids: list[str]) -> set[str]:
-    """The message ids that have a result already (a retried or re-delivered batch)."""
-    found: set[str] = set()
+def already_stored(dynamodb, table_name: str, message_ids: list[str]) -> dict[str, bool]:
+    """The message ids that have a result already (a retried or re-delivered batch), and
+    whether that result still waits to be routed."""
+    found: dict[str, bool] = {}
     for start in range(0, len(message_ids), 100):  # BatchGetItem's limit
         keys = [{"message_id": {"S": m}} for m in message_ids[start : start + 100]]
-        request = {table_name: {"Keys": keys, "ProjectionExpression": "message_id"}}
+        request = {table_name: {"Keys": keys, "ProjectionExpression": f"message_id, {UNROUTED}"}}
         while request:
             answer = dynamodb.batch_get_item(RequestItems=request)
-            items = answer["Responses"].get(table_name, [])
-            found |= {item["message_id"]["S"] for item in items}
+            for item in answer["Responses"].get(table_name, []):
+                found[item["message_id"]["S"]] = item.get(UNROUTED, {}).get("BOOL", False)
             request = answer.get("UnprocessedKeys") or None
     return found
+
+
+def stored_result(dynamodb, table_name: str, message_id: str) -> ClassificationV1:
+    item = dynamodb.get_item(TableName=table_name, Key={"message_id": {"S": message_id}},
+                             ConsistentRead=True)["Item"]  # fmt: skip
+    document = {key: DESERIALIZER.deserialize(value) for key, value in item.items()}
+    return ClassificationV1.model_validate(plain(document))
 
 
 def put_once(dynamodb, table_name: str, result: ClassificationV1) -> Exception | None:

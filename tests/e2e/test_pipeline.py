@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -33,8 +34,10 @@ from postwerk.local import docker_engine_reachable, port_in_use
 from postwerk.samples import DEMO
 from services import registry
 from services.mail import NotAnEmail, parse_email
+from services.settings import RoutingTable
 from tests.conftest import tiny_hyperparameters, with_ministack_venv
 from tests.jobs import TOPICS, free_port
+from tests.services.test_routing import drain
 
 ENDPOINT = "postwerk-emails"
 
@@ -380,6 +383,85 @@ def test_the_review_api_refuses_unknown_labels_and_ids(pipeline):
     assert wrong_label.status_code == 400 and "unknown label 'spam'" in wrong_label.text
     unknown = httpx.get(f"{url}api/results/no-such-id", timeout=30)
     assert unknown.status_code == 404
+
+
+def stack_parameter(name: str) -> str:
+    stack = boto3.client("cloudformation").describe_stacks(StackName="postwerk")["Stacks"][0]
+    return next(p["ParameterValue"] for p in stack["Parameters"] if p["ParameterKey"] == name)
+
+
+def test_every_result_reaches_its_teams_queue_once_and_a_correction_routes_again(pipeline):
+    table = RoutingTable.model_validate_json(stack_parameter("RoutingTable"))
+    sqs = boto3.client("sqs")
+    queues = {name: sqs.get_queue_url(QueueName=f"postwerk-team-{name}")["QueueUrl"]
+              for name in sorted(set(table.teams.values()) | {table.default})}  # fmt: skip
+    arrived = {team: Counter((e["detail"]["message_id"], e["detail"]["routing"]["reason"])
+                             for e in drain(url)) for team, url in queues.items()}  # fmt: skip
+    stored = operations.results(pipeline["ResultsTable"])
+    expected = {team: Counter() for team in queues}
+    for item in stored:
+        labels = [review["previous_label"] for review in item["reviews"][:1]] or [item["label"]]
+        expected[table.team(labels[0])][(item["message_id"], "classified")] += 1
+        for review in item["reviews"]:
+            if review["label"] != review["previous_label"]:
+                expected[table.team(review["label"])][(item["message_id"], "correction")] += 1
+    assert arrived == expected
+    assert sum(len(events) for events in arrived.values()) >= len(stored) >= DEMO["count"]
+    assert any(reason == "correction" for events in arrived.values() for _, reason in events)
+
+
+def test_staff_reply_from_the_page_in_the_emails_language_once_threaded(local_stack, pipeline,
+                                                                       browser):  # fmt: skip
+    from playwright.sync_api import expect
+
+    url = operations.review_url(pipeline)
+    for language, body in (("de", "{salutation}\n\nes tut uns leid.\n\nViele Grüße"),
+                           ("en", "{salutation}\n\nwe are sorry.\n\nKind regards")):  # fmt: skip
+        template = {"category": "complaint", "language": language, "title": f"Sorry {language}",
+                    "body": body, "author": "e2e"}  # fmt: skip
+        assert httpx.post(f"{url}api/templates", json=template, timeout=30).status_code == 201
+    complaints = [item for item in operations.results(pipeline["ResultsTable"])
+                  if item["label"] == "complaint" and not item["reviews"]]  # fmt: skip
+    german, english = (next(item for item in complaints if item["input"]["language"] == language)
+                       for language in ("de", "en"))  # fmt: skip
+    page = browser.new_page()
+    page.goto(url)
+    page.fill("#reviewer", "Lena")
+    page.locator("#reviewer").dispatch_event("change")
+    page.select_option("#filter", "all")
+
+    def open_reply(item: dict) -> None:
+        page.locator("h1").click()
+        page.keyboard.press("/")
+        page.keyboard.press("Control+A")  # the search before
+        page.keyboard.type(item["message_id"])
+        page.keyboard.press("Enter")
+        expect(page.locator("#rows tr")).to_have_count(1, timeout=30_000)
+        expect(page.locator("#detail")).to_contain_text(item["input"]["subject"])
+        page.locator("h1").click()
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("r")
+
+    open_reply(english)
+    expect(page.locator("#suggestions button")).to_have_text(["Use: Sorry en"], timeout=30_000)
+    open_reply(german)
+    expect(page.locator("#suggestions button")).to_have_text(["Use: Sorry de"], timeout=30_000)
+    page.keyboard.press("Enter")  # the focused suggestion into the draft
+    expect(page.locator("#reply-text")).to_be_focused()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\nPS: Ein Techniker kommt morgen.")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("sent.", timeout=30_000)
+    page.keyboard.press("Enter")  # a second click
+    expect(page.locator("#status")).to_contain_text("already sent", timeout=30_000)
+
+    outbox = postwerk(with_local_aws(local_stack[0]), "outbox", "--raw")
+    assert outbox.returncode == 0, outbox.stdout + outbox.stderr
+    [message] = re.findall(r"^In-Reply-To: (.+)$", outbox.stdout, re.M)
+    assert message.strip() == f"<{german['message_id']}>"
+    assert "Subject: Re: " in outbox.stdout and "Ein Techniker kommt morgen." in outbox.stdout
+    assert outbox.stdout.count("From: support@postwerk.localhost") == 1
 
 
 def test_corrections_feed_a_retraining_that_the_champion_rule_promotes_or_rejects(

@@ -87,7 +87,8 @@ def result(message_id: str, label: str, needs_review: bool) -> ClassificationV1:
     )  # fmt: skip
 
 
-def test_new_results_reach_their_teams_queue_once_also_when_the_batch_is_retried(bus, monkeypatch):
+@pytest.fixture
+def results_table(bus, monkeypatch):
     monkeypatch.setenv("POSTWERK_RESULTS_TABLE", "results")
     monkeypatch.setenv("POSTWERK_RESULTS_BUCKET", "results")
     boto3.client("s3").create_bucket(
@@ -98,6 +99,11 @@ def test_new_results_reach_their_teams_queue_once_also_when_the_batch_is_retried
         KeySchema=[{"AttributeName": "message_id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "message_id", "AttributeType": "S"}],
     )  # fmt: skip
+    return bus
+
+
+def test_new_results_reach_their_teams_queue_once_also_when_the_batch_is_retried(results_table):
+    bus = results_table
     batch = [
         result("a", "billing_question", False),
         result("b", "complaint", True),
@@ -116,6 +122,38 @@ def test_new_results_reach_their_teams_queue_once_also_when_the_batch_is_retried
         "postwerk-team-care": sorted([("b", "classified"), ("c", "classified")]),
         "postwerk-team-sales": [("d", "classified")],
     }, "the default team takes unknown categories"
+
+
+def refusing(message_id: str, publish=routing.publish):
+    """routing.publish as it answers when EventBridge keeps refusing this e-mail's event."""
+
+    def partly(bus, table, results, reason="classified") -> list[str]:
+        kept = [r for r in results if r.message_id != message_id]
+        return publish(bus, table, kept, reason) + [message_id] * (len(kept) < len(results))
+
+    return partly
+
+
+def unrouted_mark(message_id: str) -> dict | None:
+    key = {"message_id": {"S": message_id}}
+    return boto3.client("dynamodb").get_item(TableName="results", Key=key)["Item"].get("unrouted")
+
+
+def test_a_refused_event_fails_its_record_and_the_retry_routes_it_once(results_table, monkeypatch):
+    items = [classify.Item("1", result=result("a", "complaint", False)),
+             classify.Item("2", result=result("b", "complaint", False))]  # fmt: skip
+    publish = routing.publish
+    monkeypatch.setattr(routing, "publish", refusing("a"))
+    classify.store(FunctionSettings(), items)
+    assert "EventBridge refused" in str(items[0].error) and items[1].error is None
+    assert unrouted_mark("a") == {"BOOL": True}
+    monkeypatch.setattr(routing, "publish", publish)  # EventBridge answers again
+    classify.store(FunctionSettings(), items)  # the mapping's retry
+    classify.store(FunctionSettings(), items)  # and a re-delivery
+    assert [item.error for item in items] == [None, None]
+    assert sorted(routed(results_table)["postwerk-team-care"]) == [
+        ("a", "classified"), ("b", "classified")]  # fmt: skip
+    assert unrouted_mark("a") is None
 
 
 def test_a_correction_routes_the_email_again_marked_as_such(stored, bus):  # noqa: F811
