@@ -7,11 +7,12 @@ through the same path as a staff reply (services/replies.py send: once per e-mai
 audited with sender "auto-reply", threaded, stored with its pair). Off by default: a template
 answers automatically only when staff set its threshold.
 
-Never sent: to an address that looks automated (RFC 3834: Auto-Submitted, Precedence bulk
-or list, mailing-list headers, no-reply and system addresses, an empty Return-Path), so two
-auto-responders never loop; a reply still holding a placeholder the e-mail did not fill;
-an e-mail without a usable reply address. Each skip is logged with its reason (the message
-id, never the address). The reply itself carries `Auto-Submitted: auto-replied`.
+Never sent: to an e-mail that looks automated (RFC 3834's Auto-Submitted, Precedence bulk
+or list, mailing-list and auto-responder headers, a bounce or read report, no-reply and
+system addresses, our own support address), so two auto-responders never loop; a reply
+still holding a placeholder the e-mail did not fill; an e-mail without a usable reply
+address. Each skip is logged with its reason (the message id, never the address). The
+reply itself carries `Auto-Submitted: auto-replied`.
 """
 
 import json
@@ -51,7 +52,7 @@ def answer(settings: FunctionSettings, record: SQSRecord) -> None:
         return
     source = result.input.source
     raw = clients.client("s3").get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
-    reason = replies.automated(raw)
+    reason = replies.automated(raw, settings.support_address)
     if reason:
         logger.info("no auto-reply", message_id=result.message_id, reason=reason)
         return

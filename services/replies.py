@@ -67,9 +67,15 @@ CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditi
 # Why no similar replies could be found: no endpoint, a bad answer, a stale index.
 EMBEDDING_ERRORS = (ClientError, BotoCoreError, ValidationError, ValueError, StaleIndex)
 logger = Logger(child=True)
-LIST_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post")
+# Present only on mail a machine sent or that asks not to be answered by one: mailing lists
+# (RFC 2369/2919), auto-responders, Exchange's suppression and loop headers.
+MACHINE_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe",
+                   "List-Owner", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress",
+                   "X-Loop", "X-MS-Exchange-Inbox-Rules-Loop", "Feedback-ID")  # fmt: skip
 AUTOMATED = re.compile(
-    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer-daemon|postmaster|bounces?)\b[^@]*@", re.I
+    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer-daemon|postmaster|bounces?"
+    r"|auto-?(?:reply|responder)|notifications?|newsletters?)\b[^@]*@",
+    re.I,
 )
 
 
@@ -338,26 +344,30 @@ def reply_address(raw: bytes) -> str:
     return address
 
 
-def automated(raw: bytes) -> str:
-    """Why the e-mail looks sent by a machine (RFC 3834 and the mailing-list headers), or ""."""
+def automated(raw: bytes, own_address: str = "") -> str:
+    """Why no automatic reply may answer this e-mail (RFC 3834, mailing lists, bounces,
+    auto-responders, our own address), or "" when a person seems to have written it."""
     fields = headers(raw)
     submitted = str(fields.get("Auto-Submitted", "no")).strip().lower()
     if submitted != "no":
         return f"Auto-Submitted: {submitted}"
-    precedence = str(fields.get("Precedence", "")).strip().lower()
-    if precedence in ("bulk", "list", "junk", "auto_reply"):
-        return f"Precedence: {precedence}"
-    for name in LIST_HEADERS:
+    for name in ("Precedence", "X-Precedence"):
+        precedence = str(fields.get(name, "")).strip().lower()
+        if precedence in ("bulk", "list", "junk", "auto_reply"):
+            return f"{name}: {precedence}"
+    for name in MACHINE_HEADERS:
         if fields.get(name) is not None:
-            return f"a mailing list ({name})"
-    if fields.get("X-Auto-Response-Suppress") is not None:  # Exchange: "do not answer me"
-        return "X-Auto-Response-Suppress"
+            return f"sent by a machine ({name})"
     if str(fields.get("Return-Path", "")).strip() == "<>":
         return "an empty Return-Path (a bounce)"
+    if fields.get_content_type() == "multipart/report":
+        return "a delivery or read report (multipart/report)"
     try:
-        reply_address(raw)
+        address = reply_address(raw)
     except NoReplyAddress as error:
         return str(error)
+    if own_address and address.lower() == own_address.lower():
+        return "our own support address"
     return ""
 
 

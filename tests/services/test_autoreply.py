@@ -75,6 +75,10 @@ def test_below_the_threshold_in_another_language_or_switched_off_nothing_goes_ou
         "List-Id: <customers.lists.example>",
         "X-Auto-Response-Suppress: All",
         "Return-Path: <>",
+        "X-Autoreply: yes",
+        "List-Unsubscribe: <mailto:leave@lists.example>",
+        "X-Loop: support@lists.example",
+        "Feedback-ID: 1:campaign:shop",
     ],
 )
 def test_an_automated_sender_gets_no_automatic_reply(automatic, header):
@@ -94,11 +98,22 @@ def test_an_automated_sender_gets_no_automatic_reply(automatic, header):
         "MAILER-DAEMON@mx.example",
         "bounces+123@lists.example",
         "do_not_reply@bank.example",
+        "notifications@git.example",
+        "autoresponder@helpdesk.example",
     ],
 )
 def test_system_addresses_look_automated(sender):
     raw = f"From: {sender}\r\nSubject: hi\r\n\r\nbody\r\n".encode()
     assert replies.automated(raw)
+
+
+def test_reports_and_our_own_address_look_automated():
+    report = (b"From: Lena <lena@example.de>\r\nContent-Type: multipart/report; "
+              b"report-type=delivery-status; boundary=x\r\n\r\n--x--\r\n")  # fmt: skip
+    assert "report" in replies.automated(report)
+    own = b"From: Service <service@postwerk.example>\r\nSubject: hi\r\n\r\nbody\r\n"
+    assert replies.automated(own, "Service@postwerk.example") == "our own support address"
+    assert replies.automated(own, "other@postwerk.example") == ""
 
 
 def test_a_person_does_not_look_automated():
