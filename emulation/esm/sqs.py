@@ -12,6 +12,8 @@ from emulation.esm.mapping import Mapping
 
 log = logging.getLogger("postwerk.esm")
 
+GATHER_POLL_SECONDS = 0.1  # between short polls while a batching window gathers messages
+
 
 @dataclass
 class QueueWorker:
@@ -43,21 +45,30 @@ class QueueWorker:
                 self.delivery.stopping.wait(1)
 
     def receive(self, queue_url: str) -> list[dict]:
-        """Up to BatchSize messages (10 per call), waiting up to the batching window."""
+        """Up to BatchSize messages (10 per call). The batching window starts with the first
+        message: until then one long poll (a second), after it short polls, a tenth of a
+        second apart while the queue is empty, until the batch is full or the window over."""
         messages: list[dict] = []
-        deadline = time.monotonic() + self.mapping.window_seconds
+        deadline = None
         while len(messages) < self.mapping.batch_size and not self.delivery.stopping.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
             answer = self.sqs.receive_message(
                 QueueUrl=queue_url,
-                WaitTimeSeconds=1,
+                WaitTimeSeconds=1 if remaining is None else 0,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
                 MaxNumberOfMessages=min(10, self.mapping.batch_size - len(messages)),
             )
             received = answer.get("Messages", [])
             messages += received
-            if not received or time.monotonic() >= deadline:
-                break
+            if deadline is None:
+                if not received:
+                    break  # nothing for a second: back to the loop, which rereads the mapping
+                deadline = time.monotonic() + self.mapping.window_seconds
+            elif not received:
+                self.delivery.stopping.wait(min(GATHER_POLL_SECONDS, remaining))
         return messages
 
     def deliver(self, queue_url: str, messages: list[dict]) -> None:

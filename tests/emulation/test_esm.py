@@ -333,3 +333,30 @@ def test_a_queue_mapping_deletes_what_succeeded_and_redrives_the_rest(aws, runne
     assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages") is None
     outcomes = [i.outcome for i in started.invocations]
     assert outcomes[0] == "partial" and len(started.invocations[0].sequence_numbers) == 3
+
+
+def test_a_queue_mapping_gathers_its_batching_window_from_the_first_message(aws, tmp_path):
+    """Messages that trickle in within the window go in one batch (of one poller); the window
+    starts with the first one, so a batch waits at most the window, not a long poll more."""
+    create_function("queue-consumer", QUEUE_HANDLER)
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="trickle")["QueueUrl"]
+    boto3.client("lambda").create_event_source_mapping(
+        FunctionName="queue-consumer",
+        Enabled=False,
+        BatchSize=50,
+        MaximumBatchingWindowInSeconds=3,
+        EventSourceArn="arn:aws:sqs:eu-central-1:000000000000:trickle",
+    )
+    started = MappingRunner(tmp_path, discover_seconds=0.1, queue_pollers=1).start()
+    try:
+        time.sleep(1.5)  # the poller waits on the empty queue
+        first = time.time()
+        for number in range(12):
+            sqs.send_message(QueueUrl=queue, MessageBody=f"ok-{number}")
+            time.sleep(1.3 if number == 5 else 0.1)  # a pause longer than a long poll
+        journal = settled(started, 12)
+    finally:
+        started.stop()
+    assert [len(i.sequence_numbers) for i in journal if i.outcome == "ok"] == [12]
+    assert journal[0].finished_at - first < 4.5, "the window, then the invocation"
