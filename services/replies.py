@@ -24,8 +24,7 @@ import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
-from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid, parseaddr
 from string import Formatter
 
 import boto3
@@ -33,7 +32,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
-from services import clients
+from services import clients, mail
 from services.records import ClassificationV1, EmailV1
 from services.reply_index import Entry, Index, StaleIndex, embed
 
@@ -72,6 +71,11 @@ logger = Logger(child=True)
 MACHINE_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe",
                    "List-Owner", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress",
                    "X-Loop", "X-MS-Exchange-Inbox-Rules-Loop", "Feedback-ID")  # fmt: skip
+# What SES sends to: an ASCII local part (RFC 5322's atext and dots), a domain of labels.
+MAILBOX = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
+)
 AUTOMATED = re.compile(
     r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer-daemon|postmaster|bounces?"
     r"|auto-?(?:reply|responder)|notifications?|newsletters?)\b[^@]*@",
@@ -219,7 +223,7 @@ def facts(email: EmailV1, raw: bytes) -> dict[str, str]:
         match = pattern.search(f"{email.subject}\n{email.body_text}")
         if match:
             found[name] = match.group(1)
-    sender_name = parseaddr(str(headers(raw).get("From", "")))[0].strip()
+    sender_name = sender(headers(raw))
     if sender_name:
         found["name"] = sender_name
     with_name, without = SALUTATIONS.get(email.language, SALUTATIONS["en"])
@@ -332,13 +336,12 @@ def index_key(category: str) -> str:
 def reply_address(raw: bytes) -> str:
     """Reply-To, else From, of the original; refused when absent, malformed or automated."""
     fields = headers(raw)
-    found = getaddresses([str(fields.get("Reply-To") or fields.get("From") or "")])
-    addresses = [address for _, address in found if "@" in address]
-    if not addresses:
+    found = mail.addresses(fields, "Reply-To", set()) or mail.addresses(fields, "From", set())
+    if not found:
         raise NoReplyAddress("the original has no Reply-To or From address to answer")
-    address = addresses[0]
-    if re.search(r"[\s<>\"]", address):
-        raise NoReplyAddress("the original's reply address is malformed")
+    address = found[0]
+    if not MAILBOX.fullmatch(address):
+        raise NoReplyAddress("the original's reply address is malformed (or not ASCII)")
     if AUTOMATED.match(address):
         raise NoReplyAddress("the original's reply address is a no-reply or system address")
     return address
@@ -379,20 +382,25 @@ def compose(
     message = EmailMessage()
     if automatic:  # RFC 3834: other responders do not answer it
         message["Auto-Submitted"] = "auto-replied"
-    subject = email.subject
+    subject = one_line(email.subject)
     message["Subject"] = subject if re.match(r"(?i)(re|aw|antw):", subject) else f"Re: {subject}"
     message["From"] = support
     message["To"] = address
     message["Date"] = format_datetime(now())
     message["Message-ID"] = make_msgid(domain=support.rsplit("@", 1)[-1])
-    parent = str(original.get("Message-ID", "")).strip()
+    parent = one_line(mail.raw_header(original, "Message-ID", set()))
     if parent:
         message["In-Reply-To"] = parent
-        message["References"] = " ".join(
-            part for part in (str(original.get("References", "")).strip(), parent) if part
-        )
+        references = one_line(mail.raw_header(original, "References", set()))
+        message["References"] = " ".join(part for part in (references, parent) if part)
     message.set_content(text)
     return message
+
+
+def one_line(text: str) -> str:
+    """Text from the original, fit for a header: every kind of line break and run of
+    whitespace (also U+2028, U+0085, which `email` refuses in a header) one space."""
+    return " ".join(text.split())
 
 
 def send(
@@ -497,7 +505,17 @@ def edit_share(suggested: str, sent: str) -> float:
 
 
 def headers(raw: bytes):
-    return BytesHeaderParser(policy=default_policy).parsebytes(raw)
+    """The original's headers as they came (services/mail.py's lenient policy: the modern
+    one raises on malformed address headers such as "From: a@")."""
+    return BytesHeaderParser(policy=mail.POLICY).parsebytes(raw)
+
+
+def sender(fields) -> str:
+    """The sender's name from From, RFC 2047 words decoded; "" when it gives none."""
+    try:
+        return parseaddr(mail.header(fields, "From", set()))[0].strip()
+    except RecursionError:  # comments "((((" nested past the parser's recursion
+        return ""
 
 
 def email_key(message_id: str) -> str:

@@ -6,8 +6,11 @@ import json
 
 import boto3
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from services import autoreply, replies, results, routing
+from services.mail import NotAnEmail, parse_email
 from services.settings import RoutingTable
 from tests.services.conftest import LambdaContext, sqs_event
 from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call
@@ -127,3 +130,52 @@ def test_a_template_that_needs_what_the_email_lacks_is_not_sent_automatically(de
          "body": body, "author": "lena", "auto_reply_above": 0.5})  # fmt: skip
     answer("m9")
     assert sent_messages() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "From",
+                    "Reply-To",
+                    "Return-Path",
+                    "Precedence",
+                    "Auto-Submitted",
+                    "Content-Type",
+                    "List-Id",
+                    "Subject",
+                    "X-Loop",
+                ]
+            ),
+            st.one_of(
+                st.text(max_size=60),
+                st.emails(),
+                st.builds("{} <{}>".format, st.text(max_size=20), st.emails()),
+            ),
+        ),
+        max_size=6,
+    ),
+    st.binary(max_size=200),
+)
+def test_any_headers_give_a_reason_and_a_reply_or_a_refusal_never_an_error(fields, body):
+    raw = b"".join(f"{name}: {value}".encode("utf-8", "surrogatepass") + b"\r\n"
+                   for name, value in fields) + b"\r\n" + body  # fmt: skip
+    reason = replies.automated(raw, "support@postwerk.example")
+    assert isinstance(reason, str)
+    names = {name for name, _ in fields}
+    if names & {"List-Id", "X-Loop"}:
+        assert reason, "a list or loop header always marks machine mail"
+    try:
+        address = replies.reply_address(raw)
+    except replies.NoReplyAddress:
+        return
+    try:
+        parsed = parse_email(raw, RAW, "incoming/x.eml")
+    except NotAnEmail:  # ingest rejects it: it never gets a result to answer
+        return
+    reply = replies.compose(raw, parsed, "support@postwerk.example", address, "Danke.")
+    event("a reply composed")
+    assert reply["To"] == address and reply.as_bytes()
+    assert replies.facts(parsed, raw)["salutation"]
