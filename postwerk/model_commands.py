@@ -1,16 +1,19 @@
 """`postwerk models`, `deploy-model`, `promote` and `rollback`: the registered models and
-which one serves. The steps are services/lifecycle.py and services/registry.py, the same
-the monitor function takes."""
+which one serves (and the reply suggestion index, rebuilt with the new model's embeddings).
+The steps are services/lifecycle.py and services/registry.py, the same the monitor function
+takes."""
 
 from typing import Annotated
 
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
 
 from postwerk import sagemaker
 from postwerk.deploy import image_tag
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console
+from postwerk.reply_commands import rebuild_index
 from postwerk.settings import CliSettings, EndpointOption, InstancesOption
 from services import lifecycle, registry
 
@@ -44,6 +47,11 @@ def deploy_job(job: str, endpoint: str | None, instances: int, must_exist: bool,
         f"endpoint [bold]{endpoint}[/] InService with {description['EndpointConfigName']}; "
         f"champion: {job}"
     )
+    try:  # the suggestion index holds the previous model's embeddings
+        rebuild_index(sagemaker.artifact_bucket(settings.bucket), endpoint)
+    except (ClientError, BotoCoreError, ValueError) as error:
+        console.print(f"[yellow]the reply index was not rebuilt[/] ({error}): run "
+                      "`postwerk reindex-replies`")  # fmt: skip
 
 
 def deploy_model(

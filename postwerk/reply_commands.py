@@ -40,19 +40,21 @@ def outbox(
 
 def reindex_replies(endpoint: EndpointOption = None) -> None:
     """Build every category's suggestion index anew from the sent e-mail/reply pairs, with
-    the endpoint's embeddings (needed after a new model serves: until then the review page
-    suggests no replies to similar e-mails)."""
+    the endpoint's embeddings (`promote`, `rollback` and `deploy-model` do it too; until
+    then the review page suggests no replies to similar e-mails)."""
+    settings = CliSettings()
+    rebuild_index(sagemaker.artifact_bucket(settings.bucket), endpoint or settings.endpoint_name)
+
+
+def rebuild_index(bucket: str, endpoint: str) -> None:
     from services import replies
 
-    settings = CliSettings()
-    bucket = sagemaker.artifact_bucket(settings.bucket)
-    endpoint = endpoint or settings.endpoint_name
     with console.status(f"embedding the sent replies' e-mails with {endpoint} ..."):
         counts = replies.reindex(bucket, endpoint)
     for category, count in sorted(counts.items()):
-        console.print(f"{category}: {count} replies indexed")
+        console.print(f"reply index {category}: {count} sent replies")
     if not counts:
-        console.print(f"no sent replies in s3://{bucket}/{replies.PAIRS}: nothing to index")
+        console.print(f"no sent replies in s3://{bucket}/{replies.PAIRS}: no reply index to build")
 
 
 COMMANDS = {"outbox": outbox, "reindex-replies": reindex_replies}

@@ -4,8 +4,8 @@ Vectors: the deployed model's embeddings of the e-mails, asked from the endpoint
 `"embed": true` (the mean-pooled, L2-normalised last hidden state; model/serving/engine.py
 says why that one). An index remembers the model that made its vectors, since two models'
 vectors do not compare: after a promotion the index is stale, suggests nothing, and is built
-again from the e-mail/reply pairs (services/replies.py `reindex`, `postwerk replies
-reindex`).
+again from the e-mail/reply pairs (services/replies.py `reindex`; `postwerk promote` and
+`postwerk reindex-replies` call it).
 
 Search is brute force: one matrix product over the category's vectors (float32). The bound
 and its measurement are in bench/replies.py.

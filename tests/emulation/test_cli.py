@@ -6,6 +6,7 @@ import boto3
 from typer.testing import CliRunner
 
 from postwerk.cli import app
+from services import replies
 from tests.jobs import make_emails
 
 runner = CliRunner()
@@ -14,6 +15,11 @@ runner = CliRunner()
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return str(path)
+
+
+def one_line(output: str) -> str:
+    """The output as one line: the console wraps it to the terminal's width."""
+    return " ".join(output.split())
 
 
 def test_train_deploy_predict_promote(sagemaker, tiny_bert, tmp_path, monkeypatch):
@@ -35,14 +41,23 @@ def test_train_deploy_predict_promote(sagemaker, tiny_bert, tmp_path, monkeypatc
 
     result = runner.invoke(app, ["deploy-model", "cli-train", "--endpoint", "cli-emails"])
     assert result.exit_code == 0, result.output
-    assert "InService" in result.output
+    assert "InService" in result.output and "no reply index to build" in one_line(result.output)
 
     result = runner.invoke(app, ["predict", "my invoice is wrong", "--endpoint", "cli-emails"])
     assert result.exit_code == 0, result.output
     assert "billing" in result.output
 
+    pair = {"message_id": "m1", "label": "billing", "language": "en", "subject": "Invoice",
+            "body": "The amount is wrong.", "reply": "Dear Ann, we fix it.",
+            "reusable_reply": "{salutation} we fix it."}  # fmt: skip
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket="postwerk-cli-tests", Key="replies/pairs/e1/d1.json",
+                  Body=json.dumps(pair).encode())  # fmt: skip
     result = runner.invoke(app, ["promote", "cli-train", "--endpoint", "cli-emails"])
     assert result.exit_code == 0, result.output
+    assert "reply index billing: 1 sent replies" in one_line(result.output)
+    index, _ = replies.load_index("postwerk-cli-tests", "billing")
+    assert index.entries[0].reply == pair["reusable_reply"] and "@" in index.model
     runner.invoke(app, ["predict", "x", "--endpoint", "cli-emails"])
     boto3.client("sagemaker").delete_endpoint(EndpointName="cli-emails")
 
