@@ -7,9 +7,11 @@ idempotency utility). New results also go to the results bucket, one JSON Lines 
 batch under `results/date=YYYY-MM-DD/`, written before DynamoDB so that nothing is lost; a
 line can repeat only when a DynamoDB write failed and its record was retried.
 
-Only results this call stored are routed (services/routing.py). One whose event EventBridge
-refuses is marked `unrouted` on its item and its record fails: the retry finds it stored,
-routes it, and clears the mark, so an event is neither lost nor repeated.
+Only results this call stored are routed (services/routing.py). Each is stored marked
+`unrouted`, and the mark is cleared once EventBridge took its event; a refused event (or a
+crash before it went out) leaves the mark, its record fails, and the retry finds the result
+stored and marked and routes it. So no event is lost, and one repeats only when a mark
+could not be cleared and the record comes again.
 
 Records that could not be classified (endpoint error, throttling, a malformed record) are
 returned as batchItemFailures, so the event source mapping retries only those and sends what
@@ -31,7 +33,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamRecord,
 )
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from services import clients, routing
@@ -52,7 +54,7 @@ MAX_REQUEST_BYTES = 5 * 1024 * 1024  # InvokeEndpoint takes 6 MB; leave room for
 WRITERS = 16  # concurrent DynamoDB puts: a batch's writes overlap instead of queueing
 SERIALIZER = TypeSerializer()
 DESERIALIZER = TypeDeserializer()
-UNROUTED = "unrouted"  # on a stored result whose event EventBridge refused (route)
+UNROUTED = "unrouted"  # on a stored result until EventBridge took its event (route)
 
 logger = Logger(service="classify")
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
@@ -131,49 +133,52 @@ def store(settings: FunctionSettings, items: list[Item]) -> None:
     """Store the batch's results and route those this call stored, so a retried batch
     repeats no event. Each item keeps its write's error, or its routing's."""
     stored, failed, unrouted = store_results(
-        settings.results_table, settings.results_bucket, [item.result for item in items]
+        settings.results_table,
+        settings.results_bucket,
+        [item.result for item in items],
+        to_route=bool(settings.event_bus),
     )
     if settings.event_bus:
-        failed |= route(settings, stored, unrouted)
+        failed |= route(settings, stored + unrouted)
     for item in items:
         item.error = failed.get(item.result.message_id)
 
 
-def route(
-    settings: FunctionSettings, stored: list[ClassificationV1], unrouted: list[ClassificationV1]
-) -> dict[str, Exception]:
-    """Publish the new results and those an earlier try stored but could not route. What
-    EventBridge refuses is marked UNROUTED on its item and fails its record, so the
-    mapping's retry routes it (and nothing else) again; returns those errors."""
+def route(settings: FunctionSettings, results: list[ClassificationV1]) -> dict[str, Exception]:
+    """Publish the results (each stored marked UNROUTED) and clear the mark of those
+    EventBridge accepted. A refused one keeps its mark and fails its record, so the
+    mapping's retry routes it, and only it, again; returns those errors."""
+    refused = set(routing.publish(settings.event_bus, settings.routing, results))
+    routed = [result.message_id for result in results if result.message_id not in refused]
     dynamodb = clients.client("dynamodb")
-    refused = set(routing.publish(settings.event_bus, settings.routing, stored + unrouted))
-    errors = {}
-    for result in stored:
-        if result.message_id in refused:
-            errors[result.message_id] = NotClassified("stored; EventBridge refused its event")
-            mark_unrouted(dynamodb, settings.results_table, result.message_id, True)
-    for result in unrouted:
-        if result.message_id in refused:
-            errors[result.message_id] = NotClassified("EventBridge refused its event again")
-        else:
-            mark_unrouted(dynamodb, settings.results_table, result.message_id, False)
-    return errors
+    with ThreadPoolExecutor(WRITERS) as pool:
+        cleared = pool.map(partial(clear_mark, dynamodb, settings.results_table), routed)
+        if not all(cleared):  # the events went out; only a re-delivery would repeat them
+            logger.warning("routed, mark not cleared", emails=len(routed))
+    failure = NotClassified("stored; EventBridge did not take its event (retried)")
+    return dict.fromkeys(refused, failure)
 
 
-def mark_unrouted(dynamodb, table_name: str, message_id: str, unrouted: bool) -> None:
-    update = f"SET {UNROUTED} = :yes" if unrouted else f"REMOVE {UNROUTED}"
-    values = {"ExpressionAttributeValues": {":yes": {"BOOL": True}}} if unrouted else {}
-    dynamodb.update_item(TableName=table_name, Key={"message_id": {"S": message_id}},
-                         UpdateExpression=update, **values)  # fmt: skip
+def clear_mark(dynamodb, table_name: str, message_id: str) -> bool:
+    try:
+        dynamodb.update_item(TableName=table_name, Key={"message_id": {"S": message_id}},
+                             UpdateExpression=f"REMOVE {UNROUTED}")  # fmt: skip
+    except (ClientError, BotoCoreError):
+        return False
+    return True
 
 
 def store_results(
-    table: str, bucket: str, results: list[ClassificationV1], key_prefix: str = ""
+    table: str,
+    bucket: str,
+    results: list[ClassificationV1],
+    key_prefix: str = "",
+    to_route: bool = False,
 ) -> tuple[list[ClassificationV1], dict[str, Exception], list[ClassificationV1]]:
     """New results to the bucket first (a failure there raises, so the whole batch is
-    retried and nothing is lost), then to DynamoDB, once per message id. Returns the results
-    this call stored, the write errors by message id, and the stored results an earlier
-    try could not route (as stored)."""
+    retried and nothing is lost), then to DynamoDB, once per message id; `to_route`: each
+    marked UNROUTED until `route` clears it. Returns the results this call stored, the write
+    errors by message id, and the stored results still marked (as stored)."""
     dynamodb = clients.client("dynamodb")  # a client: thread-safe, where resources are not
     first = {}  # one write per message id: a batch may hold the same e-mail twice
     for result in results:
@@ -182,7 +187,7 @@ def store_results(
     new = [result for message_id, result in first.items() if message_id not in done_before]
     write_lines(bucket, new, key_prefix)
     with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
-        writes = pool.map(partial(put_once, dynamodb, table), new)
+        writes = pool.map(partial(put_once, dynamodb, table, to_route), new)
         failed = {r.message_id: error for r, error in zip(new, writes, strict=True) if error}
     unrouted = [stored_result(dynamodb, table, m) for m, flag in done_before.items() if flag]
     return [result for result in new if result.message_id not in failed], failed, unrouted
@@ -230,10 +235,14 @@ def stored_result(dynamodb, table_name: str, message_id: str) -> ClassificationV
     return ClassificationV1.model_validate(plain(document))
 
 
-def put_once(dynamodb, table_name: str, result: ClassificationV1) -> Exception | None:
+def put_once(
+    dynamodb, table_name: str, unrouted: bool, result: ClassificationV1
+) -> Exception | None:
     """Store the result unless this e-mail has one already; returns what went wrong."""
     document = json.loads(result.model_dump_json(by_alias=True), parse_float=Decimal)
     item = {key: SERIALIZER.serialize(value) for key, value in document.items()}
+    if unrouted:
+        item[UNROUTED] = {"BOOL": True}
     try:
         dynamodb.put_item(
             TableName=table_name, Item=item, ConditionExpression="attribute_not_exists(message_id)"

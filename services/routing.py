@@ -18,7 +18,7 @@ import json
 
 import boto3
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from services import clients
 from services.records import ClassificationV1, chunked
@@ -68,6 +68,9 @@ def send(entries: list[dict]) -> list[dict]:
             answer = events.put_events(Entries=entries)
         except ClientError as error:  # no such bus, no permission: trying again won't help
             logger.error("PutEvents failed", error=error.response["Error"]["Code"])
+            return entries
+        except BotoCoreError as error:  # unreachable, timed out: botocore retried already
+            logger.error("PutEvents failed", error=type(error).__name__)
             return entries
         entries = [
             entry

@@ -8,6 +8,7 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+from botocore.exceptions import EndpointConnectionError
 
 from services import classify, routing
 from services.records import ClassificationV1, InputSummary, Label, ModelIdentity, Source
@@ -145,7 +146,7 @@ def test_a_refused_event_fails_its_record_and_the_retry_routes_it_once(results_t
     publish = routing.publish
     monkeypatch.setattr(routing, "publish", refusing("a"))
     classify.store(FunctionSettings(), items)
-    assert "EventBridge refused" in str(items[0].error) and items[1].error is None
+    assert "EventBridge did not take" in str(items[0].error) and items[1].error is None
     assert unrouted_mark("a") == {"BOOL": True}
     monkeypatch.setattr(routing, "publish", publish)  # EventBridge answers again
     classify.store(FunctionSettings(), items)  # the mapping's retry
@@ -154,6 +155,42 @@ def test_a_refused_event_fails_its_record_and_the_retry_routes_it_once(results_t
     assert sorted(routed(results_table)["postwerk-team-care"]) == [
         ("a", "classified"), ("b", "classified")]  # fmt: skip
     assert unrouted_mark("a") is None
+
+
+class Died(Exception):
+    """The function died between DynamoDB and EventBridge."""
+
+
+class UnreachableEvents:
+    def put_events(self, **_):
+        raise EndpointConnectionError(endpoint_url="http://events.example")
+
+
+def die(*_, **__):
+    raise Died
+
+
+@pytest.mark.parametrize("fault", ["EventBridge unreachable", "the function died"])
+def test_a_result_stored_but_never_published_is_routed_by_the_retry(
+    results_table, monkeypatch, fault
+):
+    items = [classify.Item("1", result=result("a", "complaint", False))]
+    publish, client = routing.publish, routing.clients.client
+    if fault == "EventBridge unreachable":
+        monkeypatch.setattr(routing.clients, "client", lambda name: UnreachableEvents()
+                            if name == "events" else client(name))  # fmt: skip
+        classify.store(FunctionSettings(), items)
+        assert items[0].error is not None
+    else:
+        monkeypatch.setattr(routing, "publish", die)
+        with pytest.raises(Died):
+            classify.store(FunctionSettings(), items)  # the whole batch is retried
+    assert unrouted_mark("a") == {"BOOL": True}
+    monkeypatch.setattr(routing.clients, "client", client)
+    monkeypatch.setattr(routing, "publish", publish)
+    classify.store(FunctionSettings(), items)
+    assert items[0].error is None and unrouted_mark("a") is None
+    assert routed(results_table)["postwerk-team-care"] == [("a", "classified")]
 
 
 def test_a_correction_routes_the_email_again_marked_as_such(stored, bus):  # noqa: F811
