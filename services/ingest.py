@@ -11,6 +11,7 @@ message ids, never addresses or bodies.
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
@@ -28,6 +29,7 @@ from services.settings import FunctionSettings
 MAX_RECORDS_PER_CALL = 500  # PutRecords' limits
 MAX_BYTES_PER_CALL = 4 * 1024 * 1024
 PUT_ATTEMPTS = 5
+READERS = 10  # concurrent S3 reads: a batch's e-mails are fetched side by side (SQS sends 10)
 
 logger = Logger(service="ingest")
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -44,7 +46,8 @@ class Item:
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     settings = FunctionSettings()
-    items = [read(record) for record in event["Records"]]
+    with ThreadPoolExecutor(READERS) as pool:  # the S3 round trips overlap
+        items = list(pool.map(read, event["Records"]))
     try:  # one PutRecords for the whole batch
         sent = [email for item in items if item.error is None for email in item.emails]
         put_records(clients.client("kinesis"), settings.emails_stream, sent)
