@@ -132,14 +132,14 @@ class MemoryPeak:
         self._thread.start()
 
     def _walk(self) -> None:
-        processes = []
-        for pid in self.pids:
+        processes: dict[int, psutil.Process] = {}  # by PID: MiniStack and the SageMaker
+        for pid in self.pids:  # service are children of this process too (counted once)
             try:
                 root = psutil.Process(pid)
-                processes += [root, *root.children(recursive=True)]
+                processes |= {p.pid: p for p in [root, *root.children(recursive=True)]}
             except psutil.NoSuchProcess:
                 continue
-        self._processes = processes
+        self._processes = list(processes.values())
 
     def _sample(self) -> None:
         samples = 0
