@@ -86,6 +86,9 @@ def stack_settings(
                 f"{TEMPLATE.name} (teams: {', '.join(sorted(teams))}); add its queue and rule"
             )
         parameters["RoutingTable"] = table.model_dump_json()
+    if webhooks and not on_aws:
+        raise CommandError("--webhook needs --target aws: the local EventBridge (MiniStack) "
+                           "cannot create API destinations")  # fmt: skip
     for webhook in webhooks:
         team, _, url = webhook.partition("=")
         if team not in teams or not url.startswith("https://"):

@@ -12,6 +12,7 @@ from postwerk import deploy as stack
 from postwerk import local, sagemaker
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console
+from postwerk.reply_commands import rebuild_index_for_new_model
 from postwerk.settings import CliSettings
 from services import lifecycle
 from services.settings import FunctionSettings
@@ -107,6 +108,7 @@ def serve_on_aws(settings, outputs, bucket, image, model, instances) -> None:
         reason = description.get("FailureReason", "failed")
         raise CommandError(f"endpoint: {reason}", RAN_AND_FAILED)
     console.print(f"endpoint [bold]{settings.endpoint_name}[/] InService")
+    rebuild_index_for_new_model(bucket, settings.endpoint_name)
 
 
 def default_model(settings: CliSettings) -> Path:

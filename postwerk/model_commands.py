@@ -6,14 +6,13 @@ takes."""
 from typing import Annotated
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
 
 from postwerk import sagemaker
 from postwerk.deploy import image_tag
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console
-from postwerk.reply_commands import rebuild_index
+from postwerk.reply_commands import rebuild_index_for_new_model
 from postwerk.settings import CliSettings, EndpointOption, InstancesOption
 from services import lifecycle, registry
 
@@ -47,11 +46,7 @@ def deploy_job(job: str, endpoint: str | None, instances: int, must_exist: bool,
         f"endpoint [bold]{endpoint}[/] InService with {description['EndpointConfigName']}; "
         f"champion: {job}"
     )
-    try:  # the suggestion index holds the previous model's embeddings
-        rebuild_index(sagemaker.artifact_bucket(settings.bucket), endpoint)
-    except (ClientError, BotoCoreError, ValueError) as error:
-        console.print(f"[yellow]the reply index was not rebuilt[/] ({error}): run "
-                      "`postwerk reindex-replies`")  # fmt: skip
+    rebuild_index_for_new_model(sagemaker.artifact_bucket(settings.bucket), endpoint)
 
 
 def deploy_model(

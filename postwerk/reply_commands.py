@@ -7,6 +7,7 @@ from typing import Annotated
 
 import boto3
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
 
 from postwerk import sagemaker
@@ -46,15 +47,27 @@ def reindex_replies(endpoint: EndpointOption = None) -> None:
     rebuild_index(sagemaker.artifact_bucket(settings.bucket), endpoint or settings.endpoint_name)
 
 
+def rebuild_index_for_new_model(bucket: str, endpoint: str) -> None:
+    """After another model began to serve: its embeddings replace the last one's in the
+    suggestion index. A failure here leaves the switch done and says what to run."""
+    try:
+        rebuild_index(bucket, endpoint)
+    except (ClientError, BotoCoreError, ValueError) as error:
+        console.print(f"[yellow]the reply index was not rebuilt[/] ({error}): run "
+                      "`postwerk reindex-replies`")  # fmt: skip
+
+
 def rebuild_index(bucket: str, endpoint: str) -> None:
     from services import replies
 
     with console.status(f"embedding the sent replies' e-mails with {endpoint} ..."):
-        counts = replies.reindex(bucket, endpoint)
+        counts, left_out = replies.reindex(bucket, endpoint)
     for category, count in sorted(counts.items()):
         console.print(f"reply index {category}: {count} sent replies")
     if not counts:
-        console.print(f"no sent replies in s3://{bucket}/{replies.PAIRS}: no reply index to build")
+        console.print(f"no staff replies in s3://{bucket}/{replies.PAIRS}: no reply index to build")
+    if left_out:
+        console.print(f"left out {left_out} automatic or older replies")
 
 
 COMMANDS = {"outbox": outbox, "reindex-replies": reindex_replies}

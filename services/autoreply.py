@@ -7,15 +7,18 @@ through the same path as a staff reply (services/replies.py send: once per e-mai
 audited with sender "auto-reply", threaded, stored with its pair). Off by default: a template
 answers automatically only when staff set its threshold.
 
-Never sent: to an e-mail that looks automated (RFC 3834's Auto-Submitted, Precedence bulk
-or list, mailing-list and auto-responder headers, a bounce or read report, no-reply and
-system addresses, our own support address), so two auto-responders never loop; a reply
-still holding a placeholder the e-mail did not fill; an e-mail without a usable reply
-address. Each skip is logged with its reason (the message id, never the address). The
-reply itself carries `Auto-Submitted: auto-replied`.
+At most one automatic reply per sender within `auto_reply_every_days` (7; RFC 3834 asks
+for one per several days), claimed in `replies/auto/` before it is sent. Never sent: to an
+e-mail that looks automated (RFC 3834's Auto-Submitted, Precedence bulk or list,
+mailing-list and auto-responder headers, a bounce or read report, no-reply and system
+addresses, our own support address, a reply to one of our e-mails), so two auto-responders
+never loop; a reply still holding a placeholder the e-mail did not fill; an e-mail without
+a usable reply address. Each skip is logged with its reason (the message id, never the
+address). The reply itself carries `Auto-Submitted: auto-replied`.
 """
 
 import json
+from datetime import timedelta
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
@@ -24,6 +27,7 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
 
 from services import clients, replies
 from services.mail import parse_email
@@ -31,8 +35,16 @@ from services.records import ClassificationV1
 from services.settings import FunctionSettings
 
 SENDER = "auto-reply"  # the audit's `sender` of an automatic reply
+DRAFT = "auto-reply"  # its draft id: one automatic reply per e-mail, whichever template
+PERMANENT = ("MessageRejected", "MailFromDomainNotVerified")  # trying again won't help
 
 logger = Logger(service="autoreply")
+
+
+class NotSent(Exception):
+    """SES did not take the reply this time; the message is the error code."""
+
+
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
@@ -62,8 +74,14 @@ def answer(settings: FunctionSettings, record: SQSRecord) -> None:
         logger.info("no auto-reply", message_id=result.message_id,
                     reason=f"the e-mail does not give {', '.join(missing)}")  # fmt: skip
         return
+    address = replies.reply_address(raw)  # automated() checked that there is one
+    every = timedelta(days=settings.auto_reply_every_days)
+    if not replies.claim_automatic_reply(settings.artifacts_bucket, address, every):
+        logger.info("no auto-reply", message_id=result.message_id,
+                    reason=f"the sender had one within {every.days} days")  # fmt: skip
+        return
     request = replies.SendRequest(
-        draft_id=f"auto-{template.template_id}",
+        draft_id=DRAFT,
         text=text,
         sender=SENDER,
         suggestion=f"template:{template.template_id}@{template.version}",
@@ -73,8 +91,16 @@ def answer(settings: FunctionSettings, record: SQSRecord) -> None:
         _, sent = replies.send(settings.artifacts_bucket, settings.support_address,
                                settings.endpoint_name, email, raw, result.label, request,
                                automatic=True)  # fmt: skip
-    except replies.NoReplyAddress as error:
+    except (replies.NoReplyAddress, replies.UnfinishedReply) as error:
+        replies.release_automatic_reply(settings.artifacts_bucket, address)
         logger.info("no auto-reply", message_id=result.message_id, reason=str(error))
         return
+    except ClientError as error:  # SES: its message may name the address, so only the code
+        replies.release_automatic_reply(settings.artifacts_bucket, address)
+        code = error.response["Error"]["Code"]
+        if code in PERMANENT:
+            logger.warning("no auto-reply", message_id=result.message_id, reason=code)
+            return
+        raise NotSent(f"SES: {code}") from None  # retried by SQS
     logger.info("auto-reply", message_id=result.message_id, sent_now=sent,
                 template=template.template_id)  # fmt: skip

@@ -8,6 +8,8 @@ replies/pairs/<email key>/<draft_id>.json         the e-mail and its reply, for 
                                                   and for rebuilding the index (reindex)
 replies/index/<category>.npz                      sent replies by the e-mail they answered
                                                   (services/reply_index.py)
+replies/auto/<address digest>.json                when the address last got an automatic
+                                                  reply (services/autoreply.py)
 
 A template's body may hold the placeholders in PLACEHOLDERS; one the e-mail does not
 provide stays in the text as `{name}`, for the staff to complete. A reply is sent once per
@@ -21,7 +23,7 @@ import hashlib
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -40,6 +42,7 @@ TEMPLATES = "replies/templates/"
 SENT = "replies/sent/"
 PAIRS = "replies/pairs/"
 INDEX = "replies/index/"
+AUTO = "replies/auto/"  # per address: when it last got an automatic reply
 INDEX_ATTEMPTS = 5  # concurrent sends in one category: each retries its conditional write
 MAX_SUGGESTIONS = 3
 PLACEHOLDERS = {
@@ -76,10 +79,13 @@ MAILBOX = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
 )
+# Addresses no one reads (a staff reply is refused), and those that mostly machines send
+# from (an automatic reply is not sent; staff may still answer them).
+NO_REPLY = re.compile(
+    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer-daemon|postmaster|bounces?)\b[^@]*@", re.I
+)
 AUTOMATED = re.compile(
-    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer-daemon|postmaster|bounces?"
-    r"|auto-?(?:reply|responder)|notifications?|newsletters?)\b[^@]*@",
-    re.I,
+    r"^(?:auto-?(?:reply|responder)|notifications?|newsletters?|alerts?)\b[^@]*@", re.I
 )
 
 
@@ -228,7 +234,8 @@ def facts(email: EmailV1, raw: bytes) -> dict[str, str]:
         found["name"] = sender_name
     with_name, without = SALUTATIONS.get(email.language, SALUTATIONS["en"])
     found["salutation"] = with_name.format(name=sender_name) if sender_name else without
-    return found
+    # a brace in a name ("{amount}") would read as a placeholder left to complete
+    return {name: value.replace("{", "").replace("}", "") for name, value in found.items()}
 
 
 def fill(body: str, known: dict[str, str]) -> tuple[str, list[str]]:
@@ -342,7 +349,7 @@ def reply_address(raw: bytes) -> str:
     address = found[0]
     if not MAILBOX.fullmatch(address):
         raise NoReplyAddress("the original's reply address is malformed (or not ASCII)")
-    if AUTOMATED.match(address):
+    if NO_REPLY.match(address):
         raise NoReplyAddress("the original's reply address is a no-reply or system address")
     return address
 
@@ -351,9 +358,8 @@ def automated(raw: bytes, own_address: str = "") -> str:
     """Why no automatic reply may answer this e-mail (RFC 3834, mailing lists, bounces,
     auto-responders, our own address), or "" when a person seems to have written it."""
     fields = headers(raw)
-    submitted = str(fields.get("Auto-Submitted", "no")).strip().lower()
-    if submitted != "no":
-        return f"Auto-Submitted: {submitted}"
+    if str(fields.get("Auto-Submitted", "no")).strip().lower() != "no":
+        return "Auto-Submitted"  # its value is not logged: it may hold anything
     for name in ("Precedence", "X-Precedence"):
         precedence = str(fields.get(name, "")).strip().lower()
         if precedence in ("bulk", "list", "junk", "auto_reply"):
@@ -371,7 +377,45 @@ def automated(raw: bytes, own_address: str = "") -> str:
         return str(error)
     if own_address and address.lower() == own_address.lower():
         return "our own support address"
+    threads = " ".join(
+        mail.raw_header(fields, name, set()) for name in ("In-Reply-To", "References")
+    )
+    if own_address and f"@{own_address.rsplit('@', 1)[-1].lower()}>" in threads.lower():
+        return "a reply to one of our e-mails"  # for staff: an automatic reply answers once
+    if AUTOMATED.match(address):
+        return "a notification, newsletter or auto-responder address"
     return ""
+
+
+def claim_automatic_reply(bucket: str, address: str, every: timedelta) -> bool:
+    """Claim this address's automatic reply for the period (RFC 3834: at most one response
+    to a sender within several days); False when it had one, or another claim won."""
+    key = auto_key(address)
+    s3, body = clients.client("s3"), json.dumps({"sent_at": now().isoformat()}).encode()
+    try:
+        last = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+            raise
+        return put_new(bucket, key, body)
+    if now() - datetime.fromisoformat(json.loads(last["Body"].read())["sent_at"]) < every:
+        return False
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, IfMatch=last["ETag"])
+    except ClientError as error:
+        if error.response["Error"]["Code"] in CONFLICTS:
+            return False
+        raise
+    return True
+
+
+def release_automatic_reply(bucket: str, address: str) -> None:
+    """The claimed reply was not sent after all."""
+    clients.client("s3").delete_object(Bucket=bucket, Key=auto_key(address))
+
+
+def auto_key(address: str) -> str:
+    return f"{AUTO}{hashlib.sha256(address.lower().encode()).hexdigest()[:32]}.json"
 
 
 def compose(
@@ -449,9 +493,12 @@ def send(
     reusable = generalise(request.text, facts(email, raw))
     pair = {"message_id": email.message_id, "label": label, "language": email.language,
             "subject": email.subject, "body": email.body_text, "reply": request.text,
-            "reusable_reply": reusable}  # fmt: skip
+            "reusable_reply": reusable, "sender": request.sender,
+            "automatic": automatic}  # fmt: skip
     pair_key = f"{PAIRS}{email_key(email.message_id)}/{request.draft_id}.json"
     s3.put_object(Bucket=bucket, Key=pair_key, Body=json.dumps(pair, ensure_ascii=False).encode())
+    if automatic:  # a template's text: the templates suggest it already
+        return record, True
     try:
         vectors, model = embed(endpoint, [index_text(email.subject, email.body_text)])
         add_to_index(bucket, label, model, vectors[0],
@@ -461,13 +508,19 @@ def send(
     return record, True
 
 
-def reindex(bucket: str, endpoint: str) -> dict[str, int]:
-    """Every category's index built anew from the e-mail/reply pairs with the serving
-    model's embeddings (after a promotion); returns the replies indexed per category."""
+def reindex(bucket: str, endpoint: str) -> tuple[dict[str, int], int]:
+    """Every category's index built anew from the staff replies among the e-mail/reply
+    pairs, with the serving model's embeddings (after a promotion). Returns the replies
+    indexed per category, and how many pairs were left out: automatic replies, and pairs
+    sent before pairs kept a reusable reply."""
     s3 = clients.client("s3")
     by_category: dict[str, list[dict]] = {}
+    left_out = 0
     for key in list_keys(bucket, PAIRS):
         pair = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        if pair.get("automatic") or "reusable_reply" not in pair:
+            left_out += 1
+            continue
         by_category.setdefault(pair["label"], []).append(pair)
     for category, pairs in by_category.items():
         texts = [index_text(pair["subject"], pair["body"]) for pair in pairs]
@@ -475,7 +528,7 @@ def reindex(bucket: str, endpoint: str) -> dict[str, int]:
         entries = [Entry(p["message_id"], p["language"], p["reusable_reply"]) for p in pairs]
         index = Index(model, vectors, entries)
         s3.put_object(Bucket=bucket, Key=index_key(category), Body=index.to_bytes())
-    return {category: len(pairs) for category, pairs in by_category.items()}
+    return {category: len(pairs) for category, pairs in by_category.items()}, left_out
 
 
 def outbox(bucket: str) -> list[tuple[SentReply, str]]:

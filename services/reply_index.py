@@ -20,7 +20,9 @@ import numpy as np
 from services import clients
 from services.records import InvocationAnswer
 
-EMBED_CHUNK = 64  # texts per InvokeEndpoint when many are embedded (well under 6 MB)
+EMBED_CHUNK = 64  # texts per InvokeEndpoint when many are embedded
+EMBED_CHARS = 2000  # of each text: more than the model reads, and 64 stay far under 6 MB
+EMBED_TIMEOUT_S = 5  # the review page waits on it
 
 
 class StaleIndex(Exception):
@@ -29,21 +31,23 @@ class StaleIndex(Exception):
 
 def embed(endpoint: str, texts: list[str]) -> tuple[np.ndarray, str]:
     """The texts' embeddings from the endpoint, and the model that made them."""
-    runtime = clients.client("sagemaker-runtime")
-    vectors, model = [], ""
+    runtime = clients.client("sagemaker-runtime", read_timeout=EMBED_TIMEOUT_S)
+    vectors, models = [], set()
     for start in range(0, len(texts), EMBED_CHUNK):
         chunk = texts[start : start + EMBED_CHUNK]
-        instances = [{"id": start + i, "text": text} for i, text in enumerate(chunk)]
-        body = json.dumps({"instances": instances, "embed": True, "top_k": 1})
+        instances = [{"id": start + i, "text": text[:EMBED_CHARS]} for i, text in enumerate(chunk)]
+        body = json.dumps({"instances": instances, "embed": True, "top_k": 1}, ensure_ascii=False)
         answer = runtime.invoke_endpoint(
-            EndpointName=endpoint, Body=body, ContentType="application/json"
+            EndpointName=endpoint, Body=body.encode(), ContentType="application/json"
         )
         document = InvocationAnswer.model_validate_json(answer["Body"].read())
         if any(prediction.embedding is None for prediction in document.predictions):
             raise ValueError(f"endpoint {endpoint} answered without embeddings")
         vectors += [prediction.embedding for prediction in document.predictions]
-        model = f"{document.model.name}@{document.model.version}"
-    return np.array(vectors, np.float32), model
+        models.add(f"{document.model.name}@{document.model.version}")
+    if len(models) > 1:  # the endpoint switched models meanwhile (blue/green)
+        raise ValueError(f"endpoint {endpoint} answered with {len(models)} models; try again")
+    return np.array(vectors, np.float32), models.pop() if models else ""
 
 
 @dataclass
@@ -103,4 +107,6 @@ class Index:
     def from_bytes(cls, data: bytes) -> "Index":
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             entries = [Entry(**entry) for entry in json.loads(str(stored["entries"]))]
-            return cls(str(stored["model"]), stored["vectors"].astype(np.float32), entries)
+            # an index from before the model's embeddings: hashed words, never comparable
+            model = str(stored["model"]) if "model" in stored.files else "hashed-words"
+            return cls(model, stored["vectors"].astype(np.float32), entries)

@@ -34,6 +34,7 @@ class FunctionSettings(BaseSettings):
     event_bus: str = ""  # where results are routed (services/routing.py); empty: nowhere
     routing: RoutingTable = RoutingTable()  # POSTWERK_ROUTING: JSON, the RoutingTable parameter
     support_address: str = ""  # replies go out from it (SES); empty: no replies are sent
+    auto_reply_every_days: float = Field(7.0, gt=0)  # one automatic reply per sender in it
 
     # The monitor: its sliding window and the rules that start retraining and promote.
     window_hours: float = Field(24.0, gt=0)

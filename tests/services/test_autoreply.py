@@ -3,9 +3,13 @@ and language once, never an automated sender, never with a placeholder left."""
 
 import email
 import json
+import re
+from decimal import Decimal
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.exceptions import ClientError
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -57,6 +61,69 @@ def test_a_confident_result_is_answered_once_and_marked_automatic(automatic, des
     [(record, _)] = replies.outbox(ARTIFACTS)
     assert record.sender == autoreply.SENDER
     assert record.suggestion == f"template:{automatic['template_id']}@1"
+
+
+def another_email_from_the_same_sender(message_id: str, header: bytes = b"") -> None:
+    """m9's sender writes again: a new e-mail, a new result."""
+    original = boto3.client("s3").get_object(Bucket=RAW, Key="incoming/9.eml")["Body"].read()
+    again = header + original.replace(b"Message-ID: <", b"Message-ID: <again-", 1)
+    boto3.client("s3").put_object(Bucket=RAW, Key=f"incoming/{message_id}.eml", Body=again)
+    item = results.get(TABLE, "m9").model_copy(update={"message_id": message_id})
+    item.input.source.key = f"incoming/{message_id}.eml"
+    document = json.loads(item.model_dump_json(by_alias=True), parse_float=Decimal)
+    boto3.resource("dynamodb").Table(TABLE).put_item(Item=document)
+
+
+def test_one_automatic_reply_per_sender_within_the_period(automatic, monkeypatch):
+    answer("m9")
+    another_email_from_the_same_sender("m10")
+    answer("m10")
+    assert len(sent_messages()) == 1, "RFC 3834: once per sender within days"
+    monkeypatch.setenv("POSTWERK_AUTO_REPLY_EVERY_DAYS", "0.00000001")  # the period is over
+    answer("m10")
+    assert len(sent_messages()) == 2
+
+
+def test_a_reply_to_one_of_our_emails_gets_no_automatic_reply(automatic):
+    another_email_from_the_same_sender("m10", b"In-Reply-To: <1234.5678@postwerk.example>\r\n")
+    answer("m10")
+    assert sent_messages() == []
+
+
+def test_braces_in_the_senders_name_are_no_placeholder(automatic):
+    original = boto3.client("s3").get_object(Bucket=RAW, Key="incoming/9.eml")["Body"].read()
+    renamed = re.sub(rb"^From: [^\r\n]*<", b'From: "{amount} Jo" <', original, count=1, flags=re.M)
+    boto3.client("s3").put_object(Bucket=RAW, Key="incoming/9.eml", Body=renamed)
+    assert answer("m9") == {"batchItemFailures": []}
+    [message] = sent_messages()
+    assert message.get_payload(decode=True).decode().startswith("Dear amount Jo,")
+
+
+class RefusingSes:
+    def __init__(self, code: str):
+        self.code = code
+
+    def send_raw_email(self, **_):
+        raise ClientError({"Error": {"Code": self.code, "Message": "to kim@x.example"}}, "Send")
+
+
+@pytest.mark.parametrize(("code", "retried"), [("MessageRejected", False), ("Throttling", True)])
+def test_ses_refusing_is_retried_only_when_it_may_pass_and_the_claim_is_released(
+    automatic, monkeypatch, capsys, code, retried
+):
+    client = replies.clients.client
+    monkeypatch.setattr(replies.clients, "client", lambda name, **options: RefusingSes(code)
+                        if name == "ses" else client(name, **options))  # fmt: skip
+    if retried:  # the whole batch failed: the function fails, SQS delivers it again
+        with pytest.raises(BatchProcessingError) as failed:
+            answer("m9")
+        assert "kim@x.example" not in str(failed.value)
+    else:
+        assert answer("m9") == {"batchItemFailures": []}
+    assert "kim@x.example" not in capsys.readouterr().out, "SES's message names the address"
+    monkeypatch.setattr(replies.clients, "client", client)
+    answer("m9")
+    assert len(sent_messages()) == 1, "the claim was released: the next try sends"
 
 
 def test_below_the_threshold_in_another_language_or_switched_off_nothing_goes_out(
@@ -117,6 +184,12 @@ def test_reports_and_our_own_address_look_automated():
     own = b"From: Service <service@postwerk.example>\r\nSubject: hi\r\n\r\nbody\r\n"
     assert replies.automated(own, "Service@postwerk.example") == "our own support address"
     assert replies.automated(own, "other@postwerk.example") == ""
+
+
+def test_staff_may_answer_a_newsletter_address_an_automatic_reply_may_not():
+    raw = b"From: Shop <newsletter@shop.example>\r\nSubject: hi\r\n\r\nbody\r\n"
+    assert replies.reply_address(raw) == "newsletter@shop.example"
+    assert replies.automated(raw)
 
 
 def test_a_person_does_not_look_automated():

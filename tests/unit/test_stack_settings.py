@@ -61,3 +61,8 @@ def test_webhooks_go_to_their_teams_parameter_with_the_secret():
 def test_bad_webhooks_are_refused(webhooks, secret, reason):
     with pytest.raises(CommandError, match=reason):
         stack_settings(CliSettings(), True, webhooks, secret)
+
+
+def test_webhooks_are_refused_for_the_local_stack():
+    with pytest.raises(CommandError, match="--target aws"):
+        stack_settings(CliSettings(), False, ["sales=https://desk.example/hook"], "desk")
