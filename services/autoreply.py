@@ -51,15 +51,17 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     settings = FunctionSettings()
+    live = [t for t in replies.templates(settings.artifacts_bucket) if t.auto_reply_above]
     return process_partial_response(
-        event, lambda record: answer(settings, record), processor, context
+        event, lambda record: answer(settings, live, record), processor, context
     )
 
 
-def answer(settings: FunctionSettings, record: SQSRecord) -> None:
-    """Send the automatic reply this result gets, if any; raises only to be retried."""
+def answer(settings: FunctionSettings, live: list, record: SQSRecord) -> None:
+    """Send the automatic reply this result gets from the `live` templates, if any; raises
+    only to be retried."""
     result = ClassificationV1.model_validate(json.loads(record.body)["detail"])
-    template = replies.automatic_template(settings.artifacts_bucket, result)
+    template = replies.automatic_template(live, result)
     if template is None or result.input is None:
         return
     source = result.input.source

@@ -203,13 +203,15 @@ def read_template(bucket: str, key: str) -> ReplyTemplate:
     return ReplyTemplate.model_validate_json(body)
 
 
-def automatic_template(bucket: str, result: ClassificationV1) -> ReplyTemplate | None:
-    """The live template that answers this result automatically, if one does (the one
-    with the lowest threshold the score exceeds)."""
+def automatic_template(
+    found: list[ReplyTemplate], result: ClassificationV1
+) -> ReplyTemplate | None:
+    """The live template of `found` that answers this result automatically, if one does
+    (the one with the lowest threshold the score exceeds)."""
     language = result.input.language if result.input else None
     candidates = [
         template
-        for template in templates(bucket)
+        for template in found
         if not template.retired
         and template.category == result.label
         and template.language == language
