@@ -157,6 +157,22 @@ def test_a_refused_event_fails_its_record_and_the_retry_routes_it_once(results_t
     assert unrouted_mark("a") is None
 
 
+def test_a_result_stored_meanwhile_is_neither_stored_again_nor_routed(results_table, monkeypatch):
+    first = [classify.Item("1", result=result("a", "complaint", False))]
+    classify.store(FunctionSettings(), first)
+    routed(results_table)  # drained
+    both = [classify.Item("1", result=result("a", "offer_request", False)),
+            classify.Item("2", result=result("b", "complaint", False))]  # fmt: skip
+    monkeypatch.setattr(classify, "already_stored", lambda *_: {})  # as if "a" came meanwhile
+    classify.store(FunctionSettings(), both)  # its transaction is cancelled: one by one
+    assert [item.error for item in both] == [None, None]
+    queues = routed(results_table)
+    assert queues["postwerk-team-care"] == [("b", "classified")]
+    assert queues["postwerk-team-sales"] == [], "the result stored meanwhile is not routed"
+    kept = boto3.client("dynamodb").get_item(TableName="results", Key={"message_id": {"S": "a"}})
+    assert kept["Item"]["label"] == {"S": "complaint"}, "the first result stays"
+
+
 class Died(Exception):
     """The function died between DynamoDB and EventBridge."""
 
