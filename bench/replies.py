@@ -3,7 +3,7 @@
     python -m bench.replies [--quick] [--model DIR]
 
 Embeddings: the model's, as the endpoint computes them (model.serving's Predictor, the
-OpenVINO engine: the mean-pooled, normalised last hidden state). --model names a trained
+OpenVINO engine: the mean-pooled, normalised second-to-last layer). --model names a trained
 model folder; without one, the bundled MiniLM with an untrained head (its encoder is the
 pretrained sentence encoder that fine-tuning starts from).
 

@@ -1,7 +1,7 @@
 """The suggestion index: sent replies by the e-mail they answered, nearest first by cosine.
 
 Vectors: the deployed model's embeddings of the e-mails, asked from the endpoint with
-`"embed": true` (the mean-pooled, L2-normalised last hidden state; model/serving/engine.py
+`"embed": true` (the mean-pooled, L2-normalised second-to-last layer; model/serving/engine.py
 says why that one). An index remembers the model that made its vectors, since two models'
 vectors do not compare: after a promotion the index is stale, suggests nothing, and is built
 again from the e-mail/reply pairs (services/replies.py `reindex`; `postwerk promote` and

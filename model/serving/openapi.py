@@ -53,7 +53,7 @@ PREDICTION = {
         "embedding": {
             "type": "array",
             "items": {"type": "number"},
-            "description": "only when asked: mean-pooled, L2-normalised last hidden state",
+            "description": "only when asked: the mean-pooled, L2-normalised second-to-last layer",
         },
     },
     "required": ["id", "label", "score", "top_k"],
