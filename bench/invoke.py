@@ -187,7 +187,7 @@ def main() -> None:
     args = parse_args()
     train_rows, _ = load_banking77(args.data)
     labels = sorted({row["category"] for row in train_rows})
-    model_dir = resolve_model(args, labels)
+    model_dir, _ = resolve_model(args, labels)
     state = work_dir(NAME, clean=True)
     backend = MiniStack(state, free_port())
     backend.start()
