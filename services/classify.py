@@ -21,22 +21,25 @@ keeps failing to the dead-letter queue. When every record fails, the function ra
 
 import json
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
+from typing import TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamRecord,
 )
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from services import clients, routing
+from services import results as results_table
 from services.batch import respond
 from services.records import (
     ClassificationV1,
@@ -47,7 +50,6 @@ from services.records import (
     Prediction,
     chunked,
 )
-from services.results import plain
 from services.settings import FunctionSettings
 
 MAX_REQUEST_BYTES = 5 * 1024 * 1024  # InvokeEndpoint takes 6 MB; leave room for the envelope
@@ -56,8 +58,9 @@ MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems' limit (and 4 MB: a result is 
 ABSENT = "attribute_not_exists(message_id)"  # one result per e-mail
 EXISTED = "existed"  # put_once: another call stored this e-mail's result meanwhile
 SERIALIZER = TypeSerializer()
-DESERIALIZER = TypeDeserializer()
 UNROUTED = "unrouted"  # on a stored result until EventBridge took its event (route)
+
+Outcome = TypeVar("Outcome")
 
 logger = Logger(service="classify")
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
@@ -155,18 +158,16 @@ def route(settings: FunctionSettings, results: list[ClassificationV1]) -> dict[s
     routed = [result.message_id for result in results if result.message_id not in refused]
     dynamodb, table = clients.client("dynamodb"), settings.results_table
     clears = [{"Update": mark_removal(table, message_id)} for message_id in routed]
-    left = in_transactions(dynamodb, clears)
-    with ThreadPoolExecutor(WRITERS) as pool:
-        cleared = pool.map(partial(clear_mark, dynamodb, table), [routed[i] for i in left])
-        if not all(cleared):  # the events went out; only a re-delivery would repeat them
-            logger.warning("routed, mark not cleared", emails=len(routed))
+    cleared = in_transactions(dynamodb, clears, partial(clear_mark, dynamodb))
+    if not all(cleared.values()):  # the events went out; only a re-delivery would repeat them
+        logger.warning("routed, mark not cleared", emails=len(routed))
     failure = NotClassified("stored; EventBridge did not take its event (retried)")
     return dict.fromkeys(refused, failure)
 
 
-def clear_mark(dynamodb, table_name: str, message_id: str) -> bool:
+def clear_mark(dynamodb, action: dict) -> bool:
     try:
-        dynamodb.update_item(**mark_removal(table_name, message_id))
+        dynamodb.update_item(**action["Update"])
     except (ClientError, BotoCoreError):
         return False
     return True
@@ -195,15 +196,12 @@ def store_results(
     done_before = already_stored(dynamodb, table, list(first))
     new = [result for message_id, result in first.items() if message_id not in done_before]
     write_lines(bucket, new, key_prefix)
-    items = [dynamodb_item(result, to_route) for result in new]
-    puts = [{"Put": {"TableName": table, "Item": item, "ConditionExpression": ABSENT}}
-            for item in items]  # fmt: skip
-    left = in_transactions(dynamodb, puts)
-    with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
-        writes = pool.map(partial(put_once, dynamodb, table), [items[i] for i in left])
-        outcomes = {new[i].message_id: outcome for i, outcome in zip(left, writes, strict=True)}
+    puts = [{"Put": {"TableName": table, "Item": dynamodb_item(result, to_route),
+                     "ConditionExpression": ABSENT}} for result in new]  # fmt: skip
+    written = in_transactions(dynamodb, puts, partial(put_once, dynamodb))
+    outcomes = {new[i].message_id: outcome for i, outcome in written.items()}
     failed = {m: error for m, error in outcomes.items() if isinstance(error, Exception)}
-    unrouted = [stored_result(dynamodb, table, m) for m, flag in done_before.items() if flag]
+    unrouted = [results_table.get(table, m) for m, flag in done_before.items() if flag]
     return [r for r in new if outcomes.get(r.message_id) is None], failed, unrouted
 
 
@@ -242,18 +240,14 @@ def already_stored(dynamodb, table_name: str, message_ids: list[str]) -> dict[st
     return found
 
 
-def stored_result(dynamodb, table_name: str, message_id: str) -> ClassificationV1:
-    item = dynamodb.get_item(TableName=table_name, Key={"message_id": {"S": message_id}},
-                             ConsistentRead=True)["Item"]  # fmt: skip
-    document = {key: DESERIALIZER.deserialize(value) for key, value in item.items()}
-    return ClassificationV1.model_validate(plain(document))
-
-
-def in_transactions(dynamodb, actions: list[dict]) -> list[int]:
+def in_transactions(
+    dynamodb, actions: list[dict], one_by_one: Callable[[dict], Outcome]
+) -> dict[int, Outcome]:
     """The actions in TransactWriteItems of up to 100 (a tenth of the requests' cost to the
     backend, and to this function, of one call per item; on AWS twice the write capacity).
-    Returns the positions of the actions in a cancelled transaction, none of whose writes
-    happened (a condition failed, a conflict, throttling), to be written one by one."""
+    The actions of a cancelled transaction, none of whose writes happened (a condition
+    failed, a conflict, throttling), go through `one_by_one`, WRITERS at a time; returns
+    their outcomes by position."""
     left = []
     for start in range(0, len(actions), MAX_TRANSACTION_ITEMS):
         chunk = actions[start : start + MAX_TRANSACTION_ITEMS]
@@ -262,7 +256,8 @@ def in_transactions(dynamodb, actions: list[dict]) -> list[int]:
         except ClientError as error:
             logger.info("transaction cancelled: item by item", code=error.response["Error"]["Code"])
             left += range(start, start + len(chunk))
-    return left
+    with ThreadPoolExecutor(WRITERS) as pool:  # DynamoDB round trips overlap
+        return dict(zip(left, pool.map(one_by_one, [actions[i] for i in left]), strict=True))
 
 
 def dynamodb_item(result: ClassificationV1, unrouted: bool) -> dict:
@@ -271,11 +266,11 @@ def dynamodb_item(result: ClassificationV1, unrouted: bool) -> dict:
     return item | ({UNROUTED: {"BOOL": True}} if unrouted else {})
 
 
-def put_once(dynamodb, table_name: str, item: dict) -> Exception | str | None:
-    """Store the item unless this e-mail has a result already: None when this call stored
-    it, EXISTED when it was stored meanwhile, or the error."""
+def put_once(dynamodb, action: dict) -> Exception | str | None:
+    """The action's conditional put on its own: None when this call stored the result,
+    EXISTED when it was stored meanwhile, or the error."""
     try:
-        dynamodb.put_item(TableName=table_name, Item=item, ConditionExpression=ABSENT)
+        dynamodb.put_item(**action["Put"])
     except ClientError as error:
         if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
             return error
