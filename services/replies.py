@@ -66,6 +66,7 @@ SALUTATIONS = {  # (with a name, without)
     "en": ("Dear {name},", "Dear Sir or Madam,"),
 }
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditional writes
+MISSING = ("404", "NoSuchKey", "NotFound")  # S3: no such key (GET, or HEAD without a body)
 # Why no similar replies could be found: no endpoint, a bad answer, a stale index.
 EMBEDDING_ERRORS = (ClientError, BotoCoreError, ValidationError, ValueError, StaleIndex)
 logger = Logger(child=True)
@@ -308,7 +309,7 @@ def load_index(bucket: str, category: str) -> tuple[Index, str | None]:
     try:
         etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
     except ClientError as error:
-        if error.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
+        if error.response["Error"]["Code"] not in MISSING:
             raise
         return Index(), None
     if _loaded.get(key, ("",))[0] != etag:
@@ -344,7 +345,11 @@ def index_key(category: str) -> str:
 
 def reply_address(raw: bytes) -> str:
     """Reply-To, else From, of the original; refused when absent, malformed or automated."""
-    fields = headers(raw)
+    return address_in(headers(raw))
+
+
+def address_in(fields) -> str:
+    """reply_address of the original's parsed headers."""
     found = mail.addresses(fields, "Reply-To", set()) or mail.addresses(fields, "From", set())
     if not found:
         raise NoReplyAddress("the original has no Reply-To or From address to answer")
@@ -374,7 +379,7 @@ def automated(raw: bytes, own_address: str = "") -> str:
     if fields.get_content_type() == "multipart/report":
         return "a delivery or read report (multipart/report)"
     try:
-        address = reply_address(raw)
+        address = address_in(fields)
     except NoReplyAddress as error:
         return str(error)
     if own_address and address.lower() == own_address.lower():
@@ -397,7 +402,7 @@ def claim_automatic_reply(bucket: str, address: str, every: timedelta) -> bool:
     try:
         last = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if error.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+        if error.response["Error"]["Code"] not in MISSING:
             raise
         return put_new(bucket, key, body)
     if now() - datetime.fromisoformat(json.loads(last["Body"].read())["sent_at"]) < every:
