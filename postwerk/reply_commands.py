@@ -41,8 +41,9 @@ def outbox(
 
 def reindex_replies(endpoint: EndpointOption = None) -> None:
     """Build every category's suggestion index anew from the sent e-mail/reply pairs, with
-    the endpoint's embeddings (`promote`, `rollback` and `deploy-model` do it too; until
-    then the review page suggests no replies to similar e-mails)."""
+    the endpoint's embeddings (`promote`, `rollback` and `deploy-model` do it too, and the
+    monitor's next run after its own promotion; until then the review page suggests no
+    replies to similar e-mails)."""
     settings = CliSettings()
     rebuild_index(sagemaker.artifact_bucket(settings.bucket), endpoint or settings.endpoint_name)
 

@@ -12,21 +12,27 @@ the steps themselves are services/lifecycle.py, the measures services/measures.p
 3. Decide when that job has finished (a later run): the challenger is registered and
    promoted (UpdateEndpoint, blue/green) only if its held-out accuracy beats the
    champion's by more than POSTWERK_PROMOTION_MARGIN (a tie keeps the champion).
+4. Refresh the reply-suggestion index: a promotion here does not wait for the endpoint
+   (a Lambda cannot wait minutes), so a later run, once the endpoint serves the new model,
+   rebuilds an index holding the old model's vectors (services/replies.py refresh_index).
+   Its failure is logged and said in `actions`; the report and the decision stand.
 """
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from services import lifecycle, measures, registry, results
+from services import lifecycle, measures, registry, replies, results
 from services.registry import ModelVersion
 from services.settings import MONITOR_OVERRIDES, FunctionSettings
 
 logger = Logger(service="monitor")
 metrics = Metrics(namespace="postwerk", service="monitor")
+RETURN_MARGIN_S = 30  # of the function's time, kept for the answer after a reindex
 
 
 @metrics.log_metrics
@@ -51,6 +57,8 @@ def handler(event: dict, context) -> dict:
     publish(built)
     folder = write_report(settings.artifacts_bucket, built, settings.window_hours)
     actions = decide(settings, built, champion)
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - RETURN_MARGIN_S
+    actions += refresh_reply_index(settings, deadline)
     logger.info("monitored", results=built.results, fired=built.fired, actions=actions)
     return {"status": "ok", "report": built.as_dict(), "window_hours": settings.window_hours,
             "report_prefix": folder, "actions": actions}  # fmt: skip
@@ -93,6 +101,18 @@ def decide(
     if built.fired:
         return ["rules fired, but no champion in the registry to retrain from"]
     return []
+
+
+def refresh_reply_index(settings: FunctionSettings, deadline: float) -> list[str]:
+    """The reply index rebuilt if the serving model is not the one whose vectors it holds,
+    in words (nothing when there is no index or it is current). Never raises: the report
+    is written and the decision taken by now."""
+    try:
+        done = replies.refresh_index(settings.artifacts_bucket, settings.endpoint_name, deadline)
+    except Exception as error:  # whatever it is, the monitor's run stands; `actions` says it
+        logger.warning("reply index not refreshed", error=type(error).__name__, reason=str(error))
+        return [f"reply index not refreshed ({error}): run `postwerk reindex-replies`"]
+    return [done] if done else []
 
 
 def follow_retraining(

@@ -7,7 +7,9 @@ replies/sent/<email key>/<draft_id>.eml           the raw MIME that went to SES
 replies/pairs/<email key>/<draft_id>.json         the e-mail and its reply, for later models,
                                                   and for rebuilding the index (reindex)
 replies/index/<category>.npz                      sent replies by the e-mail they answered
-                                                  (services/reply_index.py)
+                                                  (services/reply_index.py); rebuilt when
+                                                  another model serves (`postwerk promote`,
+                                                  the monitor's refresh_index)
 replies/auto/<address digest>.json                when the address last got an automatic
                                                   reply (services/autoreply.py)
 
@@ -36,7 +38,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services import clients, mail
 from services.records import ClassificationV1, EmailV1
-from services.reply_index import Entry, Index, StaleIndex, embed
+from services.reply_index import Entry, Index, StaleIndex, embed, in_time, serving_model
 
 TEMPLATES = "replies/templates/"
 SENT = "replies/sent/"
@@ -304,7 +306,11 @@ _loaded: dict[str, tuple[str, Index]] = {}  # per warm container: key -> (ETag, 
 def load_index(bucket: str, category: str) -> tuple[Index, str | None]:
     """The category's index and its ETag (None: there is none yet); read again only when
     it changed."""
-    key = index_key(category)
+    return read_index(bucket, index_key(category))
+
+
+def read_index(bucket: str, key: str) -> tuple[Index, str | None]:
+    """load_index by the index's key."""
     s3 = clients.client("s3")
     try:
         etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
@@ -515,15 +521,22 @@ def send(
     return record, True
 
 
-def reindex(bucket: str, endpoint: str) -> tuple[dict[str, int], int]:
+def reindex(
+    bucket: str, endpoint: str, deadline: float | None = None
+) -> tuple[dict[str, int], int]:
     """Every category's index built anew from the staff replies among the e-mail/reply
-    pairs, with the serving model's embeddings (after a promotion). Returns the replies
-    indexed per category, and how many pairs were left out: automatic replies, and pairs
-    sent before pairs kept a reusable reply."""
+    pairs, with the serving model's embeddings (after a promotion); an index no pair is
+    left to rebuild from is removed (its vectors would never compare again). Returns the
+    replies indexed per category, and how many pairs were left out: automatic replies, and
+    pairs sent before pairs kept a reusable reply. Past the deadline (time.monotonic()) it
+    raises OutOfTime, the categories written so far rebuilt, the others as they were."""
     s3 = clients.client("s3")
+    indexed = set(list_keys(bucket, INDEX))  # before the pairs: an index begun later stays
     by_category: dict[str, list[dict]] = {}
     left_out = 0
-    for key in list_keys(bucket, PAIRS):
+    keys = list_keys(bucket, PAIRS)
+    for number, key in enumerate(keys):
+        in_time(deadline, f"after reading {number} of {len(keys)} e-mail/reply pairs")
         pair = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         if pair.get("automatic") or "reusable_reply" not in pair:
             left_out += 1
@@ -531,11 +544,32 @@ def reindex(bucket: str, endpoint: str) -> tuple[dict[str, int], int]:
         by_category.setdefault(pair["label"], []).append(pair)
     for category, pairs in by_category.items():
         texts = [index_text(pair["subject"], pair["body"]) for pair in pairs]
-        vectors, model = embed(endpoint, texts)
+        vectors, model = embed(endpoint, texts, deadline)
         entries = [Entry(p["message_id"], p["language"], p["reusable_reply"]) for p in pairs]
         index = Index(model, vectors, entries)
         s3.put_object(Bucket=bucket, Key=index_key(category), Body=index.to_bytes())
+    for key in indexed - {index_key(category) for category in by_category}:
+        s3.delete_object(Bucket=bucket, Key=key)
     return {category: len(pairs) for category, pairs in by_category.items()}, left_out
+
+
+def refresh_index(bucket: str, endpoint: str, deadline: float | None = None) -> str:
+    """For a promotion that did not wait for the endpoint (the monitor's): once the endpoint
+    serves, the index is built anew (reindex) if any category's holds another model's
+    vectors. What was done, in words; "" when nothing was to do: no index, or every one
+    current (then it cost a listing, a DescribeEndpoint, one embedding, a HEAD per index)."""
+    keys = list_keys(bucket, INDEX)
+    if not keys:
+        return ""
+    status, model = serving_model(endpoint)
+    if not model:
+        return f"reply index not checked: endpoint {endpoint} is {status}"
+    if not any(read_index(bucket, key)[0].stale(model) for key in keys):
+        return ""
+    counts, left_out = reindex(bucket, endpoint, deadline)
+    rebuilt = ", ".join(f"{category} {count}" for category, count in sorted(counts.items()))
+    words = f"reply index rebuilt for model {model}: {rebuilt or 'no staff replies to index'}"
+    return words + (f" ({left_out} automatic or older replies left out)" if left_out else "")
 
 
 def outbox(bucket: str) -> list[tuple[SentReply, str]]:

@@ -4,8 +4,9 @@ Vectors: the deployed model's embeddings of the e-mails, asked from the endpoint
 `"embed": true` (the mean-pooled, L2-normalised second-to-last layer; model/serving/engine.py
 says why that one). An index remembers the model that made its vectors, since two models'
 vectors do not compare: after a promotion the index is stale, suggests nothing, and is built
-again from the e-mail/reply pairs (services/replies.py `reindex`; `postwerk promote` and
-`postwerk reindex-replies` call it).
+again from the e-mail/reply pairs (services/replies.py `reindex`: `postwerk promote` and
+`postwerk reindex-replies` call it, and the monitor once the endpoint serves the model it
+promoted, `refresh_index`).
 
 Search is brute force: one matrix product over the category's vectors (float32). The bound
 and its measurement are in bench/replies.py.
@@ -13,6 +14,7 @@ and its measurement are in bench/replies.py.
 
 import io
 import json
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,17 +25,29 @@ from services.records import InvocationAnswer
 EMBED_CHUNK = 64  # texts per InvokeEndpoint when many are embedded
 EMBED_CHARS = 2000  # of each text: more than the model reads, and 64 stay far under 6 MB
 EMBED_TIMEOUT_S = 5  # the review page waits on it
+PROBE = "Which model serves?"  # embedded to learn the serving model: no e-mail's text
 
 
 class StaleIndex(Exception):
     """The index's vectors come from another model than the one serving."""
 
 
-def embed(endpoint: str, texts: list[str]) -> tuple[np.ndarray, str]:
+class OutOfTime(Exception):
+    """The deadline passed before the work was done (the monitor's Lambda would be killed)."""
+
+
+def in_time(deadline: float | None, doing: str) -> None:
+    """Raise OutOfTime once time.monotonic() is past the deadline (None: no deadline)."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise OutOfTime(f"out of time {doing}")
+
+
+def embed(endpoint: str, texts: list[str], deadline: float | None = None) -> tuple[np.ndarray, str]:
     """The texts' embeddings from the endpoint, and the model that made them."""
     runtime = clients.client("sagemaker-runtime", read_timeout=EMBED_TIMEOUT_S)
     vectors, models = [], set()
     for start in range(0, len(texts), EMBED_CHUNK):
+        in_time(deadline, f"after embedding {start} of {len(texts)} texts")
         chunk = texts[start : start + EMBED_CHUNK]
         instances = [{"id": start + i, "text": text[:EMBED_CHARS]} for i, text in enumerate(chunk)]
         body = json.dumps({"instances": instances, "embed": True, "top_k": 1}, ensure_ascii=False)
@@ -48,6 +62,16 @@ def embed(endpoint: str, texts: list[str]) -> tuple[np.ndarray, str]:
     if len(models) > 1:  # the endpoint switched models meanwhile (blue/green)
         raise ValueError(f"endpoint {endpoint} answered with {len(models)} models; try again")
     return np.array(vectors, np.float32), models.pop() if models else ""
+
+
+def serving_model(endpoint: str) -> tuple[str, str]:
+    """The endpoint's status and the model it serves ("name@version", as an index records
+    it, from one embedding of PROBE); the model is "" unless the endpoint is InService: while
+    it is created or updated (blue/green) either fleet may answer."""
+    description = clients.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+    if description["EndpointStatus"] != "InService":
+        return description["EndpointStatus"], ""
+    return "InService", embed(endpoint, [PROBE])[1]
 
 
 @dataclass
@@ -65,8 +89,12 @@ class Index:
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     entries: list[Entry] = field(default_factory=list)
 
+    def stale(self, model: str) -> bool:
+        """Whether the index holds vectors of another model than this one."""
+        return bool(self.entries) and model != self.model
+
     def check(self, model: str) -> None:
-        if self.entries and model != self.model:
+        if self.stale(model):
             raise StaleIndex(f"the index holds {self.model}'s vectors; {model} serves")
 
     def add(self, model: str, vector: np.ndarray, entry: Entry) -> "Index":

@@ -21,6 +21,10 @@ class LambdaContext:
     memory_limit_in_mb: int = 256
     invoked_function_arn: str = "arn:aws:lambda:eu-central-1:000000000000:function:test"
     aws_request_id: str = "request-1"
+    remaining_ms: int = 300_000  # what get_remaining_time_in_millis answers
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 def s3_event(bucket: str, *keys: str) -> dict:

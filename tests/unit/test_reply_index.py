@@ -41,6 +41,7 @@ def test_another_models_vectors_are_refused(index):
     with pytest.raises(StaleIndex):
         index.add("m@2", unit(1, 0, 0), Entry("e", "de", "x"))
     assert Index().nearest("m@2", unit(1, 0, 0), "de", 1) == [], "an empty index fits any"
+    assert index.stale("m@2") and not index.stale("m@1") and not Index().stale("m@2")
 
 
 def test_stored_and_loaded_it_ranks_alike(index):
