@@ -49,8 +49,9 @@ def page(desk):  # noqa: F811
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("no chromium here (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=15_000)  # 5 s by default: too tight beside a busy CI run
     server = HTTPServer(("127.0.0.1", 0), Gateway)  # one request at a time, as one Lambda
     threading.Thread(target=server.serve_forever, daemon=True).start()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
