@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
-from services import clients, replies
+from services import clients, placeholders, replies
 from services.mail import parse_email
 from services.records import ClassificationV1
 from services.settings import FunctionSettings
@@ -71,7 +71,7 @@ def answer(settings: FunctionSettings, live: list, record: SQSRecord) -> None:
         logger.info("no auto-reply", message_id=result.message_id, reason=reason)
         return
     email = parse_email(raw, source.bucket, source.key)
-    text, missing = replies.fill(template.body, replies.facts(email, raw))
+    text, missing = placeholders.fill(template.body, replies.facts(email, raw))
     if missing:
         logger.info("no auto-reply", message_id=result.message_id,
                     reason=f"the e-mail does not give {', '.join(missing)}")  # fmt: skip

@@ -43,7 +43,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from services import clients, registry, replies, results, routing
+from services import clients, placeholders, registry, replies, results, routing
 from services.mail import parse_email
 from services.records import ClassificationV1, EmailV1, Review
 from services.settings import FunctionSettings
@@ -271,7 +271,7 @@ def send_reply(message_id: str, request: Annotated[replies.SendRequest, Body()])
 def list_templates() -> dict:
     found = replies.templates(settings().artifacts_bucket)
     return {"templates": [template.model_dump(mode="json") for template in found],
-            "placeholders": replies.PLACEHOLDERS}  # fmt: skip
+            "placeholders": placeholders.PLACEHOLDERS}  # fmt: skip
 
 
 @app.post("/api/templates")

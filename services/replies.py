@@ -13,8 +13,8 @@ replies/index/<category>.npz                      sent replies by the e-mail the
 replies/auto/<address digest>.json                when the address last got an automatic
                                                   reply (services/autoreply.py)
 
-A template's body may hold the placeholders in PLACEHOLDERS; one the e-mail does not
-provide stays in the text as `{name}`, for the staff to complete. A reply is sent once per
+A template's body may hold the placeholders of services/placeholders.py; one the e-mail
+does not provide stays in the text as `{name}`, for the staff to complete. A reply is sent once per
 e-mail and draft: the sent record is claimed with a conditional put (If-None-Match) before
 SES is called, so a second click, a retry or a second reviewer gets the first one's record.
 """
@@ -29,14 +29,14 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid, parseaddr
-from string import Formatter
 
 import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
-from services import clients, mail
+from services import clients, mail, placeholders
+from services.placeholders import PLACEHOLDERS
 from services.records import ClassificationV1, EmailV1
 from services.reply_index import Entry, Index, StaleIndex, embed, in_time, serving_model
 
@@ -47,26 +47,6 @@ INDEX = "replies/index/"
 AUTO = "replies/auto/"  # per address: when it last got an automatic reply
 INDEX_ATTEMPTS = 5  # concurrent sends in one category: each retries its conditional write
 MAX_SUGGESTIONS = 3
-PLACEHOLDERS = {
-    "salutation": "the greeting, with the sender's name when the e-mail gives one",
-    "name": "the sender's name",
-    "customer_number": "the customer number the e-mail mentions",
-    "contract_number": "the contract number the e-mail mentions",
-    "date": "the first date the e-mail mentions",
-    "amount": "the first amount of money the e-mail mentions",
-}
-FACTS = {
-    "customer_number": re.compile(
-        r"(?:kunden-?(?:nummer|nr\.?)|customer (?:number|no\.?))\D{0,12}(\d[\d-]{3,})", re.I
-    ),
-    "contract_number": re.compile(r"(?:vertrag|contract)\D{0,30}?(\d[\d/-]{3,})", re.I),
-    "date": re.compile(r"\b(\d{1,2}\.\d{1,2}\.\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\b"),
-    "amount": re.compile(r"((?:€|EUR) ?\d+(?:[.,]\d{2})?|\d+(?:[.,]\d{2})? ?(?:€|EUR))"),
-}
-SALUTATIONS = {  # (with a name, without)
-    "de": ("Guten Tag {name},", "Sehr geehrte Damen und Herren,"),
-    "en": ("Dear {name},", "Dear Sir or Madam,"),
-}
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditional writes
 MISSING = ("404", "NoSuchKey", "NotFound")  # S3: no such key (GET, or HEAD without a body)
 # Why no similar replies could be found: no endpoint, a bad answer, a stale index.
@@ -155,16 +135,12 @@ class SentReply(BaseModel):
 # Templates
 
 
-def placeholders(body: str) -> set[str]:
-    return {field for _, field, _, _ in Formatter().parse(body) if field is not None}
-
-
 def save_template(
     bucket: str, draft: TemplateDraft, author: str, template_id: str | None = None
 ) -> ReplyTemplate:
     """A new template, or a new version of one; refuses unknown placeholders."""
     try:
-        unknown = placeholders(draft.body) - PLACEHOLDERS.keys()
+        unknown = placeholders.names(draft.body) - PLACEHOLDERS.keys()
     except ValueError as error:  # an unmatched brace
         raise UnknownPlaceholder(f"the body's braces do not pair up: {error}") from None
     if unknown:
@@ -229,25 +205,13 @@ def automatic_template(
 
 def facts(email: EmailV1, raw: bytes) -> dict[str, str]:
     """What the placeholders can be filled with, from the e-mail."""
-    found = {}
-    for name, pattern in FACTS.items():
-        match = pattern.search(f"{email.subject}\n{email.body_text}")
-        if match:
-            found[name] = match.group(1)
-    sender_name = sender(headers(raw))
-    if sender_name:
-        found["name"] = sender_name
-    with_name, without = SALUTATIONS.get(email.language, SALUTATIONS["en"])
-    found["salutation"] = with_name.format(name=sender_name) if sender_name else without
+    found = placeholders.stated(f"{email.subject}\n{email.body_text}")
+    greeted = placeholders.greeting_name(sender(headers(raw)))
+    if greeted:
+        found["name"] = greeted
+    found["salutation"] = placeholders.salutation(greeted, email.language)
     # a brace in a name ("{amount}") would read as a placeholder left to complete
     return {name: value.replace("{", "").replace("}", "") for name, value in found.items()}
-
-
-def fill(body: str, known: dict[str, str]) -> tuple[str, list[str]]:
-    """The body with what is known filled in; the rest stays visible as {name}."""
-    missing = sorted(placeholders(body) - known.keys())
-    text = re.sub(r"\{(\w+)\}", lambda m: known.get(m.group(1), m.group(0)), body)
-    return text, missing
 
 
 def suggest(
@@ -264,7 +228,7 @@ def suggest(
             continue
         if template.language != email.language:
             continue
-        text, missing = fill(template.body, known)
+        text, missing = placeholders.fill(template.body, known)
         source = f"template:{template.template_id}@{template.version}"
         suggestions.append(Suggestion(source=source, title=template.title, text=text,
                                       missing=missing))  # fmt: skip
@@ -281,7 +245,7 @@ def suggest(
         logger.warning("no similar replies", reason=str(error))
         return suggestions, f"no replies to similar e-mails: {error}"
     for entry in similar:
-        text, missing = fill(entry.reply, known)
+        text, missing = placeholders.fill(entry.reply, known)
         suggestions.append(Suggestion(source=f"reply:{entry.message_id}", text=text,
                            title="Sent to a similar e-mail", missing=missing))  # fmt: skip
     return suggestions, ""
@@ -289,15 +253,6 @@ def suggest(
 
 def index_text(subject: str, body: str) -> str:
     return f"{subject}\n{body}"
-
-
-def generalise(reply: str, known: dict[str, str]) -> str:
-    """The reply with this e-mail's facts turned back into placeholders, so it suits the
-    next customer (and carries none of this one's name or numbers)."""
-    for name, value in sorted(known.items(), key=lambda item: -len(item[1])):
-        if value:
-            reply = reply.replace(value, "{" + name + "}")
-    return reply
 
 
 _loaded: dict[str, tuple[str, Index]] = {}  # per warm container: key -> (ETag, index)
@@ -503,7 +458,7 @@ def send(
     s3 = clients.client("s3")
     s3.put_object(Bucket=bucket, Key=f"{prefix}.eml", Body=message.as_bytes())
     s3.put_object(Bucket=bucket, Key=f"{prefix}.json", Body=record.model_dump_json().encode())
-    reusable = generalise(request.text, facts(email, raw))
+    reusable = placeholders.generalise(request.text, facts(email, raw))
     pair = {"message_id": email.message_id, "label": label, "language": email.language,
             "subject": email.subject, "body": email.body_text, "reply": request.text,
             "reusable_reply": reusable, "sender": request.sender,

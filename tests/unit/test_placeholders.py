@@ -1,0 +1,91 @@
+"""What fills a reply's placeholders, as German and English mail writes it: amounts with
+grouped thousands, written-out dates, numbers beside dates, names in Outlook's order."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.placeholders import fill, generalise, greeting_name, stated
+
+WORDS = st.lists(st.sampled_from(["bitte", "please", "Rechnung", "invoice", "vom", "the", "über"]))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Betrag: 1.234,56 € wurde abgebucht", {"amount": "1.234,56 €"}),
+        ("I was charged EUR 1,234.56 twice", {"amount": "EUR 1,234.56"}),
+        ("Rechnung über 50,- EUR", {"amount": "50,- EUR"}),
+        ("CHF 1'250.00 bezahlt", {"amount": "CHF 1'250.00"}),
+        ("paid 1\u00a0234,56 € today", {"amount": "1 234,56 €"}),
+        ("Vertrag vom 12.03.2024, Nr. 98501", {"date": "12.03.2024", "contract_number": "98501"}),
+        ("Termin am 15. Januar 2027", {"date": "15. Januar 2027"}),
+        ("since 3rd of March 2026", {"date": "3rd of March 2026"}),
+        ("we spoke on January 15th, 2027", {"date": "January 15th, 2027"}),
+        ("I may 5 times have asked", {}),
+        ("Kd.-Nr. 4711-22", {"customer_number": "4711-22"}),
+        ("Kundennummer: 12345", {"customer_number": "12345"}),
+    ],
+)
+def test_the_facts_of_real_mail_are_found_whole(text, expected):
+    assert stated(text) == expected
+
+
+@st.composite
+def amounts(draw):
+    """An amount as one of the conventions writes it, thousands grouped or not."""
+    euros, cents = draw(st.integers(1, 9_999_999)), draw(st.integers(0, 99))
+    group, decimal = draw(st.sampled_from([(".", ","), (",", "."), ("'", "."), (" ", ","),
+                                           ("", ","), ("", ".")]))  # fmt: skip
+    whole = f"{euros:,}".replace(",", group)
+    number = f"{whole}{decimal}{cents:02d}" if draw(st.booleans()) else whole
+    currency = draw(st.sampled_from(["€", "EUR", "$", "USD", "CHF", "£"]))
+    space = draw(st.sampled_from(["", " "]))
+    return f"{currency}{space}{number}" if draw(st.booleans()) else f"{number}{space}{currency}"
+
+
+@given(amounts(), WORDS, WORDS)
+def test_an_amount_is_read_whole_whatever_its_grouping(amount, before, after):
+    text = " ".join([*before, amount, *after])
+    assert stated(text)["amount"] == amount
+
+
+@given(st.integers(1, 28), st.integers(1, 12), st.integers(2000, 2030), st.integers(1000, 99999))
+def test_a_contract_number_is_never_a_piece_of_the_date_beside_it(day, month, year, number):
+    found = stated(f"mein Vertrag vom {day:02d}.{month:02d}.{year}, Nr. {number}")
+    assert found["contract_number"] == str(number)
+    assert found["date"] == f"{day:02d}.{month:02d}.{year}"
+
+
+@pytest.mark.parametrize(
+    ("display_name", "greeted"),
+    [
+        ("Müller, Hans", "Hans Müller"),
+        ('"Weber, Jonas"', "Jonas Weber"),
+        ("Hans Müller (ACME GmbH)", "Hans Müller"),
+        ("Dr. Hans Müller | Einkauf", "Dr. Hans Müller"),
+        ("HANS MÜLLER", "Hans Müller"),
+        ("Schmidt GmbH, Vertrieb", "Schmidt GmbH, Vertrieb"),
+        ("hans.mueller", ""),
+        ("hans@kunden.example", ""),
+        ("", ""),
+    ],
+)
+def test_the_greeting_uses_the_name_as_people_read_it(display_name, greeted):
+    assert greeting_name(display_name) == greeted
+
+
+@given(st.text(max_size=40))
+def test_a_greeting_name_is_clean_and_stable(display_name):
+    name = greeting_name(display_name)
+    assert "@" not in name and "(" not in name and "|" not in name
+    assert greeting_name(name) == name
+
+
+def test_a_sent_reply_becomes_reusable_and_fills_again_for_the_next_customer():
+    first = {"name": "Hans Müller", "amount": "1.234,56 €", "salutation": "Guten Tag Hans Müller,"}
+    reply = "Guten Tag Hans Müller,\n\nwir erstatten 1.234,56 €."
+    reusable = generalise(reply, first)
+    assert reusable == "{salutation}\n\nwir erstatten {amount}."
+    text, missing = fill(reusable, {"salutation": "Guten Tag Jonas Weber,"})
+    assert text == "Guten Tag Jonas Weber,\n\nwir erstatten {amount}." and missing == ["amount"]
