@@ -33,6 +33,7 @@ READERS = 10  # concurrent S3 reads: a batch's e-mails are fetched side by side 
 
 logger = Logger(service="ingest")
 processor = BatchProcessor(event_type=EventType.SQS)
+readers = ThreadPoolExecutor(READERS)  # made once per container, as the clients are
 
 
 @dataclass
@@ -46,8 +47,7 @@ class Item:
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     settings = FunctionSettings()
-    with ThreadPoolExecutor(READERS) as pool:  # the S3 round trips overlap
-        items = list(pool.map(read, event["Records"]))
+    items = list(readers.map(read, event["Records"]))  # the S3 round trips overlap
     try:  # one PutRecords for the whole batch
         sent = [email for item in items if item.error is None for email in item.emails]
         put_records(clients.client("kinesis"), settings.emails_stream, sent)
