@@ -28,7 +28,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid, parseaddr, unquote
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -47,6 +47,7 @@ INDEX = "replies/index/"
 AUTO = "replies/auto/"  # per address: when it last got an automatic reply
 INDEX_ATTEMPTS = 5  # concurrent sends in one category: each retries its conditional write
 MAX_SUGGESTIONS = 3
+ANGLE_ADDRESS = re.compile(r"(?P<name>.*?)\s*<[^<>@]*@[^<>]*>\s*", re.S)  # fullmatch
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditional writes
 MISSING = ("404", "NoSuchKey", "NotFound")  # S3: no such key (GET, or HEAD without a body)
 # Why no similar replies could be found: no endpoint, a bad answer, a stale index.
@@ -217,18 +218,19 @@ def facts(email: EmailV1, raw: bytes) -> dict[str, str]:
 def suggest(
     bucket: str, endpoint: str, email: EmailV1, raw: bytes, category: str
 ) -> tuple[list[Suggestion], str]:
-    """Up to MAX_SUGGESTIONS replies in the e-mail's language: the category's live templates,
-    then what staff sent to the most similar earlier e-mails of the category (by the
-    endpoint's embeddings). Also why there are none of the latter, when that is not simply
-    an empty index ("" otherwise)."""
+    """Up to MAX_SUGGESTIONS replies in the e-mail's language (in any, when the e-mail is too
+    short to tell: the staff pick): the category's live templates, then what staff sent to
+    the most similar earlier e-mails of the category (by the endpoint's embeddings). Also
+    why there are none of the latter, when that is not simply an empty index ("" otherwise)."""
     known = facts(email, raw)
+    language = None if email.language == "unknown" else email.language
     suggestions = []
     for template in templates(bucket):
         if template.retired or template.category != category:
             continue
-        if template.language != email.language:
+        if language and template.language != language:
             continue
-        text, missing = placeholders.fill(template.body, known)
+        text, missing = placeholders.fill(template.body, in_language(known, template.language))
         source = f"template:{template.template_id}@{template.version}"
         suggestions.append(Suggestion(source=source, title=template.title, text=text,
                                       missing=missing))  # fmt: skip
@@ -240,15 +242,20 @@ def suggest(
         if not index.entries:
             return suggestions, ""
         vectors, model = embed(endpoint, [index_text(email.subject, email.body_text)])
-        similar = index.nearest(model, vectors[0], email.language, wanted, email.message_id)
+        similar = index.nearest(model, vectors[0], language, wanted, email.message_id)
     except EMBEDDING_ERRORS as error:
         logger.warning("no similar replies", reason=str(error))
         return suggestions, f"no replies to similar e-mails: {error}"
     for entry in similar:
-        text, missing = placeholders.fill(entry.reply, known)
+        text, missing = placeholders.fill(entry.reply, in_language(known, entry.language))
         suggestions.append(Suggestion(source=f"reply:{entry.message_id}", text=text,
                            title="Sent to a similar e-mail", missing=missing))  # fmt: skip
     return suggestions, ""
+
+
+def in_language(known: dict[str, str], language: str) -> dict[str, str]:
+    """The e-mail's facts with the greeting in the reply's language."""
+    return known | {"salutation": placeholders.salutation(known.get("name", ""), language)}
 
 
 def index_text(subject: str, body: str) -> str:
@@ -560,11 +567,19 @@ def headers(raw: bytes):
 
 
 def sender(fields) -> str:
-    """The sender's name from From, RFC 2047 words decoded; "" when it gives none."""
-    try:
-        return parseaddr(mail.header(fields, "From", set()))[0].strip()
-    except RecursionError:  # comments "((((" nested past the parser's recursion
-        return ""
+    """The sender's name from From ("" when it gives none): what stands before its <address>,
+    RFC 2047 words decoded only then. Outlook's "Müller, Hans", unquoted in 8-bit or inside
+    an encoded word, holds a comma that parseaddr takes for the end of an address."""
+    value = mail.raw_header(fields, "From", set())
+    if match := ANGLE_ADDRESS.fullmatch(value):
+        name = match["name"].strip()
+        name = unquote(name) if len(name) > 1 and name[0] == name[-1] == '"' else name
+    else:  # "address (Name)"
+        try:
+            name = parseaddr(value)[0]
+        except RecursionError:  # comments "((((" nested past the parser's recursion
+            return ""
+    return mail.decode_header_value(name, set()).strip()
 
 
 def email_key(message_id: str) -> str:

@@ -104,10 +104,10 @@ class Index:
         return Index(model, vectors, [*self.entries, entry])
 
     def nearest(
-        self, model: str, vector: np.ndarray, language: str, count: int, skip: str = ""
+        self, model: str, vector: np.ndarray, language: str | None, count: int, skip: str = ""
     ) -> list[Entry]:
-        """The replies to the most similar e-mails in this language (not to `skip`),
-        one per distinct reply text."""
+        """The replies to the most similar e-mails in this language (None: in any; not to
+        `skip`), one per distinct reply text."""
         if not self.entries:
             return []
         self.check(model)
@@ -115,7 +115,9 @@ class Index:
         found, seen = [], set()
         for position in np.argsort(-scores):
             entry = self.entries[position]
-            if entry.language != language or entry.message_id == skip or entry.reply in seen:
+            if language and entry.language != language:
+                continue
+            if entry.message_id == skip or entry.reply in seen:
                 continue
             found.append(entry)
             seen.add(entry.reply)

@@ -63,6 +63,25 @@ def test_suggestions_come_in_the_emails_language_with_its_facts_filled_in(desk):
     assert answer["suggestions"][0]["text"].startswith(f"Dear {desk[3].sender_name},")
 
 
+def test_an_email_too_short_to_tell_its_language_gets_each_languages_templates(desk):
+    raw = (b"From: =?utf-8?q?M=C3=BCller=2C_Hans?= <hans@kunden.example>\r\n"
+           b"Subject: Storno\r\nMessage-ID: <short@kunden.example>\r\n\r\n"
+           b"Storno 4711\r\n")  # fmt: skip
+    boto3.client("s3").put_object(Bucket=RAW, Key="incoming/10.eml", Body=raw)
+    boto3.resource("dynamodb").Table(TABLE).put_item(Item={
+        "schema": "classification.v1", "message_id": "m10", "label": "complaint",
+        "score": Decimal("0.9"), "top_k": [], "needs_review": False,
+        "model": {"name": "n", "version": "v"}, "classified_at": datetime.now(UTC).isoformat(),
+        "input": {"subject": "Storno", "language": "unknown", "length": 11,
+                  "source": {"bucket": RAW, "key": "incoming/10.eml", "sha256": "0" * 64}},
+    })  # fmt: skip
+    status, answer = call("GET", "/api/results/m10/suggestions")
+    assert status == 200 and answer["language"] == "unknown"
+    texts = {suggestion["title"]: suggestion["text"] for suggestion in answer["suggestions"]}
+    assert texts[GERMAN[0]].startswith("Guten Tag Hans Müller,")  # Outlook's "Müller, Hans"
+    assert texts[ENGLISH[0]].startswith("Dear Hans Müller,")
+
+
 def test_templates_are_versioned_retired_and_checked_when_saved(desk):
     _, listed = call("GET", "/api/templates")
     german = next(t for t in listed["templates"] if t["language"] == "de")

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.placeholders import fill, generalise, greeting_name, stated
+from services.replies import headers, sender
 
 WORDS = st.lists(st.sampled_from(["bitte", "please", "Rechnung", "invoice", "vom", "the", "über"]))
 
@@ -73,6 +74,22 @@ def test_a_contract_number_is_never_a_piece_of_the_date_beside_it(day, month, ye
 )
 def test_the_greeting_uses_the_name_as_people_read_it(display_name, greeted):
     assert greeting_name(display_name) == greeted
+
+
+@pytest.mark.parametrize(
+    "from_header",
+    [
+        b"=?utf-8?q?M=C3=BCller=2C_Hans?= <hans@kunden.example>",  # Outlook, encoded
+        b'"=?iso-8859-1?q?M=FCller=2C_Hans?=" <hans@kunden.example>',
+        "Müller, Hans <hans@kunden.example>".encode(),  # 8-bit, unquoted: not RFC, but sent
+        "Müller, Hans <hans@kunden.example>".encode("latin-1"),
+        '"Müller, Hans" <hans@kunden.example>'.encode(),
+        "hans@kunden.example (Hans Müller)".encode(),
+    ],
+)
+def test_the_senders_name_survives_the_commas_and_charsets_of_real_from_headers(from_header):
+    raw = b"From: " + from_header + b"\r\nSubject: x\r\n\r\nbody\r\n"
+    assert greeting_name(sender(headers(raw))) == "Hans Müller"
 
 
 @given(st.text(max_size=40))
