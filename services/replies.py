@@ -10,6 +10,8 @@ replies/index/<category>.npz                      sent replies by the e-mail the
                                                   (services/reply_index.py); rebuilt when
                                                   another model serves (`postwerk promote`,
                                                   the monitor's refresh_index)
+replies/added/<category>/<email key>-<draft>.npz  a reply sent since the index was written,
+                                                  folded into it by every FOLD_AT-th send
 replies/auto/<address digest>.json                when the address last got an automatic
                                                   reply (services/autoreply.py)
 
@@ -45,7 +47,8 @@ SENT = "replies/sent/"
 PAIRS = "replies/pairs/"
 INDEX = "replies/index/"
 AUTO = "replies/auto/"  # per address: when it last got an automatic reply
-INDEX_ATTEMPTS = 5  # concurrent sends in one category: each retries its conditional write
+ADDED = "replies/added/"  # per category: the staff replies sent since its index was written
+FOLD_AT = 100  # added replies that a send folds into the index (one rewrite per 100 sends)
 MAX_SUGGESTIONS = 3
 ANGLE_ADDRESS = re.compile(r"(?P<name>.*?)\s*<[^<>@]*@[^<>]*>\s*", re.S)  # fullmatch
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditional writes
@@ -263,16 +266,44 @@ def index_text(subject: str, body: str) -> str:
 
 
 _loaded: dict[str, tuple[str, Index]] = {}  # per warm container: key -> (ETag, index)
+_added: dict[str, Index] = {}  # per warm container: an added reply (it never changes) by key
+_merged: dict[str, tuple[tuple, Index]] = {}  # per category: (ETag, added keys) -> the merge
 
 
 def load_index(bucket: str, category: str) -> tuple[Index, str | None]:
-    """The category's index and its ETag (None: there is none yet); read again only when
-    it changed."""
-    return read_index(bucket, index_key(category))
+    """The category's index with the replies added since it was written, and the written
+    index's ETag (None: none yet). Each object is read again only when it changed."""
+    index, etag, _ = with_added(bucket, category)
+    return index, etag
+
+
+def with_added(bucket: str, category: str) -> tuple[Index, str | None, list[str]]:
+    """load_index, and the keys of the added replies in it. The added ones are listed first:
+    a fold meanwhile deletes them only once the index it wrote holds them (a reply folded
+    between the listing and its read is missed by this call alone)."""
+    keys = list_keys(bucket, added_prefix(category))
+    index, etag = read_index(bucket, index_key(category))
+    present = tuple(key for key in keys if read_added(bucket, key) is not None)
+    if _merged.get(category, ((),))[0] != (etag, present):
+        _merged[category] = ((etag, present), index.merged([_added[key] for key in present]))
+    return _merged[category][1], etag, list(present)
+
+
+def read_added(bucket: str, key: str) -> Index | None:
+    """An added reply (None: folded and deleted meanwhile), read once per container."""
+    if key not in _added:
+        try:
+            body = clients.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in MISSING:
+                raise
+            return None
+        _added[key] = Index.from_bytes(body)
+    return _added[key]
 
 
 def read_index(bucket: str, key: str) -> tuple[Index, str | None]:
-    """load_index by the index's key."""
+    """A written index by its key, and its ETag (None: there is none)."""
     s3 = clients.client("s3")
     try:
         etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
@@ -286,22 +317,29 @@ def read_index(bucket: str, key: str) -> tuple[Index, str | None]:
     return _loaded[key][1], _loaded[key][0]
 
 
-def add_to_index(bucket: str, category: str, model: str, vector, entry: Entry) -> None:
-    """Add a sent reply; a concurrent writer's change is read and kept (If-Match)."""
-    key = index_key(category)
-    for _ in range(INDEX_ATTEMPTS):
-        index, etag = load_index(bucket, category)
-        updated = index.add(model, vector, entry)
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        try:
-            clients.client("s3").put_object(
-                Bucket=bucket, Key=key, Body=updated.to_bytes(), **condition
-            )
-            return
-        except ClientError as error:
-            if error.response["Error"]["Code"] not in CONFLICTS:
-                raise
-    raise SaveConflict(f"the {category} index kept changing; the reply was sent, not indexed")
+def add_to_index(bucket: str, category: str, added: Index, name: str) -> None:
+    """A sent reply, as an object of its own beside the category's index: a send writes a
+    few KB, not the index (52 MB at 50,000 replies). The send that finds FOLD_AT of them
+    folds them into the index (If-Match: when another send folded meanwhile, it leaves it)."""
+    s3 = clients.client("s3")
+    s3.put_object(Bucket=bucket, Key=f"{added_prefix(category)}{name}.npz", Body=added.to_bytes())
+    if len(list_keys(bucket, added_prefix(category))) < FOLD_AT:
+        return
+    index, etag, keys = with_added(bucket, category)
+    if index.stale(added.model):  # another model serves: reindex will build it anew
+        return
+    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+    try:
+        s3.put_object(Bucket=bucket, Key=index_key(category), Body=index.to_bytes(), **condition)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in CONFLICTS:
+            raise
+        return
+    delete_keys(bucket, keys)
+
+
+def added_prefix(category: str) -> str:
+    return f"{ADDED}{re.sub(r'[^A-Za-z0-9_-]', '_', category)}/"
 
 
 def index_key(category: str) -> str:
@@ -476,9 +514,9 @@ def send(
         return record, True
     try:
         vectors, model = embed(endpoint, [index_text(email.subject, email.body_text)])
-        add_to_index(bucket, label, model, vectors[0],
-                     Entry(email.message_id, email.language, reusable))  # fmt: skip
-    except (*EMBEDDING_ERRORS, SaveConflict) as error:  # the pair is kept: reindex adds it
+        added = Index(model, vectors, [Entry(email.message_id, email.language, reusable)])
+        add_to_index(bucket, label, added, f"{email_key(email.message_id)}-{request.draft_id}")
+    except EMBEDDING_ERRORS as error:  # the pair is kept: reindex adds it
         logger.warning("sent, not indexed", reason=str(error))
     return record, True
 
@@ -494,6 +532,7 @@ def reindex(
     raises OutOfTime, the categories written so far rebuilt, the others as they were."""
     s3 = clients.client("s3")
     indexed = set(list_keys(bucket, INDEX))  # before the pairs: an index begun later stays
+    added = list_keys(bucket, ADDED)  # and a reply added later (its pair may be read too)
     by_category: dict[str, list[dict]] = {}
     left_out = 0
     keys = list_keys(bucket, PAIRS)
@@ -510,8 +549,7 @@ def reindex(
         entries = [Entry(p["message_id"], p["language"], p["reusable_reply"]) for p in pairs]
         index = Index(model, vectors, entries)
         s3.put_object(Bucket=bucket, Key=index_key(category), Body=index.to_bytes())
-    for key in indexed - {index_key(category) for category in by_category}:
-        s3.delete_object(Bucket=bucket, Key=key)
+    delete_keys(bucket, [*(indexed - {index_key(category) for category in by_category}), *added])
     return {category: len(pairs) for category, pairs in by_category.items()}, left_out
 
 
@@ -519,14 +557,17 @@ def refresh_index(bucket: str, endpoint: str, deadline: float | None = None) -> 
     """For a promotion that did not wait for the endpoint (the monitor's): once the endpoint
     serves, the index is built anew (reindex) if any category's holds another model's
     vectors. What was done, in words; "" when nothing was to do: no index, or every one
-    current (then it cost a listing, a DescribeEndpoint, one embedding, a HEAD per index)."""
-    keys = list_keys(bucket, INDEX)
-    if not keys:
+    current (then it cost two listings, a DescribeEndpoint, one embedding, a HEAD per index
+    and a read per added reply not read before)."""
+    written, added = list_keys(bucket, INDEX), list_keys(bucket, ADDED)
+    if not written and not added:
         return ""
     status, model = serving_model(endpoint)
     if not model:
         return f"reply index not checked: endpoint {endpoint} is {status}"
-    if not any(read_index(bucket, key)[0].stale(model) for key in keys):
+    indexes = [read_index(bucket, key)[0] for key in written]
+    indexes += [index for key in added if (index := read_added(bucket, key)) is not None]
+    if not any(index.stale(model) for index in indexes):
         return ""
     counts, left_out = reindex(bucket, endpoint, deadline)
     rebuilt = ", ".join(f"{category} {count}" for category, count in sorted(counts.items()))
@@ -596,6 +637,13 @@ def put_new(bucket: str, key: str, body: bytes) -> bool:
             return False
         raise
     return True
+
+
+def delete_keys(bucket: str, keys: list[str]) -> None:
+    s3 = clients.client("s3")
+    for start in range(0, len(keys), 1000):  # DeleteObjects' limit
+        chunk = [{"Key": key} for key in keys[start : start + 1000]]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
 
 
 def list_keys(bucket: str, prefix: str, s3=None) -> list[str]:

@@ -15,6 +15,7 @@ and its measurement are in bench/replies.py.
 import io
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,6 +103,24 @@ class Index:
         self.check(model)
         vectors = np.vstack([self.vectors.reshape(-1, vector.size), vector[None, :]])
         return Index(model, vectors, [*self.entries, entry])
+
+    def merged(self, added: list["Index"]) -> "Index":
+        """A new index: this one and the replies added since, those of its model (of the
+        most frequent among them while this one is empty), each e-mail's reply once."""
+        models = Counter(index.model for index in added if index.entries)
+        model = self.model if self.entries else (models.most_common(1) or [("",)])[0][0]
+        same = [index for index in added if index.entries and index.model == model]
+        if not same:
+            return self
+        seen = {(entry.message_id, entry.reply) for entry in self.entries}
+        vectors, entries = [self.vectors.reshape(-1, same[0].vectors.shape[1])], [*self.entries]
+        for index in same:
+            for vector, entry in zip(index.vectors, index.entries, strict=True):
+                if (entry.message_id, entry.reply) not in seen:
+                    seen.add((entry.message_id, entry.reply))
+                    vectors.append(vector[None, :])
+                    entries.append(entry)
+        return Index(model, np.vstack(vectors), entries)
 
     def nearest(
         self, model: str, vector: np.ndarray, language: str | None, count: int, skip: str = ""

@@ -1,0 +1,55 @@
+"""The reply index in S3 as sends grow it: each sent reply a small object beside the
+category's index, folded into it by every FOLD_AT-th send, each reply counted once however a
+fold was interrupted, and gone once the index is built anew. Against the embedded backend's
+S3, with the fake endpoint of test_monitor_replies."""
+
+import uuid
+
+import boto3
+
+from services import replies
+from tests.services.test_feedback import ARTIFACTS, call, stored  # noqa: F401 (fixture)
+from tests.services.test_monitor_replies import ENDPOINT, endpoint, index_state  # noqa: F401
+from tests.services.test_replies import desk  # noqa: F401 (fixture)
+
+
+def send(message_id: str, text: str) -> None:
+    request = {"draft_id": uuid.uuid4().hex, "text": text, "sender": "lena"}
+    assert call("POST", f"/api/results/{message_id}/send", request)[0] == 200
+
+
+def test_a_send_writes_a_small_object_and_every_fold_at_th_rewrites_the_index(
+    endpoint,
+    monkeypatch,  # noqa: F811
+):
+    monkeypatch.setattr(replies, "FOLD_AT", 3)
+    etag, added = index_state("complaint")
+    assert etag is None and len(added) == 2, "the fixture's two sends: no index written yet"
+    send("m1", "Wir melden uns.")
+    etag, added = index_state("complaint")
+    assert etag and added == (), "the third send folded the three into the index"
+    written = replies.read_index(ARTIFACTS, replies.index_key("complaint"))[0]
+    assert len(written.entries) == 3
+    send("m2", "Wir rufen Sie an.")
+    assert index_state("complaint") == (etag, index_state("complaint")[1])
+    assert len(index_state("complaint")[1]) == 1, "the index stays; the reply lies beside it"
+    index, _ = replies.load_index(ARTIFACTS, "complaint")
+    assert len({entry.message_id for entry in index.entries}) == 4, "four e-mails answered"
+
+
+def test_a_reply_both_folded_and_still_beside_the_index_counts_once(endpoint):  # noqa: F811
+    merged, _ = replies.load_index(ARTIFACTS, "complaint")
+    s3 = boto3.client("s3")  # a fold that wrote the index and died before deleting
+    s3.put_object(Bucket=ARTIFACTS, Key=replies.index_key("complaint"), Body=merged.to_bytes())
+    etag, added = index_state("complaint")
+    assert etag and len(added) == 2
+    index, _ = replies.load_index(ARTIFACTS, "complaint")
+    assert len(index.entries) == 2 and index.vectors.shape[0] == 2
+
+
+def test_building_the_index_anew_removes_the_replies_beside_it(endpoint):  # noqa: F811
+    counts, _ = replies.reindex(ARTIFACTS, ENDPOINT)
+    assert counts == {"complaint": 2}
+    etag, added = index_state("complaint")
+    assert etag and added == ()
+    assert len(replies.load_index(ARTIFACTS, "complaint")[0].entries) == 2
