@@ -5,6 +5,7 @@ writes them, and a greeting with the sender's name as people read it (Outlook's
 """
 
 import re
+import unicodedata
 from string import Formatter
 
 PLACEHOLDERS = {
@@ -20,22 +21,39 @@ SALUTATIONS = {  # (with a name, without)
     "en": ("Dear {name},", "Dear Sir or Madam,"),
 }
 
-# An identifier stands alone: not a piece of a date ("Vertrag vom 12.03.2024") or a number.
-IDENTIFIER = r"(?<![\d.,/])(\d[\d/-]{3,})(?![.,]?\d)"
+# The patterns prefer no fact to a wrong one (a template may go out unreviewed, autoreply.py),
+# and stay linear on hostile text: atomic groups and possessive repeats where parts overlap.
+SPACE = r"[ \u00a0\u202f]"  # within a line
+DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+MONTH = r"(?:0?[1-9]|1[0-2])"
+NUMERIC_DATE = (
+    rf"(?<![\d.,/-])(?>{DAY}\.{MONTH}\.(?:\d{{4}}|\d{{2}})|\d{{4}}-(?:0[1-9]|1[0-2])-(?:0[1-9]|"
+    rf"[12]\d|3[01])|{DAY}/{DAY}/\d{{4}})(?![\d.,]\d|\d)"
+)
 MONTHS = (
     r"(?:Jan(?:uar|uary)?|Jän(?:ner)?|Feb(?:ruar|ruary)?|M(?:ärz|aerz|ar(?:ch)?|är)|Apr(?:il)?"
     r"|Ma[iy]|Jun[ie]?|Jul[iy]?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|O[ck]t(?:ober)?|Nov(?:ember)?"
     r"|De[cz](?:ember)?)\.?"
 )
-COMPANY = r"\b(?:GmbH|AG|KG|SE|Inc|Ltd|LLC|e\.\s?V|Co)\b"  # "ACME, Inc." keeps its order
-NUMERIC_DATE = r"\d{1,2}\.\d{1,2}\.\d{2,4}"
-DAY = r"\d{1,2}(?:\.|st|nd|rd|th)?"
-# Amounts: thousands grouped by . , ' or a (narrow) space, cents after . or , ("1.234,56",
-# "1,234.56", "50,-"); the currency before or after.
-GROUPED = r"\d{1,3}(?:[.,'\u2019\u00a0\u202f ]\d{3})+"  # Swiss: ' or U+2019
-NUMBER = rf"(?<![\d.,])(?:{GROUPED}|\d+)(?:[.,](?:\d{{1,2}}|-{{1,2}}))?(?!\d)"
-LETTER = r"[^\W\d_]"  # "50EUR" is an amount, "EURO2024" none
-CURRENCY = rf"(?:€|\$|£|(?<!{LETTER})(?:EUR|USD|GBP|CHF|Euros?|Franken)(?!{LETTER}))"
+ORDINAL = r"(?:st|nd|rd|th)"
+WRITTEN_DATE = (  # "15. Januar 2027", "3rd of March"; month first only with a year or an
+    # ordinal: "Jan 15 Jahre" is a colleague
+    rf"\b(?:{DAY}(?:\.|{ORDINAL})?{SPACE}?(?:of{SPACE})?{MONTHS}(?:{SPACE}\d{{4}})?"
+    rf"|{MONTHS}{SPACE}{DAY}(?:{ORDINAL}(?:,?{SPACE}\d{{4}})?|,?{SPACE}\d{{4}}))(?!\w)"
+)
+LETTER = r"[^\W\d_]"  # "50EUR" is an amount, "EURO2024" and "Euro-Paletten" none
+CURRENCY = rf"(?:€|\$|£|(?<!{LETTER})(?:EUR|USD|GBP|CHF|Euros?|Franken)(?!{LETTER}|-))"
+# Thousands grouped by . , ' U+2019 or a no-break space, cents after . or , ("1.234,56",
+# "1,234.56", "CHF 1'250.00", "50,-"). Not a plain space: "Menge 3 120,00 €" is no 3,120.
+GROUPED = r"\d{1,3}(?:[.,'\u2019\u00a0\u202f]\d{3})++"
+NUMBER = (
+    rf"(?<![\d.,'\u2019/-])(?<!\d{SPACE})(?>{GROUPED}|\d++)(?:[.,](?:\d{{1,2}}|-{{1,2}}))?+(?!\d)"
+)
+# An identifier stands alone: not a date or a piece of one, not a year, not an amount.
+IDENTIFIER = (
+    rf"(?<![\d.,/-])(?!{NUMERIC_DATE})(?!(?:19|20)\d\d(?![\d/-]))(\d[\d/-]{{3,}}+)"
+    rf"(?![.,]?\d)(?!{SPACE}?{CURRENCY})"
+)
 FACTS = {
     "customer_number": re.compile(
         r"(?:kunden[- ]?(?:nummer|nr\.?|id)|kd\.?[- ]?nr\.?|customer[- ](?:number|no\.?|id)"
@@ -44,14 +62,24 @@ FACTS = {
     ),
     # between the word and the number, a date may stand ("Vertrag vom 12.03.2024, Nr. 98501")
     "contract_number": re.compile(
-        rf"(?:vertrag|contract)(?:\D|{NUMERIC_DATE}){{0,30}}?{IDENTIFIER}", re.I
+        rf"(?:vertrag|contract)(?>{NUMERIC_DATE}|\D){{0,30}}?{IDENTIFIER}", re.I
     ),
-    "date": re.compile(
-        rf"\b({NUMERIC_DATE}|\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{4}}"
-        rf"|{DAY}\s?(?:of\s)?{MONTHS}(?:\s\d{{4}})?|{MONTHS}\s{DAY},?(?:\s\d{{4}})?)(?!\w)"
-    ),  # case-sensitive: a month is capitalised, "may" is a verb
-    "amount": re.compile(rf"({CURRENCY}\s?{NUMBER}|{NUMBER}\s?{CURRENCY})"),
+    "date": re.compile(f"({NUMERIC_DATE}|{WRITTEN_DATE})"),  # case-sensitive: "may" is a verb
+    "amount": re.compile(
+        rf"({CURRENCY}{SPACE}?{NUMBER}|{NUMBER}{SPACE}?{CURRENCY}(?!{SPACE}?\d))"
+    ),  # "Invoice #12345 USD 99.00": the amount follows its currency
 }
+COMPANY = r"\b(?:GmbH|AG|KG|SE|Inc|Ltd|LLC|e\.\s?V|Co)\b"  # "ACME, Inc." keeps its order
+DEGREE = r"(?i:phd|ph\.d\.|mba|msc|bsc|md|jr\.?|sr\.?|b\.?a\.?|m\.?a\.?)"
+PARTICLES = r"(?:(?:van|von|de|der|den|del|la|le|di|du|zu|ten|ter|vom|zum|zur)\s)*"
+TITLES = r"(?:(?:Dr|Prof|Dipl\.-\w+|Mag|Ing)\.?\s)*"
+SURNAME_FIRST = re.compile(  # "Müller, Hans", "Dr. Müller, Hans", "van der Berg, Jan"
+    rf"(?P<title>{TITLES})(?P<last>{PARTICLES}[^\W\d_][\w'-]*),\s(?P<first>[^\W\d_][\w'.-]*"
+    rf"(?:\s[^\W\d_][\w'.-]*)?)"
+)
+MAILBOXES = {"info", "noreply", "no-reply", "kundenservice", "service", "support", "team",
+             "office", "buchhaltung", "verwaltung", "admin", "mail", "kontakt", "contact",
+             "sales", "vertrieb", "billing", "newsletter", "customer service"}  # fmt: skip
 
 
 def names(body: str) -> set[str]:
@@ -64,23 +92,32 @@ def stated(text: str) -> dict[str, str]:
     found = {}
     for name, pattern in FACTS.items():
         if match := pattern.search(text):
-            found[name] = " ".join(match.group(1).split())  # one line, one space
+            found[name] = match.group(1)  # as written: a reply may quote it (generalise)
     return found
 
 
 def greeting_name(display_name: str) -> str:
     """The name to greet from a From header's display name ("" when it is none): without
-    what follows it in brackets or after a bar ("Hans Müller (ACME GmbH)", "Hans Müller |
-    Einkauf"), in reading order ("Müller, Hans"), not shouted ("HANS MÜLLER"); an address
-    or a mailbox name ("hans.mueller") is no name."""
-    name = re.sub(r"[(\[].*?([)\]]|$)", " ", display_name).split("|")[0]
+    what follows it in brackets, after a bar or a dash ("Hans Müller (ACME GmbH)", "Hans
+    Müller | Einkauf"), in reading order ("Müller, Hans"), not shouted ("HANS MÜLLER"); an
+    address, a mailbox name ("hans.mueller") or a role ("info", "Kundenservice") is none;
+    a department or degree after a comma is left out."""
+    text = "".join(char for char in display_name if unicodedata.category(char) != "Cf")
+    name = re.split(r"\||\s[-\u2013]\s", re.sub(r"[(\[].*?(?:[)\]]|$)", " ", text))[0]
     name = " ".join(name.replace('"', " ").split()).strip(" ,;-")
-    if "@" in name or re.fullmatch(r"[\w-]*[._][\w.-]*", name):
+    if len(name) > 1 and name[0] == name[-1] == "'":  # Exchange quotes it so
+        name = name[1:-1].strip()
+    if "@" in name or re.fullmatch(r"[\w-]*[._][\w.-]*|[a-z-]+", name):
         return ""
-    last, comma, first = name.partition(",")
-    if comma and first.strip() and "," not in first and not re.search(r"\d|" + COMPANY, name):
-        name = f"{first.strip()} {last.strip()}"
-    return name.title() if name.isupper() and len(name) > 3 else name
+    if name.casefold() in MAILBOXES:
+        return ""
+    parts = [part.strip() for part in name.split(",")]
+    swapped = SURNAME_FIRST.fullmatch(", ".join(parts[:2]))
+    if swapped and not re.match(f"{DEGREE}|{COMPANY}", swapped["first"]):
+        name = f"{swapped['title']}{swapped['first']} {swapped['last']}"
+    else:  # "Hans Müller, Vertrieb", "Jane Doe, PhD", "ACME, Inc."
+        name = parts[0]
+    return name.title() if name.isupper() and len(name) > 3 and "İ" not in name else name
 
 
 def salutation(name: str, language: str) -> str:
@@ -97,8 +134,10 @@ def fill(body: str, known: dict[str, str]) -> tuple[str, list[str]]:
 
 def generalise(reply: str, known: dict[str, str]) -> str:
     """The reply with this e-mail's facts turned back into placeholders, so it suits the
-    next customer (and carries none of this one's name or numbers)."""
+    next customer (and carries none of this one's name or numbers): whole values only,
+    not "5 €" inside "15 €" or the name "Jan" inside "Januar"."""
     for name, value in sorted(known.items(), key=lambda item: -len(item[1])):
         if value:
-            reply = reply.replace(value, "{" + name + "}")
+            whole = rf"(?<![\w.,]){re.escape(value)}(?!\w|[.,]\d)"
+            reply = re.sub(whole, lambda _, name=name: "{" + name + "}", reply)
     return reply
