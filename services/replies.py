@@ -27,6 +27,7 @@ import hashlib
 import json
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -49,6 +50,7 @@ INDEX = "replies/index/"
 AUTO = "replies/auto/"  # per address: when it last got an automatic reply
 ADDED = "replies/added/"  # per category: the staff replies sent since its index was written
 FOLD_AT = 100  # added replies that a send folds into the index (one rewrite per 100 sends)
+PAIR_READERS = 16  # concurrent reads of the e-mail/reply pairs when an index is built anew
 MAX_SUGGESTIONS = 3
 ANGLE_ADDRESS = re.compile(r"(?P<name>.*?)\s*<[^<>@]*@[^<>]*>\s*", re.S)  # fullmatch
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditional writes
@@ -330,7 +332,7 @@ def add_to_index(bucket: str, category: str, added: Index, name: str) -> None:
         return
     condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
     try:
-        s3.put_object(Bucket=bucket, Key=index_key(category), Body=index.to_bytes(), **condition)
+        write_index(bucket, category, index, **condition)
     except ClientError as error:
         if error.response["Error"]["Code"] not in CONFLICTS:
             raise
@@ -338,12 +340,36 @@ def add_to_index(bucket: str, category: str, added: Index, name: str) -> None:
     delete_keys(bucket, keys)
 
 
+def write_index(bucket: str, category: str, index: Index, **condition) -> None:
+    """The index, with its model in the object's metadata: a HEAD tells whether it is stale."""
+    clients.client("s3").put_object(Bucket=bucket, Key=index_key(category), Body=index.to_bytes(),
+                                    Metadata={"model": index.model}, **condition)  # fmt: skip
+
+
+def written_model(bucket: str, key: str) -> str:
+    """The model of a written index's vectors, from its metadata (read from the index itself
+    when it was written without)."""
+    head = clients.client("s3").head_object(Bucket=bucket, Key=key)
+    return head["Metadata"].get("model") or read_index(bucket, key)[0].model
+
+
 def added_prefix(category: str) -> str:
-    return f"{ADDED}{re.sub(r'[^A-Za-z0-9_-]', '_', category)}/"
+    return f"{ADDED}{key_name(category)}/"
+
+
+def key_name(category: str) -> str:
+    """The category as it stands in the keys of its index and its added replies."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", category)
+
+
+def key_name_of(key: str) -> str:
+    """key_name from an index's key, or an added reply's."""
+    return key.removeprefix(ADDED).split("/")[0] if key.startswith(ADDED) else (
+        key.removeprefix(INDEX).removesuffix(".npz"))  # fmt: skip
 
 
 def index_key(category: str) -> str:
-    return f"{INDEX}{re.sub(r'[^A-Za-z0-9_-]', '_', category)}.npz"
+    return f"{INDEX}{key_name(category)}.npz"
 
 
 # Sending
@@ -522,41 +548,47 @@ def send(
 
 
 def reindex(
-    bucket: str, endpoint: str, deadline: float | None = None
+    bucket: str, endpoint: str, deadline: float | None = None, only: set[str] | None = None
 ) -> tuple[dict[str, int], int]:
-    """Every category's index built anew from the staff replies among the e-mail/reply
-    pairs, with the serving model's embeddings (after a promotion); an index no pair is
-    left to rebuild from is removed (its vectors would never compare again). Returns the
-    replies indexed per category, and how many pairs were left out: automatic replies, and
-    pairs sent before pairs kept a reusable reply. Past the deadline (time.monotonic()) it
-    raises OutOfTime, the categories written so far rebuilt, the others as they were."""
-    s3 = clients.client("s3")
+    """Every category's index (or those `only` names, by their key_name) built anew from the
+    staff replies among the e-mail/reply pairs, with the serving model's embeddings (after a
+    promotion); an index no pair is left to rebuild from is removed (its vectors would never
+    compare again). Returns the replies indexed per category, and how many pairs were left
+    out: automatic replies, and pairs sent before pairs kept a reusable reply. Past the
+    deadline (time.monotonic()) it raises OutOfTime, the categories written so far rebuilt,
+    the others as they were (a later call with `only` the stale ones goes on from there)."""
     indexed = set(list_keys(bucket, INDEX))  # before the pairs: an index begun later stays
     added = list_keys(bucket, ADDED)  # and a reply added later (its pair may be read too)
+    keys = list_keys(bucket, PAIRS)
     by_category: dict[str, list[dict]] = {}
     left_out = 0
-    keys = list_keys(bucket, PAIRS)
-    for number, key in enumerate(keys):
-        in_time(deadline, f"after reading {number} of {len(keys)} e-mail/reply pairs")
-        pair = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        if pair.get("automatic") or "reusable_reply" not in pair:
-            left_out += 1
-            continue
-        by_category.setdefault(pair["label"], []).append(pair)
-    for category, pairs in by_category.items():
+    pool = ThreadPoolExecutor(PAIR_READERS)  # the S3 round trips overlap
+    try:
+        for number, pair in enumerate(pool.map(functools.partial(read_json, bucket), keys)):
+            in_time(deadline, f"after reading {number} of {len(keys)} e-mail/reply pairs")
+            if pair.get("automatic") or "reusable_reply" not in pair:
+                left_out += 1
+                continue
+            by_category.setdefault(pair["label"], []).append(pair)
+    finally:  # out of time: the reads not begun are dropped, not waited for
+        pool.shutdown(cancel_futures=True)
+    chosen = {c: pairs for c, pairs in by_category.items() if only is None or key_name(c) in only}
+    for category, pairs in chosen.items():
         texts = [index_text(pair["subject"], pair["body"]) for pair in pairs]
         vectors, model = embed(endpoint, texts, deadline)
         entries = [Entry(p["message_id"], p["language"], p["reusable_reply"]) for p in pairs]
-        index = Index(model, vectors, entries)
-        s3.put_object(Bucket=bucket, Key=index_key(category), Body=index.to_bytes())
-    delete_keys(bucket, [*(indexed - {index_key(category) for category in by_category}), *added])
-    return {category: len(pairs) for category, pairs in by_category.items()}, left_out
+        write_index(bucket, category, Index(model, vectors, entries))
+    kept = {key_name(category) for category in by_category.keys() - chosen.keys()}
+    named = {key_name(category) for category in by_category}
+    gone = [key for key in indexed if key_name_of(key) not in named]  # no pair left
+    delete_keys(bucket, [*gone, *(key for key in added if key_name_of(key) not in kept)])
+    return {category: len(pairs) for category, pairs in chosen.items()}, left_out
 
 
 def refresh_index(bucket: str, endpoint: str, deadline: float | None = None) -> str:
     """For a promotion that did not wait for the endpoint (the monitor's): once the endpoint
-    serves, the index is built anew (reindex) if any category's holds another model's
-    vectors. What was done, in words; "" when nothing was to do: no index, or every one
+    serves, the categories whose index holds another model's vectors are built anew
+    (reindex). What was done, in words; "" when nothing was to do: no index, or every one
     current (then it cost two listings, a DescribeEndpoint, one embedding, a HEAD per index
     and a read per added reply not read before)."""
     written, added = list_keys(bucket, INDEX), list_keys(bucket, ADDED)
@@ -565,11 +597,12 @@ def refresh_index(bucket: str, endpoint: str, deadline: float | None = None) -> 
     status, model = serving_model(endpoint)
     if not model:
         return f"reply index not checked: endpoint {endpoint} is {status}"
-    indexes = [read_index(bucket, key)[0] for key in written]
-    indexes += [index for key in added if (index := read_added(bucket, key)) is not None]
-    if not any(index.stale(model) for index in indexes):
+    stale = {key_name_of(key) for key in written if written_model(bucket, key) != model}
+    stale |= {key_name_of(key) for key in added
+              if (index := read_added(bucket, key)) is not None and index.stale(model)}  # fmt: skip
+    if not stale:
         return ""
-    counts, left_out = reindex(bucket, endpoint, deadline)
+    counts, left_out = reindex(bucket, endpoint, deadline, only=stale)
     rebuilt = ", ".join(f"{category} {count}" for category, count in sorted(counts.items()))
     words = f"reply index rebuilt for model {model}: {rebuilt or 'no staff replies to index'}"
     return words + (f" ({left_out} automatic or older replies left out)" if left_out else "")
@@ -637,6 +670,10 @@ def put_new(bucket: str, key: str, body: bytes) -> bool:
             return False
         raise
     return True
+
+
+def read_json(bucket: str, key: str) -> dict:
+    return json.loads(clients.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def delete_keys(bucket: str, keys: list[str]) -> None:

@@ -180,3 +180,23 @@ def test_out_of_time_the_run_stops_the_rebuild_and_says_so(endpoint):
         "2 e-mail/reply pairs): run `postwerk reindex-replies`"
     ]
     assert index_state("complaint") == state and endpoint.embedded == [PROBE]
+
+
+def test_only_the_stale_categories_are_built_anew(endpoint):
+    """A run cut short by its time goes on from there: the categories already current are
+    not embedded again."""
+    pair = {"message_id": "b1", "label": "billing", "language": "en", "subject": "Invoice QX7",
+            "body": "Invoice QX7 is wrong.", "reply": "We correct it.",
+            "reusable_reply": "We correct it.", "sender": "lena", "automatic": False}  # fmt: skip
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=ARTIFACTS, Key=f"{replies.PAIRS}b1/d1.json", Body=json.dumps(pair))
+    endpoint.model = "n@2"
+    entry = Entry("b1", "en", "We correct it.")
+    current = Index().add("n@2", endpoint.vector("Invoice QX7"), entry)
+    replies.write_index(ARTIFACTS, "billing", current)
+    billing = index_state("billing")
+    answer = monitor.handler(RUN, LambdaContext())
+    assert answer["actions"] == ["reply index rebuilt for model n@2: complaint 2"]
+    assert index_state("billing") == billing
+    assert endpoint.embedded[0] == PROBE and len(endpoint.embedded) == 3  # complaint's two
+    assert not any("QX7" in text for text in endpoint.embedded)
