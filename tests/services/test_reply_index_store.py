@@ -18,10 +18,7 @@ def send(message_id: str, text: str) -> None:
     assert call("POST", f"/api/results/{message_id}/send", request)[0] == 200
 
 
-def test_a_send_writes_a_small_object_and_every_fold_at_th_rewrites_the_index(
-    endpoint,
-    monkeypatch,  # noqa: F811
-):
+def test_a_send_adds_a_small_object_and_every_fold_at_th_folds(endpoint, monkeypatch):  # noqa: F811
     monkeypatch.setattr(replies, "FOLD_AT", 3)
     etag, added = index_state("complaint")
     assert etag is None and len(added) == 2, "the fixture's two sends: no index written yet"
