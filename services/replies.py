@@ -285,8 +285,12 @@ def with_added(bucket: str, category: str) -> tuple[Index, str | None, list[str]
     between the listing and its read is missed by this call alone)."""
     keys = list_keys(bucket, added_prefix(category))
     index, etag = read_index(bucket, index_key(category))
+    for gone in [key for key in _added if key.startswith(added_prefix(category))]:
+        if gone not in keys:  # folded: the index holds it now
+            del _added[gone]
     present = tuple(key for key in keys if read_added(bucket, key) is not None)
     if _merged.get(category, ((),))[0] != (etag, present):
+        _merged.pop(category, None)  # one copy of the vectors at a time (50,000: 77 MB)
         _merged[category] = ((etag, present), index.merged([_added[key] for key in present]))
     return _merged[category][1], etag, list(present)
 
@@ -314,6 +318,7 @@ def read_index(bucket: str, key: str) -> tuple[Index, str | None]:
             raise
         return Index(), None
     if _loaded.get(key, ("",))[0] != etag:
+        _loaded.pop(key, None)  # not two versions in memory while the new one is read
         answer = s3.get_object(Bucket=bucket, Key=key)
         _loaded[key] = (answer["ETag"], Index.from_bytes(answer["Body"].read()))
     return _loaded[key][1], _loaded[key][0]
@@ -330,20 +335,24 @@ def add_to_index(bucket: str, category: str, added: Index, name: str) -> None:
     index, etag, keys = with_added(bucket, category)
     if index.stale(added.model):  # another model serves: reindex will build it anew
         return
+    if write_index(bucket, category, index, etag):
+        delete_keys(bucket, keys)
+
+
+def write_index(bucket: str, category: str, index: Index, etag: str | None) -> bool:
+    """The index in place of the one with this ETag (None: where there was none), with its
+    model in the object's metadata (a HEAD tells whether it is stale); False when another
+    writer replaced or removed it meanwhile."""
     condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
     try:
-        write_index(bucket, category, index, **condition)
-    except ClientError as error:
-        if error.response["Error"]["Code"] not in CONFLICTS:
+        clients.client("s3").put_object(Bucket=bucket, Key=index_key(category),
+                                        Body=index.to_bytes(), Metadata={"model": index.model},
+                                        **condition)  # fmt: skip
+    except ClientError as error:  # If-Match on a removed key: NoSuchKey, not 412
+        if error.response["Error"]["Code"] not in (*CONFLICTS, *MISSING):
             raise
-        return
-    delete_keys(bucket, keys)
-
-
-def write_index(bucket: str, category: str, index: Index, **condition) -> None:
-    """The index, with its model in the object's metadata: a HEAD tells whether it is stale."""
-    clients.client("s3").put_object(Bucket=bucket, Key=index_key(category), Body=index.to_bytes(),
-                                    Metadata={"model": index.model}, **condition)  # fmt: skip
+        return False
+    return True
 
 
 def written_model(bucket: str, key: str) -> str:
@@ -358,8 +367,12 @@ def added_prefix(category: str) -> str:
 
 
 def key_name(category: str) -> str:
-    """The category as it stands in the keys of its index and its added replies."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", category)
+    """The category as it stands in the keys of its index and its added replies; one with
+    other characters gets its digest too ("a b" and "a_b" are two categories)."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", category)
+    if safe == category:
+        return safe
+    return f"{safe}-{hashlib.sha256(category.encode()).hexdigest()[:8]}"
 
 
 def key_name_of(key: str) -> str:
@@ -557,7 +570,7 @@ def reindex(
     out: automatic replies, and pairs sent before pairs kept a reusable reply. Past the
     deadline (time.monotonic()) it raises OutOfTime, the categories written so far rebuilt,
     the others as they were (a later call with `only` the stale ones goes on from there)."""
-    indexed = set(list_keys(bucket, INDEX))  # before the pairs: an index begun later stays
+    indexed = indexes(bucket)  # before the pairs: an index begun later stays
     added = list_keys(bucket, ADDED)  # and a reply added later (its pair may be read too)
     keys = list_keys(bucket, PAIRS)
     by_category: dict[str, list[dict]] = {}
@@ -572,17 +585,28 @@ def reindex(
             by_category.setdefault(pair["label"], []).append(pair)
     finally:  # out of time: the reads not begun are dropped, not waited for
         pool.shutdown(cancel_futures=True)
-    chosen = {c: pairs for c, pairs in by_category.items() if only is None or key_name(c) in only}
-    for category, pairs in chosen.items():
+    rebuilt = {}
+    for category, pairs in by_category.items():
+        if only is not None and key_name(category) not in only:
+            continue
         texts = [index_text(pair["subject"], pair["body"]) for pair in pairs]
         vectors, model = embed(endpoint, texts, deadline)
         entries = [Entry(p["message_id"], p["language"], p["reusable_reply"]) for p in pairs]
-        write_index(bucket, category, Index(model, vectors, entries))
-    kept = {key_name(category) for category in by_category.keys() - chosen.keys()}
+        # conditional: a send that folded meanwhile wrote the serving model's index, with a
+        # reply these pairs lack
+        if write_index(bucket, category, Index(model, vectors, entries),
+                       indexed.get(index_key(category))):  # fmt: skip
+            delete_keys(bucket, [key for key in added if key_name_of(key) == key_name(category)])
+            rebuilt[category] = len(pairs)
     named = {key_name(category) for category in by_category}
-    gone = [key for key in indexed if key_name_of(key) not in named]  # no pair left
-    delete_keys(bucket, [*gone, *(key for key in added if key_name_of(key) not in kept)])
-    return {category: len(pairs) for category, pairs in chosen.items()}, left_out
+    gone = [key for key in [*indexed, *added] if key_name_of(key) not in named]  # no pair left
+    delete_keys(bucket, gone)
+    return rebuilt, left_out
+
+
+def indexes(bucket: str) -> dict[str, str]:
+    """The written indexes' keys and ETags."""
+    return {key: etag for key, etag in listing(bucket, INDEX).items() if key.endswith(".npz")}
 
 
 def refresh_index(bucket: str, endpoint: str, deadline: float | None = None) -> str:
@@ -591,7 +615,7 @@ def refresh_index(bucket: str, endpoint: str, deadline: float | None = None) -> 
     (reindex). What was done, in words; "" when nothing was to do: no index, or every one
     current (then it cost two listings, a DescribeEndpoint, one embedding, a HEAD per index
     and a read per added reply not read before)."""
-    written, added = list_keys(bucket, INDEX), list_keys(bucket, ADDED)
+    written, added = indexes(bucket), list_keys(bucket, ADDED)
     if not written and not added:
         return ""
     status, model = serving_model(endpoint)
@@ -680,13 +704,20 @@ def delete_keys(bucket: str, keys: list[str]) -> None:
     s3 = clients.client("s3")
     for start in range(0, len(keys), 1000):  # DeleteObjects' limit
         chunk = [{"Key": key} for key in keys[start : start + 1000]]
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+        if errors := answer.get("Errors"):
+            logger.warning("not deleted", keys=len(errors), code=errors[0].get("Code"))
 
 
 def list_keys(bucket: str, prefix: str, s3=None) -> list[str]:
+    return list(listing(bucket, prefix, s3))
+
+
+def listing(bucket: str, prefix: str, s3=None) -> dict[str, str]:
+    """The keys under the prefix, and their ETags."""
     s3 = s3 or clients.client("s3")
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+    return {item["Key"]: item["ETag"] for page in pages for item in page.get("Contents", [])}
 
 
 def now() -> datetime:

@@ -193,7 +193,7 @@ def test_only_the_stale_categories_are_built_anew(endpoint):
     endpoint.model = "n@2"
     entry = Entry("b1", "en", "We correct it.")
     current = Index().add("n@2", endpoint.vector("Invoice QX7"), entry)
-    replies.write_index(ARTIFACTS, "billing", current)
+    assert replies.write_index(ARTIFACTS, "billing", current, None)
     billing = index_state("billing")
     answer = monitor.handler(RUN, LambdaContext())
     assert answer["actions"] == ["reply index rebuilt for model n@2: complaint 2"]

@@ -50,3 +50,23 @@ def test_building_the_index_anew_removes_the_replies_beside_it(endpoint):  # noq
     etag, added = index_state("complaint")
     assert etag and added == ()
     assert len(replies.load_index(ARTIFACTS, "complaint")[0].entries) == 2
+
+
+def test_building_anew_never_overwrites_an_index_a_send_folded_meanwhile(endpoint, monkeypatch):  # noqa: F811
+    listed = replies.indexes(ARTIFACTS)  # what reindex lists before it reads the pairs
+    folded, _ = replies.load_index(ARTIFACTS, "complaint")  # then a send folds: a new index
+    assert replies.write_index(ARTIFACTS, "complaint", folded, None)
+    state = index_state("complaint")
+    monkeypatch.setattr(replies, "indexes", lambda bucket: listed)
+    counts, _ = replies.reindex(ARTIFACTS, ENDPOINT)
+    assert counts == {}, "the fold's index holds a reply the pairs read before it lack"
+    assert index_state("complaint") == state
+
+
+def test_categories_that_differ_only_in_odd_characters_keep_apart():
+    names = {replies.key_name(category) for category in ("a b", "a_b", "a/b", "Bär", "Bör")}
+    assert len(names) == 5 and replies.key_name("billing_question") == "billing_question"
+    for category in ("a b", "Bär"):
+        key_name = replies.key_name(category)
+        assert replies.key_name_of(replies.index_key(category)) == key_name
+        assert replies.key_name_of(replies.added_prefix(category) + "x.npz") == key_name
