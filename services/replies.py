@@ -50,7 +50,7 @@ INDEX = "replies/index/"
 AUTO = "replies/auto/"  # per address: when it last got an automatic reply
 ADDED = "replies/added/"  # per category: the staff replies sent since its index was written
 FOLD_AT = 100  # added replies that a send folds into the index (one rewrite per 100 sends)
-PAIR_READERS = 16  # concurrent reads of the e-mail/reply pairs when an index is built anew
+READERS = 10  # concurrent S3 reads (pairs, added replies): boto3's pool holds 10 connections
 MAX_SUGGESTIONS = 3
 ANGLE_ADDRESS = re.compile(r"(?P<name>.*?)\s*<[^<>@]*@[^<>]*>\s*", re.S)  # fullmatch
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")  # S3's conditional writes
@@ -288,7 +288,10 @@ def with_added(bucket: str, category: str) -> tuple[Index, str | None, list[str]
     for gone in [key for key in _added if key.startswith(added_prefix(category))]:
         if gone not in keys:  # folded: the index holds it now
             del _added[gone]
-    present = tuple(key for key in keys if read_added(bucket, key) is not None)
+    fresh = [key for key in keys if key not in _added]  # a cold container: up to FOLD_AT
+    with ThreadPoolExecutor(READERS) as pool:
+        list(pool.map(functools.partial(read_added, bucket), fresh))
+    present = tuple(key for key in keys if key in _added)
     if _merged.get(category, ((),))[0] != (etag, present):
         _merged.pop(category, None)  # one copy of the vectors at a time (50,000: 77 MB)
         _merged[category] = ((etag, present), index.merged([_added[key] for key in present]))
@@ -575,7 +578,7 @@ def reindex(
     keys = list_keys(bucket, PAIRS)
     by_category: dict[str, list[dict]] = {}
     left_out = 0
-    pool = ThreadPoolExecutor(PAIR_READERS)  # the S3 round trips overlap
+    pool = ThreadPoolExecutor(READERS)  # the S3 round trips overlap
     try:
         for number, pair in enumerate(pool.map(functools.partial(read_json, bucket), keys)):
             in_time(deadline, f"after reading {number} of {len(keys)} e-mail/reply pairs")
