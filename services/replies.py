@@ -163,7 +163,7 @@ def save_template(
         saved_at=now(),
     )
     key = f"{TEMPLATES}{template.template_id}/{template.version:06d}.json"
-    if not put_new(bucket, key, template.model_dump_json().encode()):
+    if not put_if(bucket, key, template.model_dump_json().encode()):
         raise SaveConflict(f"template {template.template_id} was saved meanwhile; reload")
     return template
 
@@ -288,9 +288,9 @@ def with_added(bucket: str, category: str) -> tuple[Index, str | None, list[str]
     for gone in [key for key in _added if key.startswith(added_prefix(category))]:
         if gone not in keys:  # folded: the index holds it now
             del _added[gone]
-    fresh = [key for key in keys if key not in _added]  # a cold container: up to FOLD_AT
-    with ThreadPoolExecutor(READERS) as pool:
-        list(pool.map(functools.partial(read_added, bucket), fresh))
+    if fresh := [key for key in keys if key not in _added]:  # a cold container: up to FOLD_AT
+        with ThreadPoolExecutor(READERS) as pool:
+            list(pool.map(functools.partial(read_added, bucket), fresh))
     present = tuple(key for key in keys if key in _added)
     if _merged.get(category, ((),))[0] != (etag, present):
         _merged.pop(category, None)  # one copy of the vectors at a time (50,000: 77 MB)
@@ -346,16 +346,9 @@ def write_index(bucket: str, category: str, index: Index, etag: str | None) -> b
     """The index in place of the one with this ETag (None: where there was none), with its
     model in the object's metadata (a HEAD tells whether it is stale); False when another
     writer replaced or removed it meanwhile."""
-    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-    try:
-        clients.client("s3").put_object(Bucket=bucket, Key=index_key(category),
-                                        Body=index.to_bytes(), Metadata={"model": index.model},
-                                        **condition)  # fmt: skip
-    except ClientError as error:  # If-Match on a removed key: NoSuchKey, not 412
-        if error.response["Error"]["Code"] not in (*CONFLICTS, *MISSING):
-            raise
-        return False
-    return True
+    # If-Match on a removed key: NoSuchKey, not 412
+    return put_if(bucket, index_key(category), index.to_bytes(), etag,
+                  lost=(*CONFLICTS, *MISSING), Metadata={"model": index.model})  # fmt: skip
 
 
 def written_model(bucket: str, key: str) -> str:
@@ -452,16 +445,10 @@ def claim_automatic_reply(bucket: str, address: str, every: timedelta) -> bool:
     except ClientError as error:
         if error.response["Error"]["Code"] not in MISSING:
             raise
-        return put_new(bucket, key, body)
+        return put_if(bucket, key, body)
     if now() - datetime.fromisoformat(json.loads(last["Body"].read())["sent_at"]) < every:
         return False
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, IfMatch=last["ETag"])
-    except ClientError as error:
-        if error.response["Error"]["Code"] in CONFLICTS:
-            return False
-        raise
-    return True
+    return put_if(bucket, key, body, last["ETag"])
 
 
 def release_automatic_reply(bucket: str, address: str) -> None:
@@ -530,7 +517,7 @@ def send(
         suggestion=request.suggestion,
         edited=edit_share(request.suggested_text, request.text),
     )
-    if not put_new(bucket, f"{prefix}.json", record.model_dump_json().encode()):
+    if not put_if(bucket, f"{prefix}.json", record.model_dump_json().encode()):
         return sent_record(bucket, f"{prefix}.json"), False
     message = compose(raw, email, support, address, request.text, automatic)
     try:
@@ -688,12 +675,16 @@ def email_key(message_id: str) -> str:
     return hashlib.sha256(message_id.encode()).hexdigest()[:32]
 
 
-def put_new(bucket: str, key: str, body: bytes) -> bool:
-    """Write unless the key exists (S3's conditional write); False when it did."""
+def put_if(
+    bucket: str, key: str, body: bytes, etag: str | None = None, lost=CONFLICTS, **fields
+) -> bool:
+    """Write over the object with this ETag, or (None) only where there is none: S3's
+    conditional writes. False when another writer came first (an error code in `lost`)."""
+    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
     try:
-        clients.client("s3").put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+        clients.client("s3").put_object(Bucket=bucket, Key=key, Body=body, **condition, **fields)
     except ClientError as error:
-        if error.response["Error"]["Code"] in CONFLICTS:
+        if error.response["Error"]["Code"] in lost:
             return False
         raise
     return True
