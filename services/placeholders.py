@@ -103,21 +103,27 @@ def greeting_name(display_name: str) -> str:
     address, a mailbox name ("hans.mueller") or a role ("info", "Kundenservice") is none;
     a department or degree after a comma is left out."""
     text = "".join(char for char in display_name if unicodedata.category(char) != "Cf")
-    name = re.split(r"\||\s[-\u2013]\s", re.sub(r"[(\[].*?(?:[)\]]|$)", " ", text))[0]
-    name = " ".join(name.replace('"', " ").split()).strip(" ,;-")
-    if len(name) > 1 and name[0] == name[-1] == "'":  # Exchange quotes it so
-        name = name[1:-1].strip()
-    if "@" in name or re.fullmatch(r"[\w-]*[._][\w.-]*|[a-z-]+", name):
-        return ""
-    if name.casefold() in MAILBOXES:
-        return ""
+    text = re.sub(r"[(\[].*?(?:[)\]]|$)", " ", text, flags=re.S).replace('"', " ")
+    name = bare(re.split(r"\||\s[-\u2013]\s", " ".join(text.split()))[0])
     parts = [part.strip() for part in name.split(",")]
     swapped = SURNAME_FIRST.fullmatch(", ".join(parts[:2]))
     if swapped and not re.match(f"{DEGREE}|{COMPANY}", swapped["first"]):
-        name = f"{swapped['title']}{swapped['first']} {swapped['last']}"
+        name = bare(f"{swapped['title']}{swapped['first']} {bare(swapped['last'])}")
     else:  # "Hans Müller, Vertrieb", "Jane Doe, PhD", "ACME, Inc."
-        name = parts[0]
+        name = bare(parts[0])
+    if "@" in name or re.fullmatch(r"[\w-]*[._][\w.-]*|[a-z-]+", name):  # what is left
+        return ""
+    if name.casefold() in MAILBOXES:
+        return ""
     return name.title() if name.isupper() and len(name) > 3 and "İ" not in name else name
+
+
+def bare(name: str) -> str:
+    """Without separators around it, nor the single quotes Exchange wraps names in."""
+    name = name.strip(" ,;-")
+    while len(name) > 1 and name[0] == name[-1] == "'":
+        name = name[1:-1].strip(" ,;-")
+    return name
 
 
 def salutation(name: str, language: str) -> str:

@@ -4,7 +4,7 @@ grouped thousands, written-out dates, numbers beside dates, names in Outlook's o
 import time
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from services.placeholders import fill, generalise, greeting_name, stated
@@ -126,6 +126,12 @@ def test_the_senders_name_survives_the_commas_and_charsets_of_real_from_headers(
 
 
 @given(st.text(max_size=40))
+@example("[\n0")  # each once came out changed by a second pass
+@example("_,0")
+@example("0-,0")
+@example('0[)-"0')
+@example("'',0")
+@example("A-,A")
 def test_a_greeting_name_is_clean_and_stable(display_name):
     name = greeting_name(display_name)
     assert "@" not in name and "(" not in name and "|" not in name
