@@ -170,7 +170,7 @@ def component(process: psutil.Process, own_pid: int) -> str:
         ("postwerk-ingest", "lambda ingest"),
         ("postwerk-classify", "lambda classify"),
         ("_worker.py", "lambda other"),
-        ("-m ministack", "ministack"),
+        ("ministack.app", "ministack"),
         ("model serve", "model replica"),
         ("emulation.sagemaker", "sagemaker service"),
     ):
