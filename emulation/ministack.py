@@ -109,6 +109,8 @@ class MiniStack:
         return [
             *("--host", HOST, "--port", str(self.port)),
             *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
+            # the app adds the one Date AWS sends, as Hypercorn is configured by MiniStack
+            *("--no-date-header", "--no-server-header"),
             *("--timeout-keep-alive", str(KEEP_ALIVE_S), "--timeout-graceful-shutdown", "1"),
         ]
 

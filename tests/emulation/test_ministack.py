@@ -46,6 +46,25 @@ def test_start_reset_and_stop_leave_nothing_behind(state_dir):
     assert not backend.stop(), "stopping twice is harmless"
 
 
+def test_answers_carry_one_date_and_no_server_banner_as_aws_does(aws):
+    """The app adds a Date itself: a second one from the HTTP server ("Date: X, X" to a
+    client that joins them) would not parse as a date."""
+    client = boto3.client("s3")
+    client.create_bucket(
+        Bucket="raw", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    client.put_object(Bucket="raw", Key="a.eml", Body=b"hello")
+    for answer in (
+        httpx.get(f"{aws.endpoint_url}/_ministack/health"),
+        httpx.get(
+            client.generate_presigned_url("get_object", Params={"Bucket": "raw", "Key": "a.eml"})
+        ),
+    ):
+        assert answer.status_code == 200
+        assert len(answer.headers.get_list("date")) == 1, answer.headers
+        assert "server" not in answer.headers
+
+
 def test_state_survives_a_clean_restart_when_persisted(state_dir):
     backend = MiniStack(state_dir, free_port(), persist_state=True)
     client = s3(backend.start())
