@@ -23,10 +23,15 @@ from tests.emulation.test_sagemaker_api import audit
 from tests.emulation.test_transform import EMAILS, put_lines, transform_request
 from tests.jobs import make_emails
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("POSTWERK_TEST_CLIENTS") != "1",
-    reason="the real SageMaker clients (~3 min): run with POSTWERK_TEST_CLIENTS=1",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get("POSTWERK_TEST_CLIENTS") != "1",
+        reason="the real SageMaker clients (~3 min): run with POSTWERK_TEST_CLIENTS=1",
+    ),
+    # the client's own wait (below), not the suite's 300 s: on a slow CI machine one client
+    # (training and an endpoint) took over 300 s, where it takes 30-50 s on a quiet one
+    pytest.mark.timeout(900),
+]
 
 
 def run_client(python, script: str, arguments: dict, environment: dict) -> dict[str, str]:
