@@ -23,14 +23,16 @@ from tests.emulation.test_sagemaker_api import audit
 from tests.emulation.test_transform import EMAILS, put_lines, transform_request
 from tests.jobs import make_emails
 
+CLIENT_WAIT_S = 900  # a shared, noisy machine: training, tuning and endpoints take a while
+
 pytestmark = [
     pytest.mark.skipif(
         os.environ.get("POSTWERK_TEST_CLIENTS") != "1",
         reason="the real SageMaker clients (~3 min): run with POSTWERK_TEST_CLIENTS=1",
     ),
-    # the client's own wait (below), not the suite's 300 s: on a slow CI machine one client
+    # the client's own wait, not the suite's 300 s: on a slow CI machine one client
     # (training and an endpoint) took over 300 s, where it takes 30-50 s on a quiet one
-    pytest.mark.timeout(900),
+    pytest.mark.timeout(CLIENT_WAIT_S),
 ]
 
 
@@ -40,7 +42,7 @@ def run_client(python, script: str, arguments: dict, environment: dict) -> dict[
         env=os.environ | environment,
         capture_output=True,
         text=True,
-        timeout=900,  # a shared, noisy machine: training, tuning and endpoints take a while
+        timeout=CLIENT_WAIT_S,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, f"{script} printed no results: {done.stdout[-2000:]} {done.stderr[-3000:]}"
