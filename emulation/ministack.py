@@ -109,7 +109,7 @@ class MiniStack:
         return [
             *("--host", HOST, "--port", str(self.port)),
             *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
-            # the app adds the one Date AWS sends, as Hypercorn is configured by MiniStack
+            # MiniStack's app adds the one Date AWS sends (its main turns Hypercorn's off too)
             *("--no-date-header", "--no-server-header"),
             *("--timeout-keep-alive", str(KEEP_ALIVE_S), "--timeout-graceful-shutdown", "1"),
         ]
