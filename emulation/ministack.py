@@ -9,8 +9,13 @@ HTTP parser (h11) and asyncio loop took about 40% of the CPU of each call (measu
 call type: PutObject with its S3 event, GetObject, ReceiveMessage, PutRecords). Here
 uvicorn serves it, with httptools and uvloop, the server our own services use; the app's
 lifespan does its start-up as before.
+
+`python -m emulation.ministack install DIR` makes the venv under DIR, and
+`python -m emulation.ministack serve DIR --host 0.0.0.0` runs the server in the foreground:
+how the Compose backend's image (emulation/Dockerfile) makes and runs the same server.
 """
 
+import argparse
 import contextlib
 import os
 import signal
@@ -43,6 +48,7 @@ class MiniStack:
     state_dir: Path
     port: int
     persist_state: bool = False
+    bind_host: str = HOST  # where it listens; endpoint_url is how this machine reaches it
 
     @property
     def endpoint_url(self) -> str:
@@ -84,19 +90,17 @@ class MiniStack:
             raise BackendError(f"MiniStack already runs (pid {self.running_pid()}); stop it first")
         if self.healthy():
             raise BackendError(f"port {self.port} already answers: another emulator runs there")
-        python = self.install()
-        tmp = self.state_dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
+        command, environment = self.server_command()
         self.log_file.unlink(missing_ok=True)  # this run's log only
         try:
             process = start_and_wait(
-                [str(python), "-m", "uvicorn", "ministack.app:app", *self.server_options()],
+                command,
                 self.log_file,
                 self.healthy,
                 timeout,
                 "MiniStack",
                 on_failure=kill_group,
-                env=os.environ | self.environment() | {"TMPDIR": str(tmp)},
+                env=environment,
                 cwd=self.state_dir,
                 start_new_session=True,  # Ctrl-C in the terminal goes to us, not to it
             )
@@ -105,9 +109,23 @@ class MiniStack:
         self.pid_file.write_text(str(process.pid))
         return self.endpoint_url
 
+    def serve(self) -> None:
+        """Become the server (a container's main process): it runs until stopped."""
+        command, environment = self.server_command()
+        os.chdir(self.state_dir)
+        os.execve(command[0], command, environment)
+
+    def server_command(self) -> tuple[list[str], dict[str, str]]:
+        """The server's command line and environment (installing it if needed)."""
+        python = self.install()
+        tmp = self.state_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        command = [str(python), "-m", "uvicorn", "ministack.app:app", *self.server_options()]
+        return command, os.environ | self.environment() | {"TMPDIR": str(tmp)}
+
     def server_options(self) -> list[str]:
         return [
-            *("--host", HOST, "--port", str(self.port)),
+            *("--host", self.bind_host, "--port", str(self.port)),
             *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
             # MiniStack's app adds the one Date AWS sends (its main turns Hypercorn's off too)
             *("--no-date-header", "--no-server-header"),
@@ -115,7 +133,7 @@ class MiniStack:
         ]
 
     def environment(self) -> dict[str, str]:
-        env = {"BIND_HOST": HOST, "GATEWAY_PORT": str(self.port)}
+        env = {"BIND_HOST": self.bind_host, "GATEWAY_PORT": str(self.port)}
         if self.persist_state:
             state = self.state_dir / "state"
             env |= {
@@ -165,6 +183,23 @@ class MiniStack:
             raise BackendError(f"MiniStack reset failed: {answer.status_code} {answer.text}")
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description="MiniStack as postwerk runs it")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("install", help="make its venv under STATE_DIR").add_argument(
+        "state_dir", type=Path
+    )
+    serve = commands.add_parser("serve", help="run the server in the foreground")
+    serve.add_argument("state_dir", type=Path)
+    serve.add_argument("--host", default=HOST)
+    serve.add_argument("--port", type=int, default=4566)
+    args = parser.parse_args()
+    if args.command == "install":
+        MiniStack(args.state_dir, 0).install()
+    else:
+        MiniStack(args.state_dir, args.port, persist_state=True, bind_host=args.host).serve()
+
+
 def kill_group(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -175,3 +210,7 @@ def run(command: list[str], what: str) -> None:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BackendError(f"could not {what}: {result.stderr.strip()[-2000:]}")
+
+
+if __name__ == "__main__":
+    main()

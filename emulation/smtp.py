@@ -4,7 +4,8 @@ adds and writes the raw message to the raw bucket's incoming/ prefix, as the tem
 receipt rule does on AWS (DESIGN.md 3.6). It answers 250 only once the message is stored;
 while there is no stack (so no raw bucket) it answers 451, and a sender tries again later.
 
-`python -m emulation.smtp --port 2525` runs it alone, in the foreground.
+`python -m emulation.smtp --port 2525` runs it alone, in the foreground (Docker Compose runs
+it so, with `--host 0.0.0.0`).
 """
 
 import argparse
@@ -141,11 +142,13 @@ def expect(answer: tuple[int, bytes], step: str) -> str:
     return reply.decode()
 
 
-def start(port: int, recipients: Sequence[str], bucket: Callable[[], str | None]) -> Controller:
+def start(
+    port: int, recipients: Sequence[str], bucket: Callable[[], str | None], host: str = HOST
+) -> Controller:
     """The server in a thread of its own; stop it with .stop()."""
     controller = Controller(
         Receiver(recipients, bucket),
-        hostname=HOST,
+        hostname=host,
         port=port,
         data_size_limit=SES_SIZE_LIMIT,
         server_hostname="inbound-smtp.localhost",
@@ -157,14 +160,16 @@ def start(port: int, recipients: Sequence[str], bucket: Callable[[], str | None]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default=HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--recipients", default=",".join(DEFAULT_RECIPIENTS))
     parser.add_argument("--stack-name", default="postwerk")
     args = parser.parse_args()
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # the server's thread inherits it
-    server = start(args.port, args.recipients.split(","), StackBucket(args.stack_name))
-    print(f"SMTP on {HOST}:{args.port}", flush=True)
+    recipients = args.recipients.split(",")
+    server = start(args.port, recipients, StackBucket(args.stack_name), args.host)
+    print(f"SMTP on {args.host}:{args.port}", flush=True)
     signal.sigwait(stop_signals)
     server.stop()
 
