@@ -25,8 +25,8 @@ import boto3
 from botocore.exceptions import ClientError, WaiterError
 from pydantic import ValidationError
 
+from postwerk import compose
 from postwerk.errors import RAN_AND_FAILED, CommandError
-from postwerk.local import docker_engine_reachable
 from postwerk.sagemaker import ensure_bucket
 from postwerk.settings import REPO_ROOT, CliSettings
 from services.settings import RoutingTable
@@ -45,6 +45,7 @@ class Target:
     lambda_python: str | None  # None: this interpreter (the embedded emulator runs handlers)
     emulator_mapping: bool  # the emulator's own mappings off, postwerk's runner on
     sagemaker_runtime_url: str  # where classify calls InvokeEndpoint; "" = AWS's default
+    lambda_machine: str = "x86_64"  # the processor the functions' wheels are built for
 
     def parameters(self) -> dict[str, str]:
         python = self.lambda_python or f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -61,8 +62,9 @@ def target_for(backend: str) -> Target:
     if backend == "embedded":
         url = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "")
         return Target(backend, None, emulator_mapping=True, sagemaker_runtime_url=url)
-    if backend == "compose":
-        return Target(backend, AWS_LAMBDA_PYTHON, True, COMPOSE_SAGEMAKER_URL)
+    if backend == "compose":  # MiniStack runs the functions in its container, on its Python
+        machine = compose.engine().info()["Architecture"]
+        return Target(backend, compose.LAMBDA_PYTHON, True, COMPOSE_SAGEMAKER_URL, machine)
     return Target("aws", AWS_LAMBDA_PYTHON, emulator_mapping=False, sagemaker_runtime_url="")
 
 
@@ -131,7 +133,7 @@ def deploy_pipeline(
     """Package, upload and deploy the stack; returns its outputs. settings: the template's
     own parameters (stack_settings, ReviewThreshold, ...)."""
     say("packaging the functions ...")
-    archive = build_package(build_folder(), target.lambda_python)
+    archive = build_package(build_folder(), target.lambda_python, target.lambda_machine)
     code = {"CodeBucket": bucket, "CodeKey": upload_package(archive, bucket)}
     say(f"deploying stack {stack_name} ...")
     return deploy_stack(stack_name, code | settings | target.parameters())
@@ -153,10 +155,12 @@ def requirements() -> list[str]:
     return found
 
 
-def build_package(build_dir: Path, python_version: str | None) -> Path:
+def build_package(build_dir: Path, python_version: str | None, machine: str = "x86_64") -> Path:
     """The functions' zip. python_version None: for this interpreter (the local emulator
-    runs handlers on a Python like ours); else manylinux wheels for AWS Lambda."""
-    target = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    runs handlers on a Python like ours); else manylinux wheels for that Python on that
+    machine (AWS Lambda's x86_64, or the Compose engine's)."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}-here"
+    target = here if python_version is None else f"{python_version}-{machine}"
     wanted = requirements()
     deps = build_dir / f"deps-{target}-{digest(' '.join(wanted).encode())[:12]}"
     if not deps.is_dir():
@@ -165,7 +169,7 @@ def build_package(build_dir: Path, python_version: str | None) -> Path:
             if python_version is None
             else [
                 "--platform",
-                "manylinux2014_x86_64",
+                f"manylinux2014_{machine}",
                 "--implementation",
                 "cp",
                 "--python-version",
@@ -349,12 +353,14 @@ def image_tag() -> str:
 
 
 def push_image(repository: str, say: Callable[[str], None] = print) -> str:
-    """Build model/Dockerfile and push it to the ECR repository (created when missing)."""
-    if not docker_engine_reachable():
+    """Build model/Dockerfile for SageMaker's instances (torch from PyPI, with CUDA, for the
+    GPU training instances) and push it to the ECR repository (created when missing)."""
+    if not compose.engine_answers():
         raise CommandError(
             "building the model image needs a Docker engine; build and push it elsewhere "
             "and pass --image URI"
         )
+    project, _ = compose.prepare(dict(os.environ), ports={}, gpus=True)
     ecr = boto3.client("ecr")
     try:
         uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0][
@@ -364,13 +370,15 @@ def push_image(repository: str, say: Callable[[str], None] = print) -> str:
         uri = ecr.create_repository(
             repositoryName=repository, imageScanningConfiguration={"scanOnPush": True}
         )["repository"]["repositoryUri"]
-    image = f"{uri}:{image_tag()}"
-    say(f"building and pushing {image} ...")
+    tag = image_tag()
+    say(f"building and pushing {uri}:{tag} ...")
+    project.run("--profile", "model", "build", "model")
+    client = compose.engine()
+    client.images.get(compose.MODEL_IMAGE).tag(uri, tag)
     authorization = ecr.get_authorization_token()["authorizationData"][0]
     user, password = base64.b64decode(authorization["authorizationToken"]).decode().split(":", 1)
-    docker = ["docker", "build", "--file", "model/Dockerfile", "--tag", image, "."]
-    subprocess.run(docker, cwd=REPO_ROOT, check=True)
-    login = ["docker", "login", "--username", user, "--password-stdin"]
-    subprocess.run([*login, authorization["proxyEndpoint"]], input=password.encode(), check=True)
-    subprocess.run(["docker", "push", image], check=True)
-    return image
+    credentials = {"username": user, "password": password}
+    for progress in client.images.push(uri, tag, auth_config=credentials, stream=True, decode=True):
+        if "error" in progress:
+            raise CommandError(f"pushing {uri}:{tag} failed: {progress['error']}", RAN_AND_FAILED)
+    return f"{uri}:{tag}"

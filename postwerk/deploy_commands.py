@@ -116,7 +116,9 @@ def default_model(settings: CliSettings) -> Path:
 
 
 def show_plan(settings, deploy_target, bucket, template, image, model) -> None:
-    archive = stack.build_package(stack.build_folder(), deploy_target.lambda_python)
+    archive = stack.build_package(
+        stack.build_folder(), deploy_target.lambda_python, deploy_target.lambda_machine
+    )
     parameters = (
         {"CodeBucket": bucket, "CodeKey": stack.package_key(archive)}
         | template

@@ -5,18 +5,18 @@ embedded: `python -m emulation` (MiniStack, the SageMaker service, the mapping r
 one background process. It writes the ready file (`<state dir>/local.json`: the exports
 and its PIDs) once everything answers, which is how `up` knows it may go on and how
 `env`, `status` and `down` find it later.
-compose: `docker compose up --wait` with the project's docker-compose.yml; the ready file
-then holds the fixed exports of its published ports.
+compose: the images built, then `docker compose up --wait` with the project's
+docker-compose.yml (postwerk/compose.py); the ready file then holds the exports of its
+published ports.
 """
 
 import contextlib
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +26,14 @@ from emulation.processes import (
     alive,
     port_in_use,
     start_and_wait,
+    write_atomically,
 )
+from postwerk import compose
 from postwerk.errors import CommandError
 from postwerk.settings import REPO_ROOT
 
 BACKENDS = ("embedded", "compose")
 STOP_SECONDS = 13  # the launcher bounds its own stop to about 11 s; past this, SIGKILL
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 
 
 class LocalError(CommandError):
@@ -52,19 +53,9 @@ def choose_backend(requested: str | None) -> tuple[str, str]:
         if requested not in BACKENDS:
             raise LocalError(f"BACKEND={requested}: choose one of {', '.join(BACKENDS)}")
         return requested, f"BACKEND={requested}"
-    if docker_engine_reachable():
+    if compose.engine_answers():
         return "compose", "a Docker engine answers"
     return "embedded", "no Docker engine reachable"
-
-
-def docker_engine_reachable() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
-    except subprocess.TimeoutExpired:
-        return False
-    return probe.returncode == 0
 
 
 def ready_file(state_dir: Path) -> Path:
@@ -81,17 +72,32 @@ def find(state_dir: Path) -> LocalAws | None:
     if found.backend == "embedded" and not alive(found.pids[0]):
         ready_file(state_dir).unlink(missing_ok=True)
         return None
+    if found.backend == "compose" and not compose.running_services():
+        ready_file(state_dir).unlink(missing_ok=True)
+        return None
     return found
 
 
-def start_embedded(state_dir: Path, aws_port: int, sagemaker_port: int, smtp_port: int) -> LocalAws:
-    """`python -m emulation` in the background, in its own session, until it is ready."""
-    for port in (aws_port, sagemaker_port, smtp_port):
+def ensure_free(ports: Iterable[int]) -> None:
+    for port in ports:
         if port_in_use(port):
             raise LocalError(
                 f"port {port} is in use by another program; stop it, or choose other ports "
                 f"(POSTWERK_AWS_PORT, POSTWERK_SAGEMAKER_PORT, POSTWERK_SMTP_PORT)"
             )
+
+
+def parts(found: LocalAws) -> str:
+    """What runs: the embedded backend's processes, or the Compose project's containers."""
+    if found.backend == "compose":
+        services = sorted(compose.running_services().items())
+        return "containers " + ", ".join(f"{name} {state}" for name, state in services)
+    return f"processes {[pid for pid in found.pids if alive(pid)]}"
+
+
+def start_embedded(state_dir: Path, aws_port: int, sagemaker_port: int, smtp_port: int) -> LocalAws:
+    """`python -m emulation` in the background, in its own session, until it is ready."""
+    ensure_free((aws_port, sagemaker_port, smtp_port))
     ready = ready_file(state_dir)
     command = [
         *(sys.executable, "-m", "emulation", "--state-dir", str(state_dir)),
@@ -117,18 +123,22 @@ def start_embedded(state_dir: Path, aws_port: int, sagemaker_port: int, smtp_por
     return LocalAws("embedded", recorded["env"], recorded["pids"])
 
 
-def start_compose(state_dir: Path, emulator: str) -> LocalAws:
-    """`docker compose up --wait`: builds the images, waits for the healthchecks."""
-    if emulator not in ("localstack", "ministack"):
-        raise LocalError(f"--emulator {emulator}: choose localstack or ministack")
-    compose(["--profile", "model", "build", "model"])  # what training jobs and replicas run
-    compose(["--profile", emulator, "up", "--detach", "--wait", "--build"])
+def start_compose(state_dir: Path, ports: dict[str, int], say: Callable[[str], None]) -> LocalAws:
+    """Check what Compose needs, build the images, `up --wait` (the healthchecks)."""
+    ensure_free(ports.values())
+    project, build = compose.prepare(dict(os.environ), ports)
+    say(f"building the images (base {build.base_image}) ...")
+    project.build()
+    say("starting the containers ...")
+    project.up()
     env = DUMMY_CREDENTIALS | {
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:4566",
-        "AWS_ENDPOINT_URL_SAGEMAKER": "http://127.0.0.1:4567",
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": "http://127.0.0.1:4567",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports['aws']}",
+        "AWS_ENDPOINT_URL_SAGEMAKER": f"http://127.0.0.1:{ports['sagemaker']}",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://127.0.0.1:{ports['sagemaker']}",
+        "POSTWERK_SMTP_PORT": str(ports["smtp"]),
     }
-    ready_file(state_dir).write_text(json.dumps({"backend": "compose", "env": env, "pids": []}))
+    ready = {"backend": "compose", "env": env, "pids": []}
+    write_atomically(ready_file(state_dir), json.dumps(ready, indent=2))
     return LocalAws("compose", env, [])
 
 
@@ -138,7 +148,7 @@ def stop(state_dir: Path) -> LocalAws | None:
     if found is None:
         return None
     if found.backend == "compose":
-        compose(["--profile", "localstack", "--profile", "ministack", "down"])
+        stop_compose()
     else:
         terminate(found.pids, STOP_SECONDS)
     ready_file(state_dir).unlink(missing_ok=True)
@@ -159,8 +169,8 @@ def terminate(pids: list[int], timeout: float) -> None:
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
-def compose(arguments: list[str]) -> None:
-    command = ["docker", "compose", "--file", str(COMPOSE_FILE), *arguments]
-    result = subprocess.run(command, check=False)
-    if result.returncode != 0:
-        raise LocalError(f"`{' '.join(command)}` failed with exit code {result.returncode}")
+def stop_compose() -> None:
+    """`docker compose down` (the SageMaker service stops its jobs and replicas), then
+    whatever of those it left; the volumes that keep the model stay."""
+    compose.Compose(compose.compose_command()).down()
+    compose.remove_jobs_and_replicas()

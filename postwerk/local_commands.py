@@ -37,7 +37,6 @@ def up(
     backend: Annotated[
         str | None, typer.Option(envvar="BACKEND", help="embedded or compose (default: auto)")
     ] = None,
-    emulator: Annotated[str, typer.Option(help="compose: localstack or ministack")] = "localstack",
     hyperparameter: Annotated[
         list[str], typer.Option("--hyperparameter", "-p", help="for the first training")
     ] = [],  # noqa: B006 (Typer reads the default)
@@ -51,7 +50,7 @@ def up(
     started = time.monotonic()
     with stop_signals_interrupt():
         try:
-            running, ours = start_local_aws(settings, backend, emulator)
+            running, ours = start_local_aws(settings, backend)
         except KeyboardInterrupt:
             console.print("\ninterrupted while starting the local AWS; nothing left running")
             raise typer.Exit(130) from None
@@ -126,9 +125,7 @@ def stopped_while_starting(settings: CliSettings, ours: bool) -> NoReturn:
     raise typer.Exit(130)
 
 
-def start_local_aws(
-    settings: CliSettings, backend: str | None, emulator: str
-) -> tuple[local.LocalAws, bool]:
+def start_local_aws(settings: CliSettings, backend: str | None) -> tuple[local.LocalAws, bool]:
     """The running local AWS, or a new one; True when this call started it."""
     running = local.find(settings.state_dir)
     if running is not None:
@@ -137,12 +134,12 @@ def start_local_aws(
     chosen, why = local.choose_backend(backend)
     console.print(f"backend: [bold]{chosen}[/] ({why})")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    ports = {"aws": settings.aws_port, "sagemaker": settings.sagemaker_port}
+    ports["smtp"] = settings.smtp_port
     if chosen == "compose":
-        return local.start_compose(settings.state_dir, emulator), True
+        return local.start_compose(settings.state_dir, ports, console.print), True
     console.print("starting MiniStack, the SageMaker service and the mapping runner ...")
-    ports = (settings.aws_port, settings.sagemaker_port, settings.smtp_port)
-    started = local.start_embedded(settings.state_dir, *ports)
-    return started, True
+    return local.start_embedded(settings.state_dir, *ports.values()), True
 
 
 def ensure_model(settings: CliSettings, hyperparameters: dict[str, str]) -> None:
@@ -286,8 +283,7 @@ def status() -> None:
     running = local.find(settings.state_dir)
     if running is not None:
         os.environ.update(running.env)
-        alive = [pid for pid in running.pids if local.alive(pid)]
-        console.print(f"local AWS: [bold]{running.backend}[/], processes {alive}")
+        console.print(f"local AWS: [bold]{running.backend}[/], {local.parts(running)}")
         console.print(f"  AWS {running.env['AWS_ENDPOINT_URL']}")
         console.print(f"  SageMaker {running.env['AWS_ENDPOINT_URL_SAGEMAKER']}")
     elif os.environ.get("AWS_ENDPOINT_URL"):

@@ -57,10 +57,10 @@ def test_backend_choice(monkeypatch):
     assert local.choose_backend("embedded") == ("embedded", "BACKEND=embedded")
     with pytest.raises(local.LocalError, match="choose one of embedded, compose"):
         local.choose_backend("kubernetes")
-    monkeypatch.setattr(local, "docker_engine_reachable", lambda: False)
-    assert local.choose_backend(None)[0] == "embedded"
-    monkeypatch.setattr(local, "docker_engine_reachable", lambda: True)
-    assert local.choose_backend(None)[0] == "compose"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert local.choose_backend(None) == ("embedded", "no Docker engine reachable")
+    monkeypatch.setattr(local.compose, "engine_answers", lambda: True)
+    assert local.choose_backend(None) == ("compose", "a Docker engine answers")
 
 
 def test_a_stale_ready_file_is_forgotten(tmp_path):
