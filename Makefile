@@ -65,6 +65,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint model/Dockerfile emulation/Dockerfile
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(VENV)/bin/lychee --config lychee.toml $$(git ls-files --cached --others --exclude-standard '*.md')
 
 format: install
 	$(VENV)/bin/ruff check --fix .
