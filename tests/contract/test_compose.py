@@ -1,6 +1,6 @@
 """docker-compose.yml and the Dockerfiles, checked without a Docker engine (none runs on
 these machines): the Compose Specification schema, references that must resolve, and the
-choices the README promises (pinned emulator, ports on 127.0.0.1 only, healthchecks)."""
+choices docs/emulation.md promises (pinned emulator, ports on 127.0.0.1 only, healthchecks)."""
 
 import copy
 import json
