@@ -65,12 +65,14 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint model/Dockerfile emulation/Dockerfile
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(VENV)/bin/lychee --config lychee.toml $$(git ls-files --cached --others --exclude-standard '*.md')
 
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Benchmarks: real sizes, minutes each, not part of the tests. Results go to bench/results/.
+# Benchmarks: real sizes, minutes each, not part of the tests. Results go to bench/results/,
+# and from there to docs/benchmarks.md.
 # bench.serving's load generator is wrk (Debian's package), which costs the server little CPU.
 bench: install
 	@command -v wrk >/dev/null || { $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update -qq && \
@@ -85,6 +87,7 @@ bench: install
 	$(PY) -m bench.smtp
 	$(PY) -m bench.mailbox
 	$(PY) -m bench.cli
+	$(PY) -m bench.report
 
 # Fuzzers with a time budget each (seconds), not part of the tests: every crash they find
 # becomes a regression fixture in tests/.

@@ -6,7 +6,7 @@ Each shape (huge headers, thousands of parts, deep nesting, big attachments, lon
 is built at growing sizes up to 25 MB, so the table shows whether the cost grows linearly.
 The baseline is the standard library's modern parser (policy.default, get_body, the
 headers read), the way ingest parsed before; it runs only up to 20 KB, since it grows
-super-linearly on some shapes (DESIGN.md section 5: each figure against a baseline).
+super-linearly on some shapes (docs/architecture.md section 5: each figure against a baseline).
 """
 
 import base64

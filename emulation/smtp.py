@@ -1,7 +1,7 @@
 """The local stand-in for SES receiving: an SMTP server on 127.0.0.1 (aiosmtpd) that accepts
 mail for the configured recipients only, enforces SES's 40 MB limit, adds the headers SES
 adds and writes the raw message to the raw bucket's incoming/ prefix, as the template's
-receipt rule does on AWS (DESIGN.md 3.6). It answers 250 only once the message is stored;
+receipt rule does on AWS (docs/architecture.md 3.6). It answers 250 only once the message is stored;
 while there is no stack (so no raw bucket) it answers 451, and a sender tries again later.
 
 `python -m emulation.smtp --port 2525` runs it alone, in the foreground (Docker Compose runs

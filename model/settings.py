@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     # CPU engine: OpenVINO (an IR converted from the safetensors and cached in the model
     # folder) or torch. CUDA always serves with torch in fp16. bench/results/serving.json.
     engine: Literal["openvino", "torch"] = "openvino"
-    # Bounds on what one client may cost (README: "Serving limits"). Past them: the status.
+    # Bounds on what one client may cost (docs/model-container.md, "Serve"). Past them: the status.
     max_instances: PositiveInt = 1000  # per request: 413
     max_request_target_bytes: PositiveInt = 8 * 1024  # the URL: 414
     max_header_bytes: PositiveInt = 32 * 1024  # all header fields together: 431

@@ -8,12 +8,13 @@ parses it with ingest's parser and keeps what the model reads (services/records.
 and messages without text are dropped, every message of a thread lands in one split, and the
 train / validation / test split is stratified by label with a seed.
 
-The data set goes to the artifacts bucket under datasets/<name>/<version>/ (DESIGN.md 3.7;
-this module owns that prefix): <split>/data.jsonl, manifest.json (size and SHA-256 per
-file) and card.json (counts, languages, date range, what was dropped, labels too rare to
-learn); datasets/<name>/latest.json names the newest version. The version is a digest of
-the split files: the same mail gives the same version. The registry tells from a training
-job's channels which data set and version it read (services/registry.py `dataset_of`).
+The data set goes to the artifacts bucket under datasets/<name>/<version>/
+(docs/architecture.md 3.7; this module owns that prefix): <split>/data.jsonl, manifest.json
+(size and SHA-256 per file) and card.json (counts, languages, date range, what was dropped,
+labels too rare to learn); datasets/<name>/latest.json names the newest version. The version
+is a digest of the split files: the same mail gives the same version. The registry tells
+from a training job's channels which data set and version it read (services/registry.py
+`dataset_of`).
 
 It streams: messages are parsed one at a time into a temporary file; only a few small fields
 per message (id, label, thread, language, date) stay in memory until the split is drawn.

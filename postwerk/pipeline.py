@@ -65,7 +65,7 @@ def send(files: list[Path], raw_bucket: str) -> list[Sent]:
 
 
 def message_id(raw: bytes) -> str:
-    """The id ingest gives this e-mail (DESIGN.md 3.2), by the same parser."""
+    """The id ingest gives this e-mail (docs/architecture.md 3.2), by the same parser."""
     email = parsed(raw)
     return email.message_id if email else f"sha256-{hashlib.sha256(raw).hexdigest()[:32]}"
 

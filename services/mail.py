@@ -1,6 +1,6 @@
 """Raw e-mail bytes -> an `email.v1` record, for real-world mail.
 
-Guarantees (DESIGN.md section 6): `parse_email` raises nothing but `NotAnEmail`, for any
+Guarantees (docs/architecture.md 6): `parse_email` raises nothing but `NotAnEmail`, for any
 bytes; its cost is roughly linear in the size (headers and text are cut before the work
 that grows with them, attachments are measured, never decoded into text); what was cut,
 repaired or could not be read is named in the record's `flags`.

@@ -1,4 +1,4 @@
-"""The records that flow between the functions (DESIGN.md section 3.2), and how a batch of
+"""The records that flow between the functions (docs/architecture.md 3.2), and how a batch of
 them is cut into chunks that fit an API's limits."""
 
 from collections.abc import Callable
@@ -88,7 +88,7 @@ class Review(BaseModel):
 class ClassificationV1(BaseModel):
     """One result: a DynamoDB item keyed by message id, and a line in the results bucket.
 
-    `input` and `reviews` extend DESIGN.md's fields (optional, so v1 readers still parse):
+    `input` and `reviews` extend the design's first fields (optional, so v1 readers still parse):
     the review page, training on corrections and the monitor need them."""
 
     schema_: Literal["classification.v1"] = Field("classification.v1", alias="schema")

@@ -1,4 +1,4 @@
-"""Kinesis and SQS -> Lambda event source mappings with AWS's semantics (DESIGN section 4).
+"""Kinesis and SQS -> Lambda event source mappings with AWS's semantics (docs/architecture.md 4).
 
 MiniStack's own Kinesis poller ignores failures and loses records, so locally every mapping
 is created disabled and this runner does the polling: it reads the mappings from the

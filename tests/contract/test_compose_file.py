@@ -1,7 +1,7 @@
 """docker-compose.yml and the Dockerfiles, checked without a Docker engine (tests/compose
 runs them on one): the Compose Specification schema, references that must resolve, and the
-choices the docs promise (ports on 127.0.0.1 only, healthchecks, pinned bases, the Python
-the Lambda functions are packaged for)."""
+choices docs/emulation.md promises (ports on 127.0.0.1 only, healthchecks, pinned bases, the
+Python the Lambda functions are packaged for)."""
 
 import copy
 import json

@@ -1,4 +1,4 @@
-"""`python -m model serve` against the SageMaker inference contract (DESIGN 3.4)."""
+"""`python -m model serve` against the SageMaker inference contract (docs/architecture.md 3.4)."""
 
 import asyncio
 import json

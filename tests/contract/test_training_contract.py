@@ -1,4 +1,4 @@
-"""`python -m model train` against the SageMaker training contract (DESIGN 3.3)."""
+"""`python -m model train` against the SageMaker training contract (docs/architecture.md 3.3)."""
 
 import json
 import re

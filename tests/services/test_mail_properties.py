@@ -1,4 +1,4 @@
-"""Property: parse_email raises nothing but NotAnEmail, for any bytes (DESIGN.md section 6).
+"""Property: parse_email raises nothing but NotAnEmail, for any bytes (docs/architecture.md 6).
 
 Three shapes of input: the fixtures mutated byte-wise, random header blocks, and random MIME
 trees; each gives a record or NotAnEmail, never another exception."""

@@ -17,7 +17,7 @@ from tests.services.conftest import LambdaContext
 from tests.services.test_feedback import ARTIFACTS, http_event, stored  # noqa: F401
 from tests.services.test_replies import desk  # noqa: F401
 
-SCREENSHOT = "/tmp/postwerk-review-reply.png"  # looked at for the README
+SCREENSHOT = "/tmp/postwerk-review-reply.png"  # looked at for docs/pipeline.md
 
 
 class Gateway(BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""The one rule of the layout (DESIGN.md section 1), checked rather than kept by discipline:
+"""The one rule of the layout (docs/architecture.md 1), checked rather than kept by discipline:
 what runs on AWS (services/ in Lambda, model/ in the SageMaker container) never imports the
 local-only code (emulation/, postwerk/), and the two never import each other."""
 

@@ -1,5 +1,6 @@
-"""Every `postwerk` command keeps the README's exit-code promise: with AWS unreachable (or
-the local AWS not running, or bad input) it exits 2 with one red line, never a traceback."""
+"""Every `postwerk` command keeps its exit-code promise (docs/operations/cli.md): with AWS
+unreachable (or the local AWS not running, or bad input) it exits 2 with one red line, never
+a traceback."""
 
 import json
 
