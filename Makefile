@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BANKING77 ?= ../shared/data/banking77
 
-.PHONY: install up down deploy test test-future test-clients lint format bench fuzz clean
+.PHONY: install up down deploy base-image test test-future test-clients test-compose lint format \
+	bench fuzz clean
 
 install: $(STAMP)
 
@@ -42,6 +43,10 @@ down: install
 deploy: install
 	$(VENV)/bin/postwerk deploy --target aws $(ARGS)
 
+# The suites below run on the embedded backend, also where a Docker engine answers
+# (test-compose is the one that uses it).
+test test-future test-clients: export BACKEND = embedded
+
 # Three workers on two cores, one test file each at a time (a file's module fixtures stay
 # together): with two, the cores were idle a third of the time (672 s of CPU in 495 s),
 # the tests waiting on their subprocesses; three took 387 s against 491 s.
@@ -60,10 +65,22 @@ test-future: install
 test-clients: install
 	POSTWERK_TEST_CLIENTS=1 $(PY) -m pytest tests/emulation/test_sdk_clients.py
 
+# The pipeline on the Compose backend, on the Docker engine that answers (CI starts one):
+# builds both images and runs tests/compose (minutes; outside `make test`'s budget). Where
+# Docker Hub cannot be reached, first `make base-image` and set what it prints.
+test-compose: install
+	POSTWERK_TEST_COMPOSE=1 $(PY) -m pytest tests/compose --durations=0
+
+# Base images from Debian's packages for a machine that cannot pull from Docker Hub
+# (needs root or sudo, and a Docker engine); prints the variables to build with, as exports.
+base-image:
+	bash scripts/local-base-image.sh
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint model/Dockerfile emulation/Dockerfile
+	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(VENV)/bin/lychee --config lychee.toml $$(git ls-files --cached --others --exclude-standard '*.md')
 
