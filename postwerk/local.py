@@ -143,8 +143,11 @@ def start_compose(state_dir: Path, ports: dict[str, int], say: Callable[[str], N
 
 
 def stop(state_dir: Path) -> LocalAws | None:
-    """Stop what `up` started; None when nothing ran."""
+    """Stop what `up` started; None when nothing ran. The Compose project is stopped also
+    without a ready file (an `up` killed before it wrote one)."""
     found = find(state_dir)
+    if found is None and compose.running_services():
+        found = LocalAws("compose", {}, [])
     if found is None:
         return None
     if found.backend == "compose":
@@ -170,7 +173,10 @@ def terminate(pids: list[int], timeout: float) -> None:
 
 
 def stop_compose() -> None:
-    """`docker compose down` (the SageMaker service stops its jobs and replicas), then
-    whatever of those it left; the volumes that keep the model stay."""
-    compose.Compose(compose.compose_command()).down()
+    """The SageMaker service first (it stops its jobs and replicas), then whatever of those
+    it left, then `docker compose down`: no container or network stays, the volumes that
+    keep the model do."""
+    project = compose.Compose(compose.compose_command())
+    project.run("stop", "sagemaker")
     compose.remove_jobs_and_replicas()
+    project.down()

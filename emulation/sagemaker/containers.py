@@ -158,6 +158,7 @@ class DockerContainers:
             ports=ports,
             device_requests=self.device_requests,
             labels={"postwerk.role": command},
+            init=True,  # `python -m model` is not PID 1, so SIGTERM stops it as on SageMaker
             **({"network": self.network or None} | placement),
         )
         return ContainerRun(container)

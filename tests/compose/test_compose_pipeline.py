@@ -95,10 +95,12 @@ def first_up(environment):
     """The first `up --detach`: images built (cached after the first build on a machine),
     the default model trained, the samples sent. Stopped when the module is done."""
     started = time.monotonic()
-    up = postwerk(environment, "up", "--detach")
-    print(f"first `up --detach`: {time.monotonic() - started:.1f} s")
-    yield up
-    postwerk(environment, "down")
+    try:
+        up = postwerk(environment, "up", "--detach")
+        print(f"first `up --detach`: {time.monotonic() - started:.1f} s")
+        yield up
+    finally:
+        postwerk(environment, "down")
 
 
 @pytest.fixture
