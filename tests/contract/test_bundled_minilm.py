@@ -3,7 +3,7 @@
 import json
 
 from model.serving.predictor import Predictor
-from tests.jobs import LABELS, lay_out_job, make_emails, run_train
+from tests.support.jobs import LABELS, lay_out_job, make_emails, run_train
 
 
 def test_minilm_trains_and_predicts(tmp_path):

@@ -13,7 +13,7 @@ import yaml
 from compose_spec import PyCompose
 
 from emulation import ministack
-from tests.jobs import ROOT
+from tests.support.jobs import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 

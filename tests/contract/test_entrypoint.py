@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.jobs import ROOT
+from tests.support.jobs import ROOT
 
 
 @pytest.mark.parametrize("argv", [[], ["predict"], ["train", "extra"]])

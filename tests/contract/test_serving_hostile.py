@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from model.serving import openapi
 from model.serving.app import read_body
 from model.serving.requests import SUPPORTED_TYPES, BadRequest
-from tests.jobs import serving
+from tests.support.jobs import serving
 
 LIMITS = {
     "POSTWERK_MAX_INSTANCES": "50",

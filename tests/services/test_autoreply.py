@@ -16,15 +16,14 @@ from hypothesis import strategies as st
 from services import autoreply, replies, results, routing
 from services.mail import NotAnEmail, parse_email
 from services.settings import RoutingTable
-from tests.services.conftest import LambdaContext, sqs_event
-from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call
-from tests.services.test_replies import desk, stored  # noqa: F401 (fixtures)
+from tests.support.lambdas import LambdaContext, sqs_event
+from tests.support.review import ARTIFACTS, RAW, TABLE, call
 
 AUTOMATIC = "{salutation}\n\nthank you: we are looking into it and answer within a day."
 
 
 @pytest.fixture
-def automatic(desk):  # noqa: F811
+def automatic(desk):
     """An English complaint template that answers scores above 0.8 (m9 scores 0.9)."""
     status, template = call("POST", "/api/templates", {"category": "complaint", "language": "en",
                             "title": "We are on it", "body": AUTOMATIC, "author": "lena",
@@ -50,7 +49,7 @@ def sent_messages() -> list[email.message.Message]:
             for record, key in replies.outbox(ARTIFACTS) if record.status == "sent"]  # fmt: skip
 
 
-def test_a_confident_result_is_answered_once_and_marked_automatic(automatic, desk):  # noqa: F811
+def test_a_confident_result_is_answered_once_and_marked_automatic(automatic, desk):
     assert answer("m9") == {"batchItemFailures": []}
     assert answer("m9") == {"batchItemFailures": []}  # a redelivered event sends nothing
     [message] = sent_messages()
@@ -197,7 +196,7 @@ def test_a_person_does_not_look_automated():
     assert replies.automated(raw) == ""
 
 
-def test_a_template_that_needs_what_the_email_lacks_is_not_sent_automatically(desk):  # noqa: F811
+def test_a_template_that_needs_what_the_email_lacks_is_not_sent_automatically(desk):
     body = "{salutation}\n\nyour customer number {customer_number} is noted."
     call("POST", "/api/templates", {"category": "complaint", "language": "en", "title": "n",
          "body": body, "author": "lena", "auto_reply_above": 0.5})  # fmt: skip

@@ -6,8 +6,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from emulation.processes import free_port
 from postwerk.cli import app
-from tests.jobs import free_port
 
 # How to call each command so that it gets past its own argument checks; what it exits with
 # when AWS does not answer. A new command must be added here (the walk below checks).

@@ -10,7 +10,7 @@ from postwerk import local, pipeline
 from postwerk.errors import CommandError
 from postwerk.pipeline_commands import verdict
 from services.mail import parse_email
-from tests.jobs import ROOT
+from tests.support.jobs import ROOT
 
 
 def test_folders_give_their_eml_files_and_bad_paths_are_named(tmp_path):
