@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BANKING77 ?= ../shared/data/banking77
 
-.PHONY: install up down deploy test test-future test-clients lint format bench fuzz clean
+.PHONY: install up down deploy test test-fast test-future test-clients lint format bench fuzz clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ deploy: install
 # the tests waiting on their subprocesses; three took 387 s against 491 s.
 test: install
 	$(PY) -m pytest -n 3 --dist loadfile --durations=10
+
+# The fast layer: every test not marked `live` (tests/support/layers.py), none of which
+# needs a backend, a model or a subprocess; under a minute on 2 cores.
+test-fast: install
+	$(PY) -m pytest -m "not live" -n 2
 
 # The date-sensitive tests again under a clock 400 days ahead (Debian's faketime; its
 # LD_PRELOAD reaches every process, MiniStack included), so that a fixed date meeting

@@ -106,6 +106,7 @@ def test_the_emulation_image_copies_every_module_it_imports_from_outside_emulati
         assert f"{module.split('/')[0]}/__init__.py" in copied
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("dockerfile", ["model/Dockerfile", "emulation/Dockerfile"])
 def test_dockerfiles_pass_hadolint(dockerfile):
     hadolint = subprocess.run(

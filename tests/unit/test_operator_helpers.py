@@ -63,6 +63,7 @@ def test_backend_choice(monkeypatch):
     assert local.choose_backend(None)[0] == "compose"
 
 
+@pytest.mark.live  # forks a child to have a PID that is gone
 def test_a_stale_ready_file_is_forgotten(tmp_path):
     ready = local.ready_file(tmp_path)
     ready.write_text(json.dumps({"backend": "embedded", "env": {}, "pids": [os.getpid()]}))
