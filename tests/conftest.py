@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.support.sagemaker",
     "tests.support.review",
     "tests.support.reply_index",
+    "tests.support.stack",
 ]
