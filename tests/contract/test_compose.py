@@ -43,13 +43,16 @@ def test_a_broken_file_would_fail_the_check(compose):
 
 def test_references_resolve(compose):
     services = compose["services"]
+    builds = [service["build"] for service in services.values() if "build" in service]
+    dockerfiles = [ROOT / build["context"] / build["dockerfile"] for build in builds]
+    assert dockerfiles and [path for path in dockerfiles if not path.is_file()] == []
+    awaited = {dependency for service in services.values()
+               for dependency, how in service.get("depends_on", {}).items()
+               if how["condition"] == "service_healthy"}  # fmt: skip
+    assert awaited and [name for name in awaited if "healthcheck" not in services[name]] == []
     for name, service in services.items():
-        if "build" in service:
-            assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
         for dependency in service.get("depends_on", {}):
             assert dependency in services, f"{name} depends on unknown {dependency}"
-            if service["depends_on"][dependency]["condition"] == "service_healthy":
-                assert "healthcheck" in services[dependency], dependency
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             assert source.startswith("/") or source in compose["volumes"], volume

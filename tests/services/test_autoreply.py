@@ -106,23 +106,35 @@ class RefusingSes:
         raise ClientError({"Error": {"Code": self.code, "Message": "to kim@x.example"}}, "Send")
 
 
-@pytest.mark.parametrize(("code", "retried"), [("MessageRejected", False), ("Throttling", True)])
-def test_ses_refusing_is_retried_only_when_it_may_pass_and_the_claim_is_released(
-    automatic, monkeypatch, capsys, code, retried
-):
+def refused_by_ses(code: str, monkeypatch):
+    """Every send refused with `code`; returns the real client factory."""
     client = replies.clients.client
     monkeypatch.setattr(replies.clients, "client", lambda name, **options: RefusingSes(code)
                         if name == "ses" else client(name, **options))  # fmt: skip
-    if retried:  # the whole batch failed: the function fails, SQS delivers it again
-        with pytest.raises(BatchProcessingError) as failed:
-            answer("m9")
-        assert "kim@x.example" not in str(failed.value)
-    else:
-        assert answer("m9") == {"batchItemFailures": []}
+    return client
+
+
+def assert_the_next_try_sends(client, monkeypatch, capsys) -> None:
     assert "kim@x.example" not in capsys.readouterr().out, "SES's message names the address"
     monkeypatch.setattr(replies.clients, "client", client)
     answer("m9")
     assert len(sent_messages()) == 1, "the claim was released: the next try sends"
+
+
+def test_ses_refusing_for_good_is_not_retried_and_the_claim_is_released(
+    automatic, monkeypatch, capsys
+):
+    client = refused_by_ses("MessageRejected", monkeypatch)
+    assert answer("m9") == {"batchItemFailures": []}
+    assert_the_next_try_sends(client, monkeypatch, capsys)
+
+
+def test_ses_throttling_is_retried_and_the_claim_is_released(automatic, monkeypatch, capsys):
+    client = refused_by_ses("Throttling", monkeypatch)
+    with pytest.raises(BatchProcessingError) as failed:  # the function fails: SQS retries
+        answer("m9")
+    assert "kim@x.example" not in str(failed.value)
+    assert_the_next_try_sends(client, monkeypatch, capsys)
 
 
 def test_below_the_threshold_in_another_language_or_switched_off_nothing_goes_out(
@@ -237,8 +249,7 @@ def test_any_headers_give_a_reason_and_a_reply_or_a_refusal_never_an_error(field
     reason = replies.automated(raw, "support@postwerk.example")
     assert isinstance(reason, str)
     names = {name for name, _ in fields}
-    if names & {"List-Id", "X-Loop"}:
-        assert reason, "a list or loop header always marks machine mail"
+    assert reason or not names & {"List-Id", "X-Loop"}, "a list or loop header marks machine mail"
     try:
         address = replies.reply_address(raw)
     except replies.NoReplyAddress:
