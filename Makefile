@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BANKING77 ?= ../shared/data/banking77
 
-.PHONY: install up down deploy base-image test test-future test-clients test-compose lint format \
-	bench fuzz clean
+.PHONY: install up down deploy base-image test test-fast test-future test-clients test-compose \
+	lint format bench fuzz clean
 
 install: $(STAMP)
 
@@ -45,13 +45,18 @@ deploy: install
 
 # The suites below run on the embedded backend, also where a Docker engine answers
 # (test-compose is the one that uses it).
-test test-future test-clients: export BACKEND = embedded
+test test-fast test-future test-clients: export BACKEND = embedded
 
 # Three workers on two cores, one test file each at a time (a file's module fixtures stay
 # together): with two, the cores were idle a third of the time (672 s of CPU in 495 s),
 # the tests waiting on their subprocesses; three took 387 s against 491 s.
 test: install
 	$(PY) -m pytest -n 3 --dist loadfile --durations=10
+
+# The fast layer: every test not marked `live` (tests/support/layers.py), none of which
+# needs a backend, a model or a subprocess; under a minute on 2 cores.
+test-fast: install
+	$(PY) -m pytest -m "not live" -n 2
 
 # The date-sensitive tests again under a clock 400 days ahead (Debian's faketime; its
 # LD_PRELOAD reaches every process, MiniStack included), so that a fixed date meeting

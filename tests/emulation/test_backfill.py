@@ -12,8 +12,7 @@ import pytest
 
 from postwerk import backfill
 from services import results
-from tests.emulation.conftest import BUCKET, model_archive
-from tests.emulation.test_sagemaker_endpoints import create_config, deploy_model
+from tests.support.sagemaker import BUCKET, create_config, deploy_model, model_archive
 
 RAW, RESULTS = "raw-backfill", "results-backfill"
 SUBJECTS = ["my invoice is wrong", "please cancel my contract", "thanks for the great service"]

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from postwerk.cli import app
 from services import replies
-from tests.jobs import make_emails
+from tests.support.jobs import make_emails
 
 runner = CliRunner()
 

@@ -10,9 +10,9 @@ import time
 import psutil
 import pytest
 
+from emulation.processes import free_port
 from postwerk.local import port_in_use
-from tests.conftest import with_ministack_venv
-from tests.jobs import free_port
+from tests.support.aws import with_ministack_venv
 
 
 @pytest.fixture

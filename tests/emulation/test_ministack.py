@@ -5,8 +5,8 @@ import httpx
 import pytest
 
 from emulation.ministack import BackendError, MiniStack
-from tests.conftest import with_ministack_venv
-from tests.jobs import free_port
+from emulation.processes import free_port
+from tests.support.aws import with_ministack_venv
 
 
 @pytest.fixture(scope="module")

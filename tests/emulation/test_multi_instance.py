@@ -14,9 +14,8 @@ import psutil
 import pytest
 
 from emulation.sagemaker.training import share
-from tests.conftest import tiny_hyperparameters
-from tests.emulation.conftest import BUCKET, training_request
-from tests.emulation.test_sagemaker_training import wait
+from tests.support.sagemaker import BUCKET, training_request, wait_for_training_job
+from tests.support.tiny_model import tiny_hyperparameters
 
 # The container finds the first host by name; as local processes the hosts are all
 # 127.0.0.1, which model/distributed.py takes from MASTER_ADDR when it is set.
@@ -49,7 +48,7 @@ def test_two_instances_train_the_same_artifacts_as_one(sagemaker, tiny_bert):
     sm.create_training_job(**two_instances("two-hosts", s3, tiny_bert))
     one = training_request("one-host", s3, tiny_hyperparameters(tiny_bert, epochs=1))
     sm.create_training_job(**one)
-    jobs = {name: wait(sm, name) for name in ("two-hosts", "one-host")}
+    jobs = {name: wait_for_training_job(sm, name) for name in ("two-hosts", "one-host")}
     for job in jobs.values():
         assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     names = {n: archive_names(s3, j["ModelArtifacts"]["S3ModelArtifacts"]) for n, j in jobs.items()}
@@ -67,7 +66,7 @@ def test_a_killed_host_fails_the_job(sagemaker, sagemaker_service, tiny_bert):
     second = host_process(sagemaker_service[0].pid, "killed-host/algo-2")
     os.killpg(second.pid, signal.SIGKILL)  # the host with all its processes
     started = time.monotonic()
-    job = wait(sm, "killed-host")
+    job = wait_for_training_job(sm, "killed-host")
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"].startswith("AlgorithmError: algo-2: "), job["FailureReason"]
     assert "exit code -9" in job["FailureReason"]

@@ -2,43 +2,18 @@
 capacities), and an audit of Describe answers against botocore's service model (required
 members, types, no unknown members); test_sdk_clients audits those of the SDK's jobs."""
 
-import botocore.session
-import httpx
 import pytest
 from botocore.exceptions import ClientError
-from botocore.validate import ParamValidator
 
-from tests.emulation.conftest import ROLE, model_archive
-from tests.emulation.test_sagemaker_endpoints import (
+from tests.support.sagemaker import (
+    ROLE,
+    audit,
     create_config,
     deploy_model,
     invoke,
+    model_archive,
     wait_in_service,
 )
-
-MODEL = botocore.session.get_session().get_service_model("sagemaker")
-
-
-def call(url: str, operation: str, **request) -> dict:
-    """The service's raw JSON answer (boto3 drops members it does not know)."""
-    answer = httpx.post(
-        url,
-        json=request,
-        headers={"X-Amz-Target": f"SageMaker.{operation}"},
-        timeout=30,
-        trust_env=False,
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-def audit(url: str, operation: str, **request) -> dict:
-    """The answer, once botocore's output shape for the operation accepts it."""
-    document = call(url, operation, **request)
-    shape = MODEL.operation_model(operation).output_shape
-    report = ParamValidator().validate(document, shape)
-    assert not report.has_errors(), f"{operation}: {report.generate_report()}"
-    return document
 
 
 def test_tags_on_create_add_list_delete(sagemaker, sagemaker_service):

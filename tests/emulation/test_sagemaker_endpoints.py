@@ -1,54 +1,23 @@
 """Models, endpoint configs, endpoints and InvokeEndpoint through plain boto3."""
 
-import contextlib
 import io
-import json
 import tarfile
 import threading
 import time
 
 import psutil
 import pytest
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 
-from tests.emulation.conftest import BUCKET, FAST_WAITER, ROLE, model_archive
-
-PAYLOAD = json.dumps({"inputs": ["my invoice is wrong", "thanks for the great service"]})
-
-
-def deploy_model(sm, s3, name: str, archive: bytes) -> None:
-    s3.put_object(Bucket=BUCKET, Key=f"{name}/model.tar.gz", Body=archive)
-    sm.create_model(
-        ModelName=name,
-        ExecutionRoleArn=ROLE,
-        PrimaryContainer={
-            "Image": "postwerk-model:latest",
-            "ModelDataUrl": f"s3://{BUCKET}/{name}/model.tar.gz",
-        },
-    )
-
-
-def create_config(sm, name: str, model: str, instances: int = 1) -> None:
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[{"VariantName": "primary", "ModelName": model,
-                             "InitialInstanceCount": instances,
-                             "InstanceType": "ml.m5.large"}],
-    )  # fmt: skip
-
-
-def wait_in_service(sm, name: str) -> dict:
-    with contextlib.suppress(WaiterError):
-        sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST_WAITER)
-    return sm.describe_endpoint(EndpointName=name)
-
-
-def invoke(runtime, name: str) -> dict:
-    answer = runtime.invoke_endpoint(
-        EndpointName=name, ContentType="application/json", Body=PAYLOAD
-    )
-    assert answer["InvokedProductionVariant"] == "primary"
-    return json.loads(answer["Body"].read())
+from tests.support.sagemaker import (
+    FAST_WAITER,
+    PAYLOAD,
+    create_config,
+    deploy_model,
+    invoke,
+    model_archive,
+    wait_in_service,
+)
 
 
 @pytest.fixture

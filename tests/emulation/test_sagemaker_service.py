@@ -6,16 +6,18 @@ from contextlib import contextmanager
 import boto3
 import pytest
 
-from tests.conftest import tiny_hyperparameters
-from tests.emulation.conftest import (
+from tests.support.sagemaker import (
     BUCKET,
     FAST_WAITER,
+    create_config,
+    deploy_model,
+    invoke,
     model_archive,
     start_service,
     training_request,
+    wait_for_training_job,
 )
-from tests.emulation.test_sagemaker_endpoints import create_config, deploy_model, invoke
-from tests.emulation.test_sagemaker_training import wait
+from tests.support.tiny_model import tiny_hyperparameters
 
 
 @contextmanager
@@ -53,8 +55,8 @@ def test_jobs_queue_and_state_survives_a_restart(
         assert queued["TrainingJobStatus"] == "InProgress"
         message = queued["SecondaryStatusTransitions"][-1]["StatusMessage"]
         assert "Waiting for a free training slot" in message
-        assert wait(sm, "first")["TrainingJobStatus"] == "Failed"
-        assert wait(sm, "second")["TrainingJobStatus"] == "Completed"
+        assert wait_for_training_job(sm, "first")["TrainingJobStatus"] == "Failed"
+        assert wait_for_training_job(sm, "second")["TrainingJobStatus"] == "Completed"
         deploy_model(sm, s3, "durable", model_archive(trained_job / "model"))
         create_config(sm, "durable-config", "durable")
         sm.create_endpoint(EndpointName="durable", EndpointConfigName="durable-config")

@@ -1,29 +1,19 @@
 """Training jobs through plain boto3 against the local SageMaker service."""
 
-import contextlib
 import io
 import tarfile
 import time
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 
-from tests.conftest import tiny_hyperparameters
-from tests.emulation.conftest import BUCKET, FAST_WAITER, training_request
+from tests.support.sagemaker import BUCKET, training_request, wait_for_training_job
+from tests.support.tiny_model import tiny_hyperparameters
 
 # Refused before torch loads: a job that ends within a second or two, where a test needs
 # jobs to exist and end but not to train.
 ENDS_AT_ONCE = {"epochs": "many"}
-
-
-def wait(sm, name: str) -> dict:
-    """The boto3 waiter; it raises on Failed, which some tests expect."""
-    with contextlib.suppress(WaiterError):
-        sm.get_waiter("training_job_completed_or_stopped").wait(
-            TrainingJobName=name, WaiterConfig=FAST_WAITER
-        )
-    return sm.describe_training_job(TrainingJobName=name)
 
 
 def test_a_job_trains_uploads_and_reports(sagemaker, tiny_bert):
@@ -32,7 +22,7 @@ def test_a_job_trains_uploads_and_reports(sagemaker, tiny_bert):
     arn = sm.create_training_job(**request)["TrainingJobArn"]
     assert arn.endswith(":training-job/tiny-1")
 
-    job = wait(sm, "tiny-1")
+    job = wait_for_training_job(sm, "tiny-1")
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     statuses = [t["Status"] for t in job["SecondaryStatusTransitions"]]
     assert statuses == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
@@ -61,7 +51,7 @@ def test_a_failing_job_says_why(sagemaker, tiny_bert):
     sm, _, s3 = sagemaker
     hyperparameters = tiny_hyperparameters(tiny_bert, epochs=1, learning_rat=0.1)
     sm.create_training_job(**training_request("typo", s3, hyperparameters))
-    job = wait(sm, "typo")
+    job = wait_for_training_job(sm, "typo")
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"].startswith("AlgorithmError: ")
     assert "learning_rat" in job["FailureReason"] and "exit code 1" in job["FailureReason"]
@@ -73,7 +63,7 @@ def test_a_channel_without_data_fails_the_job(sagemaker, tiny_bert):
     request = training_request("no-data", s3, tiny_hyperparameters(tiny_bert))
     request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://{BUCKET}/nothing/"
     sm.create_training_job(**request)
-    job = wait(sm, "no-data")
+    job = wait_for_training_job(sm, "no-data")
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"] == (
         f"ClientError: no S3 objects found under S3 URL 's3://{BUCKET}/nothing/'"
@@ -89,7 +79,7 @@ def test_stop_ends_a_running_job(sagemaker, tiny_bert):
             break
         time.sleep(0.1)
     sm.stop_training_job(TrainingJobName="long")
-    job = wait(sm, "long")
+    job = wait_for_training_job(sm, "long")
     assert job["TrainingJobStatus"] == "Stopped"
     with pytest.raises(ClientError, match="ValidationException"):
         sm.stop_training_job(TrainingJobName="long")
@@ -107,7 +97,7 @@ def test_errors_are_aws_errors(sagemaker):
     sm.create_training_job(**request)
     with pytest.raises(sm.exceptions.ResourceInUse):
         sm.create_training_job(**request)
-    wait(sm, "twice")
+    wait_for_training_job(sm, "twice")
 
 
 def test_list_filters_sorts_and_pages(sagemaker):
@@ -120,7 +110,7 @@ def test_list_filters_sorts_and_pages(sagemaker):
                                  NextToken=page["NextToken"])  # fmt: skip
     assert [j["TrainingJobName"] for j in rest["TrainingJobSummaries"]] == ["list-a"]
     for name in ("list-a", "list-b", "list-c"):
-        wait(sm, name)
+        wait_for_training_job(sm, name)
     failed = sm.list_training_jobs(NameContains="list-", StatusEquals="Failed")
     assert len(failed["TrainingJobSummaries"]) == 3
     assert (

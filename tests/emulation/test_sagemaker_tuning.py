@@ -6,9 +6,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from model.contract import METRIC_DEFINITIONS
-from tests.conftest import tiny_hyperparameters
-from tests.emulation.conftest import BUCKET, ROLE, put_jsonl
-from tests.jobs import make_emails
+from tests.support.jobs import make_emails
+from tests.support.sagemaker import BUCKET, ROLE, put_jsonl
+from tests.support.tiny_model import tiny_hyperparameters
 
 GOOD, HOPELESS = "0.02", "0.0000001"  # validation loss after 4 epochs: ~0.7 vs ~1.1
 

@@ -1,5 +1,5 @@
 """The real clients against the local service: the SageMaker Python SDK 2.x and 3.x and the
-AWS CLI, each in its own cached venv (tests/emulation/clients), driven by a script that
+AWS CLI, each in its own cached venv (tests/support/clients), driven by a script that
 prints client call -> result.
 
 They train, tune and start a dozen serving containers: about 3 minutes on 2 cores once the
@@ -16,12 +16,19 @@ import pytest
 import yaml
 
 from model.contract import METRIC_DEFINITIONS
-from tests.conftest import tiny_hyperparameters
-from tests.emulation.clients import CLI, ROOT, SCRIPTS, SDK2, SDK3, client_python
-from tests.emulation.conftest import BUCKET, ROLE, model_archive, put_jsonl
-from tests.emulation.test_sagemaker_api import audit
-from tests.emulation.test_transform import EMAILS, put_lines, transform_request
-from tests.jobs import make_emails
+from tests.support.clients import CLI, ROOT, SCRIPTS, SDK2, SDK3, client_python
+from tests.support.jobs import make_emails
+from tests.support.sagemaker import (
+    BUCKET,
+    EMAILS,
+    ROLE,
+    audit,
+    model_archive,
+    put_jsonl,
+    put_lines,
+    transform_request,
+)
+from tests.support.tiny_model import tiny_hyperparameters
 
 CLIENT_WAIT_S = 900  # a shared, noisy machine: training, tuning and endpoints take a while
 

@@ -17,9 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from emulation import smtp
-from emulation.processes import HOST
+from emulation.processes import HOST, free_port
 from postwerk.cli import app
-from tests.jobs import free_port
 
 BUCKET = "raw-smtp-tests"
 TO = "support@postwerk.localhost"

@@ -8,32 +8,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from emulation.sagemaker.transform import json_filter
-from tests.emulation.conftest import BUCKET, model_archive
-from tests.emulation.test_sagemaker_endpoints import deploy_model
-
-EMAILS = [
-    {"id": "m-1", "subject": "Invoice wrong", "body": "my invoice is wrong", "folder": "x"},
-    {"id": "m-2", "subject": "Thanks", "body": "thanks for the great service", "folder": "y"},
-    {"id": "m-3", "subject": "Cancel", "body": "please cancel my contract", "folder": "z"},
-]
-
-
-def transform_request(name: str, model: str, prefix: str, **overrides) -> dict:
-    return {
-        "TransformJobName": name,
-        "ModelName": model,
-        "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                            "S3Uri": f"s3://{BUCKET}/{prefix}/"}},
-            "ContentType": "application/jsonlines",
-            "SplitType": "Line",
-        },
-        "TransformOutput": {"S3OutputPath": f"s3://{BUCKET}/{name}/out",
-                            "Accept": "application/jsonlines", "AssembleWith": "Line"},
-        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
-        "DataProcessing": {"InputFilter": "$['id','subject','body']", "JoinSource": "Input",
-                           "OutputFilter": "$['id','SageMakerOutput']"},
-    } | overrides  # fmt: skip
+from tests.support.sagemaker import (
+    BUCKET,
+    EMAILS,
+    deploy_model,
+    model_archive,
+    put_lines,
+    transform_request,
+)
 
 
 def wait(sm, name: str) -> dict:
@@ -43,10 +25,6 @@ def wait(sm, name: str) -> dict:
             return job
         time.sleep(0.5)
     raise AssertionError(f"transform job {name} did not finish in 300 s")
-
-
-def put_lines(s3, key: str, lines: list[str]) -> None:
-    s3.put_object(Bucket=BUCKET, Key=key, Body="".join(line + "\n" for line in lines))
 
 
 def read_lines(s3, key: str) -> list[dict]:

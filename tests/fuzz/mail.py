@@ -16,10 +16,9 @@ from pathlib import Path
 import atheris
 
 from services import mail
+from tests.support.mail import MAIL_FIXTURES
 
 atheris.instrument_all()  # the email package, charset-normalizer, py3langid: all Python code
-
-FIXTURES = Path(__file__).resolve().parent.parent / "services" / "mail_fixtures"
 
 
 def one_input(data: bytes) -> None:
@@ -35,7 +34,7 @@ def main() -> None:
     corpus = Path(tempfile.mkdtemp(prefix="fuzz-mail-"))  # grows; the seeds stay untouched
     crashes = corpus.parent / f"{corpus.name}-crashes"
     crashes.mkdir()
-    for seed in sorted(FIXTURES.glob("*.eml")):
+    for seed in sorted(MAIL_FIXTURES.glob("*.eml")):
         (corpus / seed.name).write_bytes(seed.read_bytes())
     print(f"fuzzing parse_email for {args.seconds} s, corpus {corpus}, crashes to {crashes}")
     atheris.Setup(

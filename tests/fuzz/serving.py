@@ -23,7 +23,7 @@ from pathlib import Path
 import schemathesis
 
 from model.serving.requests import JSONLINES_TYPES
-from tests.jobs import LABELS, ROOT, TOPICS, serving
+from tests.support.jobs import LABELS, ROOT, TOPICS, serving
 
 
 @schemathesis.serializer(*JSONLINES_TYPES)

@@ -16,15 +16,14 @@ from hypothesis import strategies as st
 from services import autoreply, replies, results, routing
 from services.mail import NotAnEmail, parse_email
 from services.settings import RoutingTable
-from tests.services.conftest import LambdaContext, sqs_event
-from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call
-from tests.services.test_replies import desk, stored  # noqa: F401 (fixtures)
+from tests.support.lambdas import LambdaContext, sqs_event
+from tests.support.review import ARTIFACTS, RAW, TABLE, call
 
 AUTOMATIC = "{salutation}\n\nthank you: we are looking into it and answer within a day."
 
 
 @pytest.fixture
-def automatic(desk):  # noqa: F811
+def automatic(desk):
     """An English complaint template that answers scores above 0.8 (m9 scores 0.9)."""
     status, template = call("POST", "/api/templates", {"category": "complaint", "language": "en",
                             "title": "We are on it", "body": AUTOMATIC, "author": "lena",
@@ -50,7 +49,7 @@ def sent_messages() -> list[email.message.Message]:
             for record, key in replies.outbox(ARTIFACTS) if record.status == "sent"]  # fmt: skip
 
 
-def test_a_confident_result_is_answered_once_and_marked_automatic(automatic, desk):  # noqa: F811
+def test_a_confident_result_is_answered_once_and_marked_automatic(automatic, desk):
     assert answer("m9") == {"batchItemFailures": []}
     assert answer("m9") == {"batchItemFailures": []}  # a redelivered event sends nothing
     [message] = sent_messages()
@@ -107,23 +106,35 @@ class RefusingSes:
         raise ClientError({"Error": {"Code": self.code, "Message": "to kim@x.example"}}, "Send")
 
 
-@pytest.mark.parametrize(("code", "retried"), [("MessageRejected", False), ("Throttling", True)])
-def test_ses_refusing_is_retried_only_when_it_may_pass_and_the_claim_is_released(
-    automatic, monkeypatch, capsys, code, retried
-):
+def refused_by_ses(code: str, monkeypatch):
+    """Every send refused with `code`; returns the real client factory."""
     client = replies.clients.client
     monkeypatch.setattr(replies.clients, "client", lambda name, **options: RefusingSes(code)
                         if name == "ses" else client(name, **options))  # fmt: skip
-    if retried:  # the whole batch failed: the function fails, SQS delivers it again
-        with pytest.raises(BatchProcessingError) as failed:
-            answer("m9")
-        assert "kim@x.example" not in str(failed.value)
-    else:
-        assert answer("m9") == {"batchItemFailures": []}
+    return client
+
+
+def assert_the_next_try_sends(client, monkeypatch, capsys) -> None:
     assert "kim@x.example" not in capsys.readouterr().out, "SES's message names the address"
     monkeypatch.setattr(replies.clients, "client", client)
     answer("m9")
     assert len(sent_messages()) == 1, "the claim was released: the next try sends"
+
+
+def test_ses_refusing_for_good_is_not_retried_and_the_claim_is_released(
+    automatic, monkeypatch, capsys
+):
+    client = refused_by_ses("MessageRejected", monkeypatch)
+    assert answer("m9") == {"batchItemFailures": []}
+    assert_the_next_try_sends(client, monkeypatch, capsys)
+
+
+def test_ses_throttling_is_retried_and_the_claim_is_released(automatic, monkeypatch, capsys):
+    client = refused_by_ses("Throttling", monkeypatch)
+    with pytest.raises(BatchProcessingError) as failed:  # the function fails: SQS retries
+        answer("m9")
+    assert "kim@x.example" not in str(failed.value)
+    assert_the_next_try_sends(client, monkeypatch, capsys)
 
 
 def test_below_the_threshold_in_another_language_or_switched_off_nothing_goes_out(
@@ -197,7 +208,7 @@ def test_a_person_does_not_look_automated():
     assert replies.automated(raw) == ""
 
 
-def test_a_template_that_needs_what_the_email_lacks_is_not_sent_automatically(desk):  # noqa: F811
+def test_a_template_that_needs_what_the_email_lacks_is_not_sent_automatically(desk):
     body = "{salutation}\n\nyour customer number {customer_number} is noted."
     call("POST", "/api/templates", {"category": "complaint", "language": "en", "title": "n",
          "body": body, "author": "lena", "auto_reply_above": 0.5})  # fmt: skip
@@ -238,8 +249,7 @@ def test_any_headers_give_a_reason_and_a_reply_or_a_refusal_never_an_error(field
     reason = replies.automated(raw, "support@postwerk.example")
     assert isinstance(reason, str)
     names = {name for name, _ in fields}
-    if names & {"List-Id", "X-Loop"}:
-        assert reason, "a list or loop header always marks machine mail"
+    assert reason or not names & {"List-Id", "X-Loop"}, "a list or loop header marks machine mail"
     try:
         address = replies.reply_address(raw)
     except replies.NoReplyAddress:

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from services.batch import respond
 from services.classify import InvocationAnswer
-from tests.services.conftest import LambdaContext, kinesis_event
+from tests.support.lambdas import LambdaContext, kinesis_event
 
 
 @dataclass

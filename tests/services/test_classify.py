@@ -9,7 +9,8 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from services import classify
 from services.records import EmailV1, Source
-from tests.services.conftest import LambdaContext, kinesis_event, serving
+from tests.support.lambdas import LambdaContext, kinesis_event
+from tests.support.sagemaker import endpoint_serving
 
 RESULTS = "postwerk-results"
 
@@ -31,7 +32,7 @@ def email(message_id: str, subject: str, body: str) -> bytes:
 
 @pytest.fixture
 def endpoint(sagemaker, trained_job, monkeypatch):
-    with serving(sagemaker, trained_job, "classify-endpoint"):
+    with endpoint_serving(sagemaker, trained_job, "classify-endpoint"):
         create_tables(monkeypatch, sagemaker[2])
         yield
 

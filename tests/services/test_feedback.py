@@ -1,94 +1,13 @@
 """The feedback function (review API) as API Gateway's HTTP API calls it, against the
 embedded backend: listing, reading, confirming, correcting, and every way to get it wrong."""
 
-import base64
 import json
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import boto3
 import pytest
 
-from postwerk.samples import generate, to_eml
-from services import feedback, registry
-from tests.services.conftest import LambdaContext
-
-TABLE, RAW, ARTIFACTS = "results", "raw", "artifacts"
-LABELS = ["billing_question", "complaint", "other"]
-
-
-def http_event(method, path, body: dict | str | None = None, query=None, headers=None) -> dict:
-    """An API Gateway HTTP API (payload 2.0) event, body base64 as the emulators send it."""
-    raw = body if isinstance(body, str) or body is None else json.dumps(body)
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
-        "queryStringParameters": query,
-        "headers": {"content-type": "application/json", **(headers or {})},
-        "requestContext": {
-            "http": {"method": method, "path": path, "sourceIp": "127.0.0.1"},
-            "requestId": "r",
-            "stage": "$default",
-        },
-        "body": base64.b64encode(raw.encode()).decode() if raw is not None else None,
-        "isBase64Encoded": raw is not None,
-    }
-
-
-def call(method: str, path: str, body=None, query=None, headers=None) -> tuple[int, dict | str]:
-    answer = answer_of(method, path, body, query, headers)
-    text = answer["body"]
-    if answer.get("isBase64Encoded"):
-        text = base64.b64decode(text).decode()
-    is_json = answer["headers"].get("Content-Type", "").startswith("application/json")
-    return answer["statusCode"], json.loads(text) if is_json else text
-
-
-def answer_of(method: str, path: str, body=None, query=None, headers=None) -> dict:
-    return feedback.handler(http_event(method, path, body, query, headers), LambdaContext())
-
-
-@pytest.fixture
-def stored(aws, monkeypatch):
-    """A results table with three results (one confident), their raw e-mails, a champion."""
-    monkeypatch.setenv("POSTWERK_RESULTS_TABLE", TABLE)
-    monkeypatch.setenv("POSTWERK_ARTIFACTS_BUCKET", ARTIFACTS)
-    s3 = boto3.client("s3")
-    for bucket in (RAW, ARTIFACTS):
-        s3.create_bucket(
-            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-        )
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "message_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "message_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    table = boto3.resource("dynamodb").Table(TABLE)
-    emails = generate(count=4, seed=9)[1:4]  # complaint, offer request, billing question
-    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)  # inside any monitoring window
-    for number, (email, value) in enumerate(zip(emails, (0.41, 0.93, 0.38), strict=True)):
-        key = f"incoming/{number}.eml"
-        s3.put_object(Bucket=RAW, Key=key, Body=to_eml(email))
-        score = Decimal(str(value))
-        table.put_item(Item={
-            "schema": "classification.v1", "message_id": f"m{number}", "label": "complaint",
-            "score": score, "top_k": [{"label": "complaint", "score": score}],
-            "needs_review": score < 0.5, "model": {"name": "n", "version": "v"},
-            "classified_at": (an_hour_ago + timedelta(minutes=number)).isoformat(),
-            "input": {"subject": email.subject, "language": email.language, "length": 99,
-                      "source": {"bucket": RAW, "key": key, "sha256": "0" * 64}},
-        })  # fmt: skip
-    # trained on what the window predicts: no label drift
-    info = {"labels": LABELS, "version": "v", "metrics": {},
-            "train_label_counts": {"complaint": 30}}  # fmt: skip
-    registry.register(ARTIFACTS, registry.ModelVersion(
-        job="job-1", registered_at=registry.now(), model_data_url="s3://m/model.tar.gz",
-        model_info=registry.ModelInfo.model_validate(info)))  # fmt: skip
-    registry.set_champion(ARTIFACTS, "job-1", "test")
-    return emails
+from services import feedback
+from tests.support.review import ARTIFACTS, LABELS, TABLE, answer_of, call
 
 
 def test_the_page_is_served_at_the_root(stored):

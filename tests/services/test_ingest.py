@@ -8,8 +8,8 @@ import boto3
 
 from services import ingest
 from services.records import EmailV1
-from tests.services.conftest import LambdaContext, s3_event, sqs_event
-from tests.services.test_mail import simple
+from tests.support.lambdas import LambdaContext, s3_event, sqs_event
+from tests.support.mail import simple
 
 RAW = "postwerk-raw"
 

@@ -4,7 +4,6 @@ import base64
 import contextlib
 import quopri
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 
@@ -16,21 +15,11 @@ from services.mail import (
     NotAnEmail,
     parse_email,
 )
+from tests.support.mail import MAIL_FIXTURES, simple
 
 
 def parse(raw: bytes):
     return parse_email(raw, "raw-bucket", "incoming/m.eml")
-
-
-def simple(body: str, **headers) -> bytes:
-    message = EmailMessage()
-    message["From"] = headers.get("sender", "Kunde <kunde@example.de>")
-    message["To"] = "service@example.com"
-    message["Subject"] = headers.get("subject", "Rechnung")
-    message["Message-ID"] = "<m1@example.de>"
-    message["Date"] = "Thu, 26 Nov 2026 09:15:00 +0100"
-    message.set_content(body)
-    return message.as_bytes()
 
 
 def test_a_plain_german_email():
@@ -172,17 +161,14 @@ def test_bytes_that_are_not_an_email_are_rejected_with_a_reason(raw, reason):
         parse(raw)
 
 
-FIXTURES = Path(__file__).parent / "mail_fixtures"
-
-
-@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.eml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(MAIL_FIXTURES.glob("*.eml")), ids=lambda p: p.stem)
 def test_every_regression_fixture_gives_a_record_or_a_rejection(path):
     with contextlib.suppress(NotAnEmail):
         parse(path.read_bytes())
 
 
 def fixture(name: str):
-    return parse((FIXTURES / f"{name}.eml").read_bytes())
+    return parse((MAIL_FIXTURES / f"{name}.eml").read_bytes())
 
 
 def test_defective_headers_degrade_to_recorded_values():
@@ -229,7 +215,7 @@ def test_mime_trees_past_the_bounds_are_cut_and_flagged():
 
 
 REPLIES = sorted(
-    path for path in (FIXTURES / "replies").glob("*.txt") if ".expected" not in path.name
+    path for path in (MAIL_FIXTURES / "replies").glob("*.txt") if ".expected" not in path.name
 )
 
 

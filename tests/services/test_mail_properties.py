@@ -3,15 +3,14 @@
 Three shapes of input: the fixtures mutated byte-wise, random header blocks, and random MIME
 trees; each gives a record or NotAnEmail, never another exception."""
 
-from pathlib import Path
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.mail import NotAnEmail, parse_email
 from services.records import EmailV1
+from tests.support.mail import MAIL_FIXTURES
 
-FIXTURES = sorted((Path(__file__).parent / "mail_fixtures").glob("*.eml"))
+FIXTURES = sorted(MAIL_FIXTURES.glob("*.eml"))
 SEEDS = [path.read_bytes() for path in FIXTURES]
 BOUNDED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,8 +8,8 @@ import pytest
 
 from postwerk import plots
 from services import monitor
-from tests.services.conftest import LambdaContext
-from tests.services.test_feedback import ARTIFACTS, TABLE, call, stored  # noqa: F401 (fixture)
+from tests.support.lambdas import LambdaContext
+from tests.support.review import ARTIFACTS, TABLE, call
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_no_data_is_said_not_failed(empty):
     }
 
 
-def test_a_report_with_plots_and_metrics(stored, capsys, tmp_path):  # noqa: F811 (fixture)
+def test_a_report_with_plots_and_metrics(stored, capsys, tmp_path):
     answer = monitor.handler({"window_hours": 48}, LambdaContext())
     assert answer["status"] == "ok" and answer["actions"] == []
     assert answer["window_hours"] == 48, "what `postwerk monitor` titles its report with"
@@ -52,7 +52,7 @@ def test_a_report_with_plots_and_metrics(stored, capsys, tmp_path):  # noqa: F81
     assert emf[0]["NeedsReviewRate"] == [pytest.approx(2 / 3)]
 
 
-def test_a_fired_rule_without_a_champion_says_why_it_cannot_retrain(stored):  # noqa: F811
+def test_a_fired_rule_without_a_champion_says_why_it_cannot_retrain(stored):
     assert call("POST", "/api/results/m0/review", {"label": "other", "reviewer": "a"})[0] == 200
     boto3.client("s3").delete_object(Bucket=ARTIFACTS, Key="registry/champion.json")
     rules = {"window_hours": 48, "min_reviewed": 1, "min_accuracy": 0.99}

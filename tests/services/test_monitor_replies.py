@@ -1,91 +1,26 @@
 """The monitor keeps the reply-suggestion index current: its own promotion does not wait for
 the endpoint, so a later run, once the endpoint serves, rebuilds an index that holds another
 model's vectors; a current index is left alone, and a failing endpoint never fails the run.
-The embedded backend has no SageMaker runtime: the functions' clients get a fake endpoint
-(services/clients.py, the seam tests/services/test_autoreply.py uses for SES)."""
+Against the fake endpoint of tests/support/reply_index.py."""
 
-import hashlib
 import io
 import json
-import uuid
 
 import boto3
 import numpy as np
 import pytest
-from botocore.exceptions import ClientError
 
 from postwerk.samples import generate, to_eml
 from services import clients, monitor, replies
 from services.reply_index import PROBE, Entry, Index
-from tests.services.conftest import LambdaContext
-from tests.services.test_feedback import ARTIFACTS, RAW, call, stored  # noqa: F401 (fixture)
-from tests.services.test_replies import desk, similar_replies  # noqa: F401 (fixture)
+from tests.support.lambdas import LambdaContext
+from tests.support.reply_index import ENDPOINT, Endpoint, index_state
+from tests.support.review import ARTIFACTS, RAW, call, similar_replies
 
-ENDPOINT = "replies-endpoint"
 RUN = {"window_hours": 48}
 
 
-class Endpoint:
-    """DescribeEndpoint and InvokeEndpoint of a model whose embeddings are hashed words (per
-    model: two models' vectors do not compare); `refusing` makes either call fail."""
-
-    def __init__(self, model: str):
-        self.model, self.status, self.refusing, self.embedded = model, "InService", "", []
-
-    def describe_endpoint(self, EndpointName: str) -> dict:
-        self.refuse("describe_endpoint", EndpointName)
-        return {"EndpointName": EndpointName, "EndpointStatus": self.status}
-
-    def invoke_endpoint(self, EndpointName: str, Body: bytes, ContentType: str) -> dict:
-        self.refuse("invoke_endpoint", EndpointName)
-        request = json.loads(Body)
-        assert request["embed"] is True and ContentType == "application/json"
-        self.embedded += [instance["text"] for instance in request["instances"]]
-        name, version = self.model.split("@")
-        predictions = [{"id": instance["id"], "label": "complaint", "score": 0.9, "top_k": [],
-                        "embedding": self.vector(instance["text"]).tolist()}
-                       for instance in request["instances"]]  # fmt: skip
-        answer = {"predictions": predictions, "model": {"name": name, "version": version}}
-        return {"Body": io.BytesIO(json.dumps(answer).encode())}
-
-    def vector(self, text: str) -> np.ndarray:
-        vector = np.zeros(64, np.float32)
-        for word in text.lower().split():
-            vector[hashlib.sha256(f"{self.model} {word}".encode()).digest()[0] % 64] += 1
-        return vector / max(float(np.linalg.norm(vector)), 1e-9)
-
-    def refuse(self, call: str, name: str) -> None:
-        if self.refusing == call:
-            message = f"Could not find endpoint {name}."
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": message}}, call)
-
-
-@pytest.fixture
-def endpoint(desk, monkeypatch):  # noqa: F811
-    """The fake endpoint serving n@1, and the complaint index holding two sent replies (an
-    English one to m9, a German one to m0) with its vectors."""
-    monkeypatch.setenv("POSTWERK_ENDPOINT_NAME", ENDPOINT)
-    fake, real = Endpoint("n@1"), clients.client
-    monkeypatch.setattr(clients, "client", lambda name, **options: fake
-                        if name.startswith("sagemaker") else real(name, **options))  # fmt: skip
-    text = f"Dear {desk[3].sender_name},\n\nwe will send an engineer tomorrow.\n\nKind regards"
-    for message_id, reply in (("m9", text), ("m0", "Guten Tag, wir kommen.")):
-        request = {"draft_id": uuid.uuid4().hex, "text": reply, "sender": "lena"}
-        assert call("POST", f"/api/results/{message_id}/send", request)[0] == 200
-    index, _ = replies.load_index(ARTIFACTS, "complaint")
-    assert index.model == "n@1" and len(index.entries) == 2
-    fake.embedded.clear()
-    return fake
-
-
-def index_state(category: str) -> tuple[str | None, tuple[str, ...]]:
-    """What the category's index is in S3: the written index's ETag (None: none), and the
-    keys of the replies added beside it since."""
-    etag = replies.read_index(ARTIFACTS, replies.index_key(category))[1]
-    return etag, tuple(replies.list_keys(ARTIFACTS, replies.added_prefix(category)))
-
-
-def suggestions_for_a_similar_email(desk) -> dict:  # noqa: F811
+def suggestions_for_a_similar_email(desk) -> dict:
     """m9's suggestions once its raw e-mail is a similar complaint from someone else."""
     similar = next(e for e in generate(count=28, seed=5) if e.label == "complaint"
                    and e.language == "en" and e.sender_name != desk[3].sender_name)  # fmt: skip
@@ -95,12 +30,12 @@ def suggestions_for_a_similar_email(desk) -> dict:  # noqa: F811
     return answer
 
 
-def test_after_a_model_switch_a_run_rebuilds_the_stale_index(desk, endpoint):  # noqa: F811
+def test_after_a_model_switch_a_run_rebuilds_the_stale_index(desk, fake_endpoint):
     leftover = Index().add("old@1", np.ones(4, np.float32) / 2, Entry("x", "de", "Hallo."))
     boto3.client("s3").put_object(
         Bucket=ARTIFACTS, Key=replies.index_key("other"), Body=leftover.to_bytes()
     )  # no pair to rebuild it from
-    endpoint.model = "n@2"  # the monitor's promotion has come through
+    fake_endpoint.model = "n@2"  # the monitor's promotion has come through
     before = suggestions_for_a_similar_email(desk)
     assert similar_replies(before) == [] and "n@1" in before["note"], "stale: templates only"
 
@@ -116,20 +51,20 @@ def test_after_a_model_switch_a_run_rebuilds_the_stale_index(desk, endpoint):  #
     assert after["note"] == "" and reply["text"].startswith("Dear ")
     assert desk[3].sender_name not in reply["text"], "the similar e-mail's sender is greeted"
 
-    endpoint.embedded.clear()
+    fake_endpoint.embedded.clear()
     assert monitor.handler(RUN, LambdaContext())["actions"] == [], "the next run: current"
-    assert endpoint.embedded == [PROBE]
+    assert fake_endpoint.embedded == [PROBE]
 
 
-def test_a_run_with_a_current_index_embeds_one_probe_and_rebuilds_nothing(endpoint):
+def test_a_run_with_a_current_index_embeds_one_probe_and_rebuilds_nothing(fake_endpoint):
     state = index_state("complaint")
     answer = monitor.handler(RUN, LambdaContext())
     assert answer["status"] == "ok" and answer["actions"] == []
     assert index_state("complaint") == state
-    assert endpoint.embedded == [PROBE], "no e-mail/reply pair is embedded again"
+    assert fake_endpoint.embedded == [PROBE], "no e-mail/reply pair is embedded again"
 
 
-def test_no_index_no_endpoint_call(stored, monkeypatch):  # noqa: F811
+def test_no_index_no_endpoint_call(stored, monkeypatch):
     fake, real = Endpoint("n@1"), clients.client
     fake.refusing = "describe_endpoint"
     monkeypatch.setattr(clients, "client", lambda name, **options: fake
@@ -139,10 +74,10 @@ def test_no_index_no_endpoint_call(stored, monkeypatch):  # noqa: F811
 
 
 @pytest.mark.parametrize("refusing", ["describe_endpoint", "invoke_endpoint"])
-def test_a_failing_endpoint_leaves_the_report_and_says_why(endpoint, monkeypatch, refusing):
+def test_a_failing_endpoint_leaves_the_report_and_says_why(fake_endpoint, monkeypatch, refusing):
     logs = io.StringIO()
     monkeypatch.setattr(monitor.logger.registered_handler, "stream", logs)
-    endpoint.model, endpoint.refusing = "n@2", refusing
+    fake_endpoint.model, fake_endpoint.refusing = "n@2", refusing
     state = index_state("complaint")
     answer = monitor.handler(RUN, LambdaContext())
     assert answer["status"] == "ok" and answer["report"]["results"] == 4
@@ -160,17 +95,17 @@ def test_a_failing_endpoint_leaves_the_report_and_says_why(endpoint, monkeypatch
     assert "engineer" not in logs.getvalue(), "no reply or e-mail text in the logs"
 
 
-def test_while_the_endpoint_updates_the_index_is_not_checked(endpoint):
-    endpoint.model, endpoint.status = "n@2", "Updating"
+def test_while_the_endpoint_updates_the_index_is_not_checked(fake_endpoint):
+    fake_endpoint.model, fake_endpoint.status = "n@2", "Updating"
     state = index_state("complaint")
     answer = monitor.handler(RUN, LambdaContext())
     assert answer["actions"] == [f"reply index not checked: endpoint {ENDPOINT} is Updating"]
-    assert endpoint.embedded == [], "either fleet could answer: no probe"
+    assert fake_endpoint.embedded == [], "either fleet could answer: no probe"
     assert index_state("complaint") == state
 
 
-def test_out_of_time_the_run_stops_the_rebuild_and_says_so(endpoint):
-    endpoint.model = "n@2"
+def test_out_of_time_the_run_stops_the_rebuild_and_says_so(fake_endpoint):
+    fake_endpoint.model = "n@2"
     state = index_state("complaint")
     short = LambdaContext(remaining_ms=monitor.RETURN_MARGIN_S * 1000)  # no time to spare
     answer = monitor.handler(RUN, short)
@@ -179,10 +114,10 @@ def test_out_of_time_the_run_stops_the_rebuild_and_says_so(endpoint):
         "reply index not refreshed (out of time after reading 0 of "
         "2 e-mail/reply pairs): run `postwerk reindex-replies`"
     ]
-    assert index_state("complaint") == state and endpoint.embedded == [PROBE]
+    assert index_state("complaint") == state and fake_endpoint.embedded == [PROBE]
 
 
-def test_only_the_stale_categories_are_built_anew(endpoint):
+def test_only_the_stale_categories_are_built_anew(fake_endpoint):
     """A run cut short by its time goes on from there: the categories already current are
     not embedded again."""
     pair = {"message_id": "b1", "label": "billing", "language": "en", "subject": "Invoice QX7",
@@ -190,13 +125,14 @@ def test_only_the_stale_categories_are_built_anew(endpoint):
             "reusable_reply": "We correct it.", "sender": "lena", "automatic": False}  # fmt: skip
     s3 = boto3.client("s3")
     s3.put_object(Bucket=ARTIFACTS, Key=f"{replies.PAIRS}b1/d1.json", Body=json.dumps(pair))
-    endpoint.model = "n@2"
+    fake_endpoint.model = "n@2"
     entry = Entry("b1", "en", "We correct it.")
-    current = Index().add("n@2", endpoint.vector("Invoice QX7"), entry)
+    current = Index().add("n@2", fake_endpoint.vector("Invoice QX7"), entry)
     assert replies.write_index(ARTIFACTS, "billing", current, None)
     billing = index_state("billing")
     answer = monitor.handler(RUN, LambdaContext())
     assert answer["actions"] == ["reply index rebuilt for model n@2: complaint 2"]
     assert index_state("billing") == billing
-    assert endpoint.embedded[0] == PROBE and len(endpoint.embedded) == 3  # complaint's two
-    assert not any("QX7" in text for text in endpoint.embedded)
+    assert fake_endpoint.embedded[0] == PROBE
+    assert len(fake_endpoint.embedded) == 3  # the probe and complaint's two
+    assert not any("QX7" in text for text in fake_endpoint.embedded)

@@ -1,16 +1,15 @@
 """The reply index in S3 as sends grow it: each sent reply a small object beside the
 category's index, folded into it by every FOLD_AT-th send, each reply counted once however a
 fold was interrupted, and gone once the index is built anew. Against the embedded backend's
-S3, with the fake endpoint of test_monitor_replies."""
+S3, with the fake endpoint of tests/support/reply_index.py."""
 
 import uuid
 
 import boto3
 
 from services import replies
-from tests.services.test_feedback import ARTIFACTS, call, stored  # noqa: F401 (fixture)
-from tests.services.test_monitor_replies import ENDPOINT, endpoint, index_state  # noqa: F401
-from tests.services.test_replies import desk  # noqa: F401 (fixture)
+from tests.support.reply_index import ENDPOINT, index_state
+from tests.support.review import ARTIFACTS, call
 
 
 def send(message_id: str, text: str) -> None:
@@ -18,7 +17,7 @@ def send(message_id: str, text: str) -> None:
     assert call("POST", f"/api/results/{message_id}/send", request)[0] == 200
 
 
-def test_a_send_adds_a_small_object_and_every_fold_at_th_folds(endpoint, monkeypatch):  # noqa: F811
+def test_a_send_adds_a_small_object_and_every_fold_at_th_folds(fake_endpoint, monkeypatch):
     monkeypatch.setattr(replies, "FOLD_AT", 3)
     etag, added = index_state("complaint")
     assert etag is None and len(added) == 2, "the fixture's two sends: no index written yet"
@@ -34,7 +33,7 @@ def test_a_send_adds_a_small_object_and_every_fold_at_th_folds(endpoint, monkeyp
     assert len({entry.message_id for entry in index.entries}) == 4, "four e-mails answered"
 
 
-def test_a_reply_both_folded_and_still_beside_the_index_counts_once(endpoint):  # noqa: F811
+def test_a_reply_both_folded_and_still_beside_the_index_counts_once(fake_endpoint):
     merged, _ = replies.load_index(ARTIFACTS, "complaint")
     s3 = boto3.client("s3")  # a fold that wrote the index and died before deleting
     s3.put_object(Bucket=ARTIFACTS, Key=replies.index_key("complaint"), Body=merged.to_bytes())
@@ -44,7 +43,7 @@ def test_a_reply_both_folded_and_still_beside_the_index_counts_once(endpoint):  
     assert len(index.entries) == 2 and index.vectors.shape[0] == 2
 
 
-def test_building_the_index_anew_removes_the_replies_beside_it(endpoint):  # noqa: F811
+def test_building_the_index_anew_removes_the_replies_beside_it(fake_endpoint):
     counts, _ = replies.reindex(ARTIFACTS, ENDPOINT)
     assert counts == {"complaint": 2}
     etag, added = index_state("complaint")
@@ -52,7 +51,9 @@ def test_building_the_index_anew_removes_the_replies_beside_it(endpoint):  # noq
     assert len(replies.load_index(ARTIFACTS, "complaint")[0].entries) == 2
 
 
-def test_building_anew_never_overwrites_an_index_a_send_folded_meanwhile(endpoint, monkeypatch):  # noqa: F811
+def test_building_anew_never_overwrites_an_index_a_send_folded_meanwhile(
+    fake_endpoint, monkeypatch
+):
     listed = replies.indexes(ARTIFACTS)  # what reindex lists before it reads the pairs
     folded, _ = replies.load_index(ARTIFACTS, "complaint")  # then a send folds: a new index
     assert replies.write_index(ARTIFACTS, "complaint", folded, None)

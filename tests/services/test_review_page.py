@@ -3,7 +3,6 @@ function served in-process (no stack): suggestions in the e-mail's language, edi
 once."""
 
 import base64
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -12,10 +11,9 @@ import pytest
 
 from emulation.processes import free_port
 from services import feedback, replies
-from tests.e2e.test_pipeline import LOW_CONTRAST_TEXTS
-from tests.services.conftest import LambdaContext
-from tests.services.test_feedback import ARTIFACTS, http_event, stored  # noqa: F401
-from tests.services.test_replies import desk  # noqa: F401
+from tests.support.browser import LOW_CONTRAST_TEXTS, chromium
+from tests.support.lambdas import LambdaContext, http_event
+from tests.support.review import ARTIFACTS
 
 SCREENSHOT = "/tmp/postwerk-review-reply.png"  # looked at for docs/pipeline.md
 
@@ -46,30 +44,26 @@ class Gateway(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def page(desk, monkeypatch):  # noqa: F811
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("no chromium here (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+def page(desk, monkeypatch):
+    from playwright.sync_api import expect
 
-    # No endpoint here: the embeddings a send asks for fail at once, as on AWS (MiniStack's
-    # first answer for a service it lacks took 2.5 s, more in CI: the send outwaited 5 s).
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{free_port()}")
-    expect.set_options(timeout=15_000)  # 5 s by default: tight beside a busy CI run
-    server = HTTPServer(("127.0.0.1", 0), Gateway)  # one request at a time, as one Lambda
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+    with chromium() as browser:
+        # No endpoint here: the embeddings a send asks for fail at once, as on AWS
+        # (MiniStack's first answer for a service it lacks took 2.5 s, more in CI: the send
+        # outwaited 5 s).
+        endpoint = f"http://127.0.0.1:{free_port()}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", endpoint)
+        expect.set_options(timeout=15_000)  # 5 s by default: tight beside a busy CI run
+        server = HTTPServer(("127.0.0.1", 0), Gateway)  # one request at a time, as one Lambda
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         tab = browser.new_page()
         tab.goto(f"http://127.0.0.1:{server.server_port}/")
         yield tab
-        browser.close()
     server.shutdown()
     expect.set_options(timeout=5_000)  # Playwright's default again, for the other tests
 
 
-def test_a_suggested_reply_is_picked_edited_and_sent_once_by_keyboard(page, desk):  # noqa: F811
+def test_a_suggested_reply_is_picked_edited_and_sent_once_by_keyboard(page, desk):
     from playwright.sync_api import expect
 
     page.fill("#reviewer", "Lena")

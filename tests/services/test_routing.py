@@ -3,34 +3,19 @@ results published by classify once, corrections routed again."""
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from botocore.exceptions import EndpointConnectionError
 
 from services import classify, routing
 from services.records import ClassificationV1, InputSummary, Label, ModelIdentity, Source
 from services.settings import FunctionSettings
-from tests.services.test_feedback import call, stored  # noqa: F401 (fixture)
+from tests.support.aws import drain
+from tests.support.review import call
+from tests.support.template import template
 
-TEMPLATE = Path(__file__).parents[2] / "infra" / "template.yaml"
 BUS = "postwerk-routing"
-
-
-class TemplateLoader(yaml.SafeLoader):
-    """CloudFormation's short forms (!Ref, !GetAtt ...) as {"!Ref": value}."""
-
-
-TemplateLoader.add_multi_constructor(
-    "!", lambda loader, tag, node: {f"!{tag}": loader.construct_scalar(node)}
-    if isinstance(node, yaml.ScalarNode) else {f"!{tag}": loader.construct_sequence(node)}
-)  # fmt: skip
-
-
-def template() -> dict:
-    return yaml.load(TEMPLATE.read_text(), Loader=TemplateLoader)
 
 
 @pytest.fixture
@@ -57,17 +42,6 @@ def bus(aws, monkeypatch) -> dict[str, str]:
     monkeypatch.setenv("POSTWERK_EVENT_BUS", BUS)
     monkeypatch.setenv("POSTWERK_ROUTING", default_table)
     return urls
-
-
-def drain(url: str) -> list[dict]:
-    """Every event in the queue, as EventBridge delivered it."""
-    sqs, events = boto3.client("sqs"), []
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
-        events += [json.loads(m["Body"]) for m in messages]
-        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
-                   for n, m in enumerate(messages)]  # fmt: skip
-        sqs.delete_message_batch(QueueUrl=url, Entries=entries)
-    return events
 
 
 def routed(urls: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
@@ -209,7 +183,7 @@ def test_a_result_stored_but_never_published_is_routed_by_the_retry(
     assert routed(results_table)["postwerk-team-care"] == [("a", "classified")]
 
 
-def test_a_correction_routes_the_email_again_marked_as_such(stored, bus):  # noqa: F811
+def test_a_correction_routes_the_email_again_marked_as_such(stored, bus):
     status, answer = call("POST", "/api/results/m0/review",
                           {"label": "billing_question", "reviewer": "anna"})  # fmt: skip
     assert status == 200 and answer["routed"] is True

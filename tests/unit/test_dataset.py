@@ -86,9 +86,11 @@ def test_folders_become_labels_stratified_threads_in_one_split_no_addresses(buck
     assert all(card.counts[split] for split in dataset.SPLITS)  # every split has each label
     assert all(set(c) == set(TOPICS) for c in card.counts.values())
     split_of = {row["id"]: split for split, found in split_rows.items() for row in found}
-    for n in range(0, 224, 2):  # an original and its reply share a split
-        if f"m{n}@example.org" in split_of:
-            assert split_of[f"m{n}@example.org"] == split_of[f"m{n + 1}@example.org"]
+    originals = [n for n in range(0, 224, 2) if f"m{n}@example.org" in split_of]
+    assert len(originals) == 36, "three folders of twelve threads"
+    assert [split_of[f"m{n}@example.org"] for n in originals] == [
+        split_of[f"m{n + 1}@example.org"] for n in originals
+    ], "an original and its reply share a split"
     everything = json.dumps(split_rows)
     assert "kunde." not in everything and "support@firma" not in everything
     assert {tuple(sorted(row)) for found in split_rows.values() for row in found} == {

@@ -6,7 +6,7 @@ import boto3
 from botocore.stub import Stubber
 
 from postwerk import deploy
-from tests.services.test_routing import template
+from tests.support.template import template
 
 
 def test_the_receipt_rule_writes_to_incoming_and_only_ses_of_this_account_may():

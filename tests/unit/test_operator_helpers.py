@@ -10,7 +10,7 @@ from postwerk import local, pipeline
 from postwerk.errors import CommandError
 from postwerk.pipeline_commands import verdict
 from services.mail import parse_email
-from tests.jobs import ROOT
+from tests.support.jobs import ROOT
 
 
 def test_folders_give_their_eml_files_and_bad_paths_are_named(tmp_path):
@@ -63,6 +63,7 @@ def test_backend_choice(monkeypatch):
     assert local.choose_backend(None) == ("compose", "a Docker engine answers")
 
 
+@pytest.mark.live  # forks a child to have a PID that is gone
 def test_a_stale_ready_file_is_forgotten(tmp_path):
     ready = local.ready_file(tmp_path)
     ready.write_text(json.dumps({"backend": "embedded", "env": {}, "pids": [os.getpid()]}))

@@ -5,7 +5,7 @@ from collections import Counter
 
 from postwerk import samples
 from services.mail import parse_email
-from tests.jobs import ROOT
+from tests.support.jobs import ROOT
 
 
 def test_the_committed_samples_are_exactly_what_the_generator_makes(tmp_path):

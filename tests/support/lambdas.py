@@ -1,18 +1,9 @@
 """Lambda contract helpers: AWS-shaped events and a Lambda context for in-process calls."""
 
 import base64
-import uuid
-from contextlib import contextmanager
+import json
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote_plus
-
-from tests.emulation.conftest import (  # noqa: F401 (sagemaker: fixtures)
-    model_archive,
-    sagemaker,
-    sagemaker_service,
-)
-from tests.emulation.test_sagemaker_endpoints import create_config, deploy_model, wait_in_service
 
 
 @dataclass
@@ -91,17 +82,21 @@ def sqs_event(*bodies: str, queue: str = "postwerk-incoming") -> dict:
     }
 
 
-@contextmanager
-def serving(sagemaker, trained_job: Path, endpoint_name: str):  # noqa: F811
-    """The trained job's model behind a local SageMaker endpoint, deleted afterwards."""
-    sm, _, s3 = sagemaker
-    name = f"{endpoint_name}-{uuid.uuid4().hex[:8]}"  # the service outlives a backend reset
-    deploy_model(sm, s3, name, model_archive(trained_job / "model"))
-    create_config(sm, name, name)
-    sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
-    assert wait_in_service(sm, endpoint_name)["EndpointStatus"] == "InService"
-    yield
-    sm.delete_endpoint(EndpointName=endpoint_name)
-    sm.get_waiter("endpoint_deleted").wait(
-        EndpointName=endpoint_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
-    )
+def http_event(method, path, body: dict | str | None = None, query=None, headers=None) -> dict:
+    """An API Gateway HTTP API (payload 2.0) event, body base64 as the emulators send it."""
+    raw = body if isinstance(body, str) or body is None else json.dumps(body)
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+        "queryStringParameters": query,
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "requestContext": {
+            "http": {"method": method, "path": path, "sourceIp": "127.0.0.1"},
+            "requestId": "r",
+            "stage": "$default",
+        },
+        "body": base64.b64encode(raw.encode()).decode() if raw is not None else None,
+        "isBase64Encoded": raw is not None,
+    }
