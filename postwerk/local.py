@@ -129,25 +129,24 @@ def start_compose(state_dir: Path, ports: dict[str, int], say: Callable[[str], N
     project, build = compose.prepare(dict(os.environ), ports)
     say(f"building the images (base {build.base_image}) ...")
     project.build()
-    say("starting the containers ...")
-    project.up()
     env = DUMMY_CREDENTIALS | {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports['aws']}",
         "AWS_ENDPOINT_URL_SAGEMAKER": f"http://127.0.0.1:{ports['sagemaker']}",
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://127.0.0.1:{ports['sagemaker']}",
         "POSTWERK_SMTP_PORT": str(ports["smtp"]),
     }
+    # written before the containers start: whatever stops `up` from here on (Ctrl-C, a
+    # kill) leaves `down` the file that says what to stop
     ready = {"backend": "compose", "env": env, "pids": []}
     write_atomically(ready_file(state_dir), json.dumps(ready, indent=2))
+    say("starting the containers ...")
+    project.up()
     return LocalAws("compose", env, [])
 
 
 def stop(state_dir: Path) -> LocalAws | None:
-    """Stop what `up` started; None when nothing ran. The Compose project is stopped also
-    without a ready file (an `up` killed before it wrote one)."""
+    """Stop what `up` started; None when nothing ran."""
     found = find(state_dir)
-    if found is None and compose.running_services():
-        found = LocalAws("compose", {}, [])
     if found is None:
         return None
     if found.backend == "compose":

@@ -52,6 +52,7 @@ def up(
         try:
             running, ours = start_local_aws(settings, backend)
         except KeyboardInterrupt:
+            local.stop(settings.state_dir)  # what the Compose backend started so far
             console.print("\ninterrupted while starting the local AWS; nothing left running")
             raise typer.Exit(130) from None
         try:

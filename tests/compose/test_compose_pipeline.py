@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from email.message import EmailMessage
@@ -28,6 +27,7 @@ from postwerk import compose
 from postwerk import pipeline as operations
 from postwerk.local import port_in_use
 from postwerk.samples import DEMO
+from tests.support.stack import POSTWERK, postwerk
 
 pytestmark = [
     pytest.mark.skipif(
@@ -35,23 +35,13 @@ pytestmark = [
         reason="a real Docker engine and image builds (minutes): make test-compose",
     ),
     pytest.mark.timeout(1800),
+    pytest.mark.live,
 ]
 
-POSTWERK = Path(sys.executable).parent / "postwerk"
 ENDPOINT = "postwerk-emails"
+UP_TIMEOUT = 1500  # a first `up` builds both images and trains the default model
 PORTS = ("POSTWERK_AWS_PORT", "POSTWERK_SAGEMAKER_PORT", "POSTWERK_SMTP_PORT")
 READY = "Ctrl-C stops the pipeline."
-
-
-def postwerk(environment: dict, *arguments: str, timeout: float = 1500):
-    return subprocess.run(
-        [str(POSTWERK), *arguments],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def leftovers() -> dict[str, list[str]]:
@@ -96,7 +86,7 @@ def first_up(environment):
     the default model trained, the samples sent. Stopped when the module is done."""
     started = time.monotonic()
     try:
-        up = postwerk(environment, "up", "--detach")
+        up = postwerk(environment, "up", "--detach", timeout=UP_TIMEOUT)
         print(f"first `up --detach`: {time.monotonic() - started:.1f} s")
         yield up
     finally:
@@ -108,7 +98,7 @@ def stack(environment, first_up) -> dict:
     """The running stack's outputs, starting it again when a test stopped it."""
     assert first_up.returncode == 0, first_up.stdout + first_up.stderr
     if not (Path(environment["POSTWERK_STATE_DIR"]) / "local.json").exists():
-        again = postwerk(environment, "up", "--detach", "--no-send-samples")
+        again = postwerk(environment, "up", "--detach", "--no-send-samples", timeout=UP_TIMEOUT)
         assert again.returncode == 0, again.stdout + again.stderr
     with pytest.MonkeyPatch.context() as env:
         for name, value in with_local_aws(environment).items():
@@ -219,7 +209,7 @@ def test_down_leaves_nothing_but_the_volumes_and_up_again_reuses_the_model(envir
     )
     assert compose.engine().volumes.get("postwerk-sagemaker-state")  # the model stays
     started = time.monotonic()
-    again = postwerk(environment, "up", "--detach")
+    again = postwerk(environment, "up", "--detach", timeout=UP_TIMEOUT)
     print(f"`up --detach` with the model kept: {time.monotonic() - started:.1f} s")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "training" not in again.stdout and "postwerk-default-" in again.stdout
@@ -250,7 +240,7 @@ def test_a_stop_signal_to_up_in_the_foreground_leaves_nothing(environment, stack
 def test_an_image_that_cannot_be_pulled_is_one_clear_line(environment):
     assert postwerk(environment, "down").returncode == 0
     missing = environment | {"POSTWERK_BASE_IMAGE": "registry.invalid/postwerk/none:1"}
-    up = postwerk(missing, "up", "--detach")
+    up = postwerk(missing, "up", "--detach", timeout=UP_TIMEOUT)
     assert up.returncode == 2, up.stdout + up.stderr
     errors = [line for line in up.stdout.splitlines() if line.startswith("error:")]
     assert (

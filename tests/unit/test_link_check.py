@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.jobs import ROOT
+import pytest
+
+from tests.support.jobs import ROOT
+
+pytestmark = pytest.mark.live  # runs lychee
 
 LYCHEE = Path(sys.executable).parent / "lychee"
 GOOD = """# Guide
