@@ -11,7 +11,6 @@ import pytest
 
 from emulation.ministack import MiniStack
 from postwerk import samples
-from services import clients
 from tests.jobs import TOPICS, free_port, lay_out_job, make_emails, run_train
 
 
@@ -114,11 +113,10 @@ def ministack(tmp_path_factory, ministack_venv) -> MiniStack:
 
 @pytest.fixture
 def aws(ministack: MiniStack, monkeypatch) -> MiniStack:
-    """A clean AWS for each test: the backend is reset, plain boto3 clients reach it, and
-    the functions make their clients anew (a cold start: a test's endpoints hold)."""
+    """A clean AWS for each test: the backend is reset, and plain boto3 clients reach it, as
+    do the functions' (services/clients.py makes theirs per environment: a test's endpoints
+    hold)."""
     ministack.reset()
     for name, value in ministack.client_environment().items():
         monkeypatch.setenv(name, value)
-    clients.client.cache_clear()
-    clients.table.cache_clear()
     return ministack
