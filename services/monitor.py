@@ -22,11 +22,10 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from services import lifecycle, measures, registry, replies, results
+from services import clients, lifecycle, measures, registry, replies, results, storage
 from services.registry import ModelVersion
 from services.settings import MONITOR_OVERRIDES, FunctionSettings
 
@@ -82,9 +81,7 @@ def publish(built: measures.Report) -> None:
 def write_report(bucket: str, built: measures.Report, window_hours: float) -> str:
     folder = f"monitoring/reports/{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     document = {"window_hours": window_hours, "created_at": registry.now(), **built.as_dict()}
-    boto3.client("s3").put_object(
-        Bucket=bucket, Key=f"{folder}/report.json", Body=json.dumps(document).encode()
-    )
+    storage.write(bucket, f"{folder}/report.json", json.dumps(document).encode())
     return folder
 
 
@@ -119,7 +116,7 @@ def follow_retraining(
     settings: FunctionSettings, pending: dict, champion: ModelVersion | None
 ) -> str:
     job = pending["job"]
-    status = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+    status = clients.client("sagemaker").describe_training_job(TrainingJobName=job)
     if status["TrainingJobStatus"] in ("InProgress", "Stopping"):
         return f"retraining job {job} is still running ({status['SecondaryStatus']})"
     bucket = settings.artifacts_bucket
