@@ -11,7 +11,6 @@ from pathlib import Path
 
 from postwerk.errors import CommandError
 from services import clients, storage
-from services import results as results_table
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,8 @@ def parsed(raw: bytes):
 
 def results(table_name: str) -> list[dict]:
     """Every classification.v1 result as JSON values, oldest first."""
+    from services import results as results_table  # on use: it brings the functions' logger
+
     stored = [
         item.model_dump(mode="json", by_alias=True) for item in results_table.scan(table_name)
     ]
