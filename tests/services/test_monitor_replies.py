@@ -15,8 +15,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from postwerk.samples import generate, to_eml
-from services import clients, monitor, replies
-from services.reply_index import PROBE, Entry, Index
+from services import clients, monitor, storage
+from services.replies import index_store, sending
+from services.replies.index import PROBE, Entry, Index
 from tests.services.conftest import LambdaContext
 from tests.services.test_feedback import ARTIFACTS, RAW, call, stored  # noqa: F401 (fixture)
 from tests.services.test_replies import desk, similar_replies  # noqa: F401 (fixture)
@@ -72,7 +73,7 @@ def endpoint(desk, monkeypatch):  # noqa: F811
     for message_id, reply in (("m9", text), ("m0", "Guten Tag, wir kommen.")):
         request = {"draft_id": uuid.uuid4().hex, "text": reply, "sender": "lena"}
         assert call("POST", f"/api/results/{message_id}/send", request)[0] == 200
-    index, _ = replies.load_index(ARTIFACTS, "complaint")
+    index, _ = index_store.for_bucket(ARTIFACTS).load("complaint")
     assert index.model == "n@1" and len(index.entries) == 2
     fake.embedded.clear()
     return fake
@@ -81,8 +82,8 @@ def endpoint(desk, monkeypatch):  # noqa: F811
 def index_state(category: str) -> tuple[str | None, tuple[str, ...]]:
     """What the category's index is in S3: the written index's ETag (None: none), and the
     keys of the replies added beside it since."""
-    etag = replies.read_index(ARTIFACTS, replies.index_key(category))[1]
-    return etag, tuple(replies.list_keys(ARTIFACTS, replies.added_prefix(category)))
+    etag = index_store.for_bucket(ARTIFACTS).read_written(index_store.index_key(category))[1]
+    return etag, tuple(storage.list_keys(ARTIFACTS, index_store.added_prefix(category)))
 
 
 def suggestions_for_a_similar_email(desk) -> dict:  # noqa: F811
@@ -98,7 +99,7 @@ def suggestions_for_a_similar_email(desk) -> dict:  # noqa: F811
 def test_after_a_model_switch_a_run_rebuilds_the_stale_index(desk, endpoint):  # noqa: F811
     leftover = Index().add("old@1", np.ones(4, np.float32) / 2, Entry("x", "de", "Hallo."))
     boto3.client("s3").put_object(
-        Bucket=ARTIFACTS, Key=replies.index_key("other"), Body=leftover.to_bytes()
+        Bucket=ARTIFACTS, Key=index_store.index_key("other"), Body=leftover.to_bytes()
     )  # no pair to rebuild it from
     endpoint.model = "n@2"  # the monitor's promotion has come through
     before = suggestions_for_a_similar_email(desk)
@@ -107,7 +108,7 @@ def test_after_a_model_switch_a_run_rebuilds_the_stale_index(desk, endpoint):  #
     answer = monitor.handler(RUN, LambdaContext())
     assert answer["status"] == "ok" and answer["report"]["results"] == 4
     assert answer["actions"] == ["reply index rebuilt for model n@2: complaint 2"]
-    index, _ = replies.load_index(ARTIFACTS, "complaint")
+    index, _ = index_store.for_bucket(ARTIFACTS).load("complaint")
     assert index.model == "n@2" and index.vectors.shape == (2, 64)
     assert index_state("complaint")[0] and index_state("complaint")[1] == (), "one index"
     assert index_state("other") == (None, ()), "never comparable: removed, not rebuilt each run"
@@ -189,11 +190,11 @@ def test_only_the_stale_categories_are_built_anew(endpoint):
             "body": "Invoice QX7 is wrong.", "reply": "We correct it.",
             "reusable_reply": "We correct it.", "sender": "lena", "automatic": False}  # fmt: skip
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=ARTIFACTS, Key=f"{replies.PAIRS}b1/d1.json", Body=json.dumps(pair))
+    s3.put_object(Bucket=ARTIFACTS, Key=f"{sending.PAIRS}b1/d1.json", Body=json.dumps(pair))
     endpoint.model = "n@2"
     entry = Entry("b1", "en", "We correct it.")
     current = Index().add("n@2", endpoint.vector("Invoice QX7"), entry)
-    assert replies.write_index(ARTIFACTS, "billing", current, None)
+    assert index_store.for_bucket(ARTIFACTS).write("billing", current, None)
     billing = index_state("billing")
     answer = monitor.handler(RUN, LambdaContext())
     assert answer["actions"] == ["reply index rebuilt for model n@2: complaint 2"]

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from postwerk.cli import app
 from postwerk.samples import generate, to_eml
-from services import replies
+from services.replies import index_store, reindex, sending
 from tests.services.conftest import serving
 from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call, stored  # noqa: F401
 
@@ -106,7 +106,7 @@ def test_a_reply_goes_out_once_threaded_to_the_original_sender(desk):
     assert 0 < first["edited"] < 0.2
     again = call("POST", "/api/results/m9/send", request)
     assert again[0] == 200 and again[1]["sent_now"] is False
-    [(record, raw_key)] = replies.outbox(ARTIFACTS)
+    [(record, raw_key)] = sending.outbox(ARTIFACTS)
     assert record.ses_message_id == first["ses_message_id"]
     raw = boto3.client("s3").get_object(Bucket=ARTIFACTS, Key=raw_key)["Body"].read()
     message = email.message_from_bytes(raw)
@@ -114,7 +114,7 @@ def test_a_reply_goes_out_once_threaded_to_the_original_sender(desk):
     assert message["In-Reply-To"] == desk[3].message_id
     assert message["References"] == desk[3].message_id
     assert message["Subject"] == f"Re: {desk[3].subject}"
-    pairs = boto3.client("s3").list_objects_v2(Bucket=ARTIFACTS, Prefix=replies.PAIRS)
+    pairs = boto3.client("s3").list_objects_v2(Bucket=ARTIFACTS, Prefix=sending.PAIRS)
     [pair] = pairs["Contents"]
     row = json.loads(
         boto3.client("s3").get_object(Bucket=ARTIFACTS, Key=pair["Key"])["Body"].read()
@@ -141,7 +141,7 @@ def test_bad_sends_are_refused_with_the_reason(desk):
     boto3.client("s3").put_object(Bucket=RAW, Key="incoming/9.eml", Body=no_reply)
     status, answer = call("POST", "/api/results/m9/send", request)
     assert status == 400 and "no-reply" in answer["message"]
-    assert replies.outbox(ARTIFACTS) == []
+    assert sending.outbox(ARTIFACTS) == []
 
 
 def test_the_new_routes_want_the_review_token(desk, monkeypatch):
@@ -157,7 +157,7 @@ def test_a_reply_with_placeholders_left_is_not_sent(desk):
                "sender": "lena"}  # fmt: skip
     status, answer = call("POST", "/api/results/m9/send", request)
     assert status == 400 and "{customer_number}" in answer["message"]
-    assert replies.outbox(ARTIFACTS) == []
+    assert sending.outbox(ARTIFACTS) == []
 
 
 def similar_replies(answer: dict) -> list[dict]:
@@ -189,14 +189,14 @@ def test_a_sent_reply_is_suggested_for_a_similar_email_with_its_facts_swapped(de
     assert sent and sent[0]["text"].startswith(f"Dear {similar.sender_name},")
     assert desk[3].sender_name not in sent[0]["text"]
     assert all("Guten Tag" not in s["text"] for s in sent), "English e-mails get English"
-    index_key = replies.index_key("complaint")
-    index = replies.load_index(ARTIFACTS, "complaint")[0]
+    index_key = index_store.index_key("complaint")
+    index = index_store.for_bucket(ARTIFACTS).load("complaint")[0]
     assert "@" in index.model and index.vectors.shape[0] == 2
     index.model = "an-older-model@1"
     boto3.client("s3").put_object(Bucket=ARTIFACTS, Key=index_key, Body=index.to_bytes())
     status, answer = call("GET", "/api/results/m9/suggestions")
     assert status == 200 and similar_replies(answer) == [] and "an-older-model@1" in answer["note"]
     assert [s["title"] for s in answer["suggestions"]] == [ENGLISH[0]], "templates still come"
-    assert replies.reindex(ARTIFACTS, "replies-endpoint") == ({"complaint": 2}, 0)
+    assert reindex.reindex(ARTIFACTS, "replies-endpoint") == ({"complaint": 2}, 0)
     _, answer = call("GET", "/api/results/m9/suggestions")
     assert similar_replies(answer)[0]["text"] == sent[0]["text"] and answer["note"] == ""
