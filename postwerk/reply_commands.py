@@ -1,7 +1,8 @@
 """`postwerk outbox`: the replies staff sent from the review page, as
 services/replies/sending.py keeps them in the artifacts bucket (the record and the raw MIME
 that went to SES), whatever the local SES stores. `postwerk reindex-replies`: the suggestion
-index built anew with the serving model's embeddings, as after a promotion."""
+index built anew with the serving model's embeddings, as after a promotion. And the example
+templates `postwerk up` seeds (services/replies/examples.py)."""
 
 from typing import Annotated
 
@@ -68,6 +69,15 @@ def rebuild_index(bucket: str, endpoint: str) -> None:
         console.print(f"no staff replies in s3://{bucket}/{sending.PAIRS}: no reply index to build")
     if left_out:
         console.print(f"left out {left_out} automatic or older replies")
+
+
+def seed_example_templates(bucket: str) -> None:
+    """The example reply templates, the first time the stack comes up (`postwerk up`)."""
+    from services.replies import examples
+
+    if seeded := examples.seed(bucket):
+        console.print(f"{len(seeded)} example reply templates (titled Example/Beispiel): "
+                      "retire them on the review page (t) once you have your own")  # fmt: skip
 
 
 COMMANDS = {"outbox": outbox, "reindex-replies": reindex_replies}

@@ -2,6 +2,7 @@
 
 original.py     the e-mail a reply answers, read and parsed once, passed to all below
 templates.py    reply templates, versioned (replies/templates/)
+examples.py     example templates that `postwerk up` seeds once (replies/examples.json)
 suggestions.py  the replies suggested for an e-mail: templates, then replies to similar ones
 index.py        the suggestion index: sent replies by the embedding of the e-mail answered
 index_store.py  where the indexes are kept and cached (replies/index/, replies/added/)

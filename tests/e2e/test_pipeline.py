@@ -109,6 +109,20 @@ def test_up_trains_serves_and_classifies_the_samples(local_stack, pipeline):
     assert "****@kunden.example" in up.stdout and "schmidt@" not in up.stdout, "redacted"
 
 
+def test_the_samples_get_suggested_replies_from_the_example_templates(local_stack, pipeline):
+    _, up = local_stack
+    assert "example reply templates" in up.stdout
+    url = operations.review_url(pipeline)
+    stored = [item for item in operations.results(pipeline["ResultsTable"])
+              if item["label"] != "complaint" and not item["reviews"]]  # fmt: skip
+    for language in ("de", "en"):
+        item = next(item for item in stored if item["input"]["language"] == language)
+        answer = httpx.get(f"{url}api/results/{item['message_id']}/suggestions", timeout=30)
+        assert answer.status_code == 200
+        sources = [suggestion["source"] for suggestion in answer.json()["suggestions"]]
+        assert f"template:example-{item['label']}-{language}@1" in sources
+
+
 def test_the_printed_eval_line_works_as_printed(local_stack, pipeline):
     environment, up = local_stack
     line = re.search(r'eval "\$\((.+?) env\)"', up.stdout).group(0)
@@ -415,6 +429,11 @@ def test_staff_reply_from_the_page_in_the_emails_language_once_threaded(local_st
     from playwright.sync_api import expect
 
     url = operations.review_url(pipeline)
+    listed = httpx.get(f"{url}api/templates", timeout=30).json()["templates"]
+    for example in [t for t in listed if t["template_id"].startswith("example-complaint-")]:
+        retired = {**example, "retired": True, "author": "e2e"}  # staff replace the examples
+        assert httpx.put(f"{url}api/templates/{example['template_id']}", json=retired,
+                         timeout=30).status_code == 200  # fmt: skip
     for language, body in (("de", "{salutation}\n\nes tut uns leid.\n\nViele Grüße"),
                            ("en", "{salutation}\n\nwe are sorry.\n\nKind regards")):  # fmt: skip
         template = {"category": "complaint", "language": language, "title": f"Sorry {language}",

@@ -6,14 +6,16 @@ import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import product
 
 import boto3
 import pytest
 from typer.testing import CliRunner
 
 from postwerk.cli import app
-from postwerk.samples import generate, to_eml
-from services.replies import index_store, reindex, sending
+from postwerk.samples import CATEGORIES, LANGUAGES, generate, to_eml
+from services.replies import examples, index_store, reindex, sending, templates
+from services.replies.templates import TEMPLATES
 from tests.services.conftest import serving
 from tests.services.test_feedback import ARTIFACTS, RAW, TABLE, call, stored  # noqa: F401
 
@@ -200,3 +202,51 @@ def test_a_sent_reply_is_suggested_for_a_similar_email_with_its_facts_swapped(de
     assert reindex.reindex(ARTIFACTS, "replies-endpoint") == ({"complaint": 2}, 0)
     _, answer = call("GET", "/api/results/m9/suggestions")
     assert similar_replies(answer)[0]["text"] == sent[0]["text"] and answer["note"] == ""
+
+
+def store_samples(emails: list) -> None:
+    """Each sample e-mail stored raw, with a result of its own category (`s<n>`)."""
+    table = boto3.resource("dynamodb").Table(TABLE)
+    for number, sample in enumerate(emails):
+        key = f"incoming/s{number}.eml"
+        boto3.client("s3").put_object(Bucket=RAW, Key=key, Body=to_eml(sample))
+        table.put_item(Item={
+            "schema": "classification.v1", "message_id": f"s{number}", "label": sample.label,
+            "score": Decimal("0.9"), "top_k": [], "needs_review": False,
+            "model": {"name": "n", "version": "v"}, "classified_at": datetime.now(UTC).isoformat(),
+            "input": {"subject": sample.subject, "language": sample.language, "length": 9,
+                      "source": {"bucket": RAW, "key": key, "sha256": "0" * 64}},
+        })  # fmt: skip
+
+
+def test_the_example_templates_answer_every_sample_category_in_both_languages(stored):  # noqa: F811
+    emails = generate(count=len(CATEGORIES) * len(LANGUAGES), seed=1)
+    assert {(e.label, e.language) for e in emails} == set(product(CATEGORIES, LANGUAGES))
+    store_samples(emails)
+    assert call("GET", "/api/results/s0/suggestions")[1]["suggestions"] == [], "none yet"
+    assert len(examples.seed(ARTIFACTS)) == len(emails)
+    for number, sample in enumerate(emails):
+        status, answer = call("GET", f"/api/results/s{number}/suggestions")
+        assert status == 200 and answer["language"] == sample.language
+        [suggestion] = answer["suggestions"]
+        assert suggestion["source"] == f"template:example-{sample.label}-{sample.language}@1"
+        assert suggestion["title"].startswith(examples.TITLE[sample.language])
+        assert suggestion["text"].startswith(("Guten Tag ", "Dear "))
+
+
+def test_examples_are_seeded_once_never_over_what_staff_changed_or_removed(stored):  # noqa: F811
+    assert len(examples.seed(ARTIFACTS)) == len(CATEGORIES) * len(LANGUAGES)
+    _, listed = call("GET", "/api/templates")
+    edited = next(t for t in listed["templates"] if t["template_id"] == "example-complaint-de")
+    changed = {**{k: edited[k] for k in ("category", "language", "body")},
+               "title": "Unsere Antwort", "author": "lena"}  # fmt: skip
+    assert call("PUT", "/api/templates/example-complaint-de", changed)[0] == 200
+    s3 = boto3.client("s3")
+    removed = s3.list_objects_v2(Bucket=ARTIFACTS, Prefix=f"{TEMPLATES}example-other-en/")
+    for item in removed["Contents"]:  # staff removed it from the bucket
+        s3.delete_object(Bucket=ARTIFACTS, Key=item["Key"])
+    assert examples.seed(ARTIFACTS) == [], "seeded once: nothing comes back"
+    s3.delete_object(Bucket=ARTIFACTS, Key=examples.SEEDED)  # asked for them again
+    assert [t.template_id for t in examples.seed(ARTIFACTS)] == ["example-other-en"]
+    kept = templates.latest(ARTIFACTS, "example-complaint-de")
+    assert kept.version == 2 and kept.title == "Unsere Antwort", "staff's version stays"
