@@ -31,9 +31,15 @@ def table(name: str):
 
 def aws_environment() -> tuple[tuple[str, str], ...]:
     """The variables boto3 reads for where and as whom it calls (endpoints, region,
-    credentials, profile)."""
-    return tuple(sorted((name, value) for name, value in os.environ.items()
-                        if name.startswith("AWS_")))  # fmt: skip
+    credentials, profile, retries); not the Lambda runtime's own, some of which change with
+    each invocation (a durable execution's token)."""
+    return tuple(
+        sorted(
+            (name, value)
+            for name, value in os.environ.items()
+            if name.startswith("AWS_") and not name.startswith("AWS_LAMBDA_")
+        )
+    )
 
 
 @functools.cache
