@@ -73,22 +73,13 @@ def mail_through_smtp(files: list[Path], settings: CliSettings) -> list[pipeline
 def show_sent_results(sent: list[pipeline.Sent], outputs: dict[str, str], timeout=300) -> None:
     """Wait (with a progress bar) until every sent e-mail has a result or was rejected with
     a reason; show them."""
-    wanted = {item.message_id for item in sent}
     found: dict[str, dict] = {}
     rejected: dict[str, str] = {}
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("classifying", total=len(sent))
         with suppress(waits.TimedOut):  # the table shows what came, the error what did not
             for _ in waits.polls("the sent e-mails' results", timeout, 0.5):
-                found = {
-                    item["message_id"]: item
-                    for item in pipeline.results(outputs["ResultsTable"])
-                    if item["message_id"] in wanted
-                }
-                waiting = {
-                    i.key for i in sent if i.message_id not in found and i.key not in rejected
-                }
-                rejected |= pipeline.rejections(outputs["RawBucket"], waiting)
+                found, rejected = outcomes(sent, outputs, rejected)
                 progress.update(task, completed=len(found) + len(rejected))
                 if len(found) + len(rejected) == len(sent):
                     break
@@ -97,6 +88,18 @@ def show_sent_results(sent: list[pipeline.Sent], outputs: dict[str, str], timeou
     if missing:
         message = f"{missing} e-mail(s) without a result after {timeout} s; see `postwerk status`"
         raise CommandError(message, RAN_AND_FAILED)
+
+
+def outcomes(
+    sent: list[pipeline.Sent], outputs: dict[str, str], rejected: dict[str, str]
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """The sent e-mails' results so far, and the rejected ones' reasons (`rejected`: those
+    found before)."""
+    wanted = {item.message_id for item in sent}
+    results = pipeline.results(outputs["ResultsTable"])
+    found = {item["message_id"]: item for item in results if item["message_id"] in wanted}
+    waiting = {i.key for i in sent if i.message_id not in found and i.key not in rejected}
+    return found, rejected | pipeline.rejections(outputs["RawBucket"], waiting)
 
 
 def sent_table(sent: list[pipeline.Sent], found: dict[str, dict], rejected: dict[str, str]):
