@@ -218,6 +218,12 @@ def test_a_template_that_needs_what_the_email_lacks_is_not_sent_automatically(de
     assert sent_messages() == []
 
 
+def one_line(max_size: int) -> st.SearchStrategy[str]:
+    """A header value on one line: a CR or LF in it would end the field, or the header block
+    (a blank line), and what follows would not be a header at all."""
+    return st.text(st.characters(blacklist_characters="\r\n"), max_size=max_size)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -236,9 +242,9 @@ def test_a_template_that_needs_what_the_email_lacks_is_not_sent_automatically(de
                 ]
             ),
             st.one_of(
-                st.text(max_size=60),
+                one_line(max_size=60),
                 st.emails(),
-                st.builds("{} <{}>".format, st.text(max_size=20), st.emails()),
+                st.builds("{} <{}>".format, one_line(max_size=20), st.emails()),
             ),
         ),
         max_size=6,
