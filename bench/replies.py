@@ -34,7 +34,7 @@ from bench.common import LABEL, TEXT, base_parser, finish, load_banking77, print
 from bench.serving import resolve_model
 from model.serving.predictor import Predictor
 from postwerk.samples import PHRASES, generate
-from services.reply_index import Entry, Index
+from services.replies.index import Entry, Index
 
 BOUND_S = 0.3
 SIZES = (5_000, 50_000, 100_000)

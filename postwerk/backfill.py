@@ -16,7 +16,6 @@ part line by line.
 import hashlib
 import json
 import tempfile
-import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,17 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import boto3
 from botocore.exceptions import ClientError
 
 from postwerk import dataset
+from services import clients, storage, waits
 from services.lifecycle import job_name
-from services.records import EmailV1, ModelIdentity, Prediction
+from services.records import ClassificationV1, EmailV1, ModelIdentity, Prediction
 
 PREFIX = "backfill"  # in the raw bucket (messages) and the artifacts bucket (job files)
 PART_SIZE = 5000  # messages per transform input object
 UPLOADERS = 16
-FINISHED = ("Completed", "Failed", "Stopped")
+# How long a transform job may take: its instances and model start, then each part at 3
+# e-mails a second or more (one CPU instance of the BERT model does about 20).
+TRANSFORM_START_S = 1800
+PART_S = 1800
+POLL_S = 2
 
 
 class BackfillError(Exception):
@@ -60,7 +63,7 @@ class Outcome:
 
 def served_model(endpoint: str) -> str:
     """The SageMaker model behind the endpoint's (single) production variant."""
-    sm = boto3.client("sagemaker")
+    sm = clients.client("sagemaker")
     try:
         config_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
     except ClientError as error:
@@ -81,7 +84,6 @@ def parse_into_parts(sources: Sequence[Path], raw_bucket: str, folder: Path) -> 
     message id."""
     from services.mail import NotAnEmail, parse_email  # its language model loads slowly
 
-    s3 = boto3.client("s3")
     parsed = Parsed([], 0, 0)
     seen: set[str] = set()
     uploads: deque[Future] = deque()
@@ -97,7 +99,7 @@ def parse_into_parts(sources: Sequence[Path], raw_bucket: str, folder: Path) -> 
             if email.message_id in seen:
                 continue
             seen.add(email.message_id)
-            uploads.append(pool.submit(s3.put_object, Bucket=raw_bucket, Key=key, Body=found.raw))
+            uploads.append(pool.submit(storage.write, raw_bucket, key, found.raw))
             while len(uploads) > 4 * UPLOADERS:
                 uploads.popleft().result()  # raises what an upload raised
             if parsed.emails % PART_SIZE == 0:
@@ -120,15 +122,14 @@ def next_part(out: TextIO | None, folder: Path, parts: list[Path]) -> TextIO:
 
 def transform(model: str, artifacts: str, job: str, parts: list[Path], instance_type: str) -> dict:
     """Upload the model's instances, run the transform job to its end; its description."""
-    s3 = boto3.client("s3")
     prefix = f"{PREFIX}/{job}"
     for part in parts:
         with part.open() as emails:
             body = "".join(
                 json.dumps(EmailV1.model_validate_json(line).model_text()) + "\n" for line in emails
             )
-        s3.put_object(Bucket=artifacts, Key=f"{prefix}/input/{part.name}", Body=body.encode())
-    sm = boto3.client("sagemaker")
+        storage.write(artifacts, f"{prefix}/input/{part.name}", body.encode())
+    sm = clients.client("sagemaker")
     sm.create_transform_job(
         TransformJobName=job,
         ModelName=model,
@@ -150,45 +151,36 @@ def transform(model: str, artifacts: str, job: str, parts: list[Path], instance_
         },
         TransformResources={"InstanceType": instance_type, "InstanceCount": 1},
     )
-    return wait_for(sm, job)
-
-
-def wait_for(sm, job: str, poll_seconds: float = 2.0) -> dict:
-    while True:
-        described = sm.describe_transform_job(TransformJobName=job)
-        if described["TransformJobStatus"] in FINISHED:
-            return described
-        time.sleep(poll_seconds)
+    timeout = TRANSFORM_START_S + PART_S * len(parts)
+    waits.until(sm, "transform_job_completed_or_stopped", f"transform job {job}", timeout,
+                POLL_S, TransformJobName=job)  # fmt: skip
+    return sm.describe_transform_job(TransformJobName=job)
 
 
 def answers(artifacts: str, job: str, part: Path) -> Iterator[dict]:
     """The output lines of one part (none where the job wrote no output for it)."""
-    key = f"{PREFIX}/{job}/output/{part.name}.out"
-    try:
-        body = boto3.client("s3").get_object(Bucket=artifacts, Key=key)["Body"].read()
-    except ClientError:
+    found = storage.get(artifacts, f"{PREFIX}/{job}/output/{part.name}.out")
+    if found is None:
         return iter(())
-    return (json.loads(line) for line in body.decode().splitlines())
+    return (json.loads(line) for line in found.body.decode().splitlines())
 
 
 def store(stack: Stack, job: str, results: list) -> int:
     """Results to the bucket and the table as classify stores them (once per message id),
     marked as this backfill's, and not routed; how many were new."""
-    from services.classify import store_results  # the functions' own writes, on use
+    from services import results as results_table  # the functions' own writes, on use
 
     marked = [result.model_copy(update={"backfill": job}) for result in results]
-    stored, failed, _ = store_results(
+    stored = results_table.store(
         stack.results_table, stack.results_bucket, marked, key_prefix=f"backfill-{job}-"
     )
-    if failed:
-        raise next(iter(failed.values()))
-    return len(stored)
+    if stored.failed:
+        raise next(iter(stored.failed.values()))
+    return len(stored.new)
 
 
 def results_of(part: Path, outputs: Iterator[dict], threshold: float) -> list:
     """Each e-mail of the part with its answer (the same line of the output) as a result."""
-    from services.classify import to_result
-
     found = []
     with part.open() as emails:
         for line, output in zip(emails, outputs, strict=False):
@@ -197,7 +189,7 @@ def results_of(part: Path, outputs: Iterator[dict], threshold: float) -> list:
             if str(prediction.id) != email.message_id:
                 raise BackfillError(f"{part.name}: the transform's answers are out of order")
             model = ModelIdentity.model_validate(output["model"])
-            found.append(to_result(email, prediction, model, threshold))
+            found.append(ClassificationV1.from_prediction(email, prediction, model, threshold))
     return found
 
 

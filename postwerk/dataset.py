@@ -34,9 +34,9 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser, HeaderParser
 from pathlib import Path
 
-import boto3
 from pydantic import BaseModel
 
+from services import storage
 from services.lifecycle import s3_channel
 from services.registry import ManifestItem
 
@@ -393,24 +393,19 @@ DROP_REASONS = ("duplicates", "empty", "not_an_email", "unlabelled")
 
 
 def upload(bucket: str, card: DataCard, files: dict[str, Path], hashes: dict[str, str]) -> None:
-    s3 = boto3.client("s3")
     prefix = f"{PREFIX}/{card.name}/{card.version}"
     manifest = []
     for split, path in files.items():
         key = f"{prefix}/{split}/data.jsonl"
-        s3.upload_file(str(path), bucket, key)
+        storage.upload(path, bucket, key)
         uri = f"s3://{bucket}/{key}"
         manifest.append(
             ManifestItem(channel=split, uri=uri, size=path.stat().st_size, sha256=hashes[split])
         )
-    put_json(s3, bucket, f"{prefix}/manifest.json", [item.model_dump() for item in manifest])
-    put_json(s3, bucket, f"{prefix}/card.json", card.model_dump())
-    put_json(s3, bucket, f"{PREFIX}/{card.name}/latest.json", {"version": card.version})
-
-
-def put_json(s3, bucket: str, key: str, document) -> None:
-    body = json.dumps(document, indent=2, ensure_ascii=False).encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    manifest_rows = [item.model_dump() for item in manifest]
+    storage.write_json(bucket, f"{prefix}/manifest.json", manifest_rows)
+    storage.write_json(bucket, f"{prefix}/card.json", card.model_dump())
+    storage.write_json(bucket, f"{PREFIX}/{card.name}/latest.json", {"version": card.version})
 
 
 # ---- reading a data set back ----------------------------------------------------------------
@@ -419,17 +414,15 @@ def put_json(s3, bucket: str, key: str, document) -> None:
 def card(bucket: str, reference: str) -> DataCard:
     """NAME (its latest version) or NAME:VERSION, from the artifacts bucket."""
     name, _, version = reference.partition(":")
-    s3 = boto3.client("s3")
-    try:
-        if not version:
-            latest = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{name}/latest.json")
-            version = json.loads(latest["Body"].read())["version"]
-        found = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{name}/{version}/card.json")
-    except (s3.exceptions.NoSuchKey, s3.exceptions.NoSuchBucket) as error:
+    if not version:
+        latest = storage.read_json_if_present(bucket, f"{PREFIX}/{name}/latest.json")
+        version = latest["version"] if latest else ""
+    found = storage.get(bucket, f"{PREFIX}/{name}/{version}/card.json") if version else None
+    if found is None:
         raise DatasetError(
             f"no data set {reference} in s3://{bucket}/{PREFIX}/ (postwerk dataset build)"
-        ) from error
-    return DataCard.model_validate_json(found["Body"].read())
+        )
+    return DataCard.model_validate_json(found.body)
 
 
 def channels(bucket: str, found: DataCard) -> list[dict]:

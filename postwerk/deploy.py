@@ -22,19 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from postwerk import compose
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.sagemaker import ensure_bucket
 from postwerk.settings import REPO_ROOT, CliSettings
+from services import waits
 from services.settings import RoutingTable
 
 TEMPLATE = REPO_ROOT / "infra" / "template.yaml"
 AWS_LAMBDA_PYTHON = "3.12"  # the template's LambdaRuntime default
 COMPOSE_SAGEMAKER_URL = "http://sagemaker:4567"  # the service, seen from Lambda containers
 LOCAL_SUPPORT_ADDRESS = "support@postwerk.localhost"  # the local SMTP receiving's domain
+STACK_POLLS = 720  # a stack's creation or update is waited for this many polls
+CHANGE_SET_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,7 @@ def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
     """Create or update the stack and wait; returns its outputs."""
     cloudformation = boto3.client("cloudformation")
     arguments = stack_arguments(name, parameters)
-    waiter_config = {"Delay": 1 if os.environ.get("AWS_ENDPOINT_URL") else 10, "MaxAttempts": 720}
+    delay = 1 if os.environ.get("AWS_ENDPOINT_URL") else 10
     try:
         if stack_exists(name):
             cloudformation.update_stack(**arguments)
@@ -262,13 +265,16 @@ def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
         else:
             cloudformation.create_stack(**arguments)
             waiter = "stack_create_complete"
-        cloudformation.get_waiter(waiter).wait(StackName=name, WaiterConfig=waiter_config)
     except ClientError as error:
         if "No updates are to be performed" not in str(error):
             raise
-    except WaiterError as error:
+        return stack_outputs(name)
+    waits.until(cloudformation, waiter, f"stack {name}", STACK_POLLS * delay, delay,
+                StackName=name)  # fmt: skip
+    status = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+    if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         message = f"stack {name} did not deploy: {stack_failure(name)}"
-        raise CommandError(message, RAN_AND_FAILED) from error
+        raise CommandError(message, RAN_AND_FAILED)
     return stack_outputs(name)
 
 
@@ -301,12 +307,11 @@ def plan_stack(name: str, parameters: dict[str, str]) -> list[str]:
 
 
 def wait_for_change_set(stack: str, change_set: str) -> dict:
+    """The change set's description once it is created, or failed."""
     cloudformation = boto3.client("cloudformation")
-    while True:
-        described = cloudformation.describe_change_set(StackName=stack, ChangeSetName=change_set)
-        if described["Status"] in ("CREATE_COMPLETE", "FAILED"):
-            return described
-        time.sleep(1)
+    waits.until(cloudformation, "change_set_create_complete", f"change set {change_set}",
+                CHANGE_SET_TIMEOUT_S, 1, StackName=stack, ChangeSetName=change_set)  # fmt: skip
+    return cloudformation.describe_change_set(StackName=stack, ChangeSetName=change_set)
 
 
 def stack_outputs(name: str) -> dict[str, str]:

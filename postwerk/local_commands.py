@@ -23,6 +23,7 @@ from postwerk import deploy as stack
 from postwerk import local, model_commands, pipeline, pipeline_commands, sagemaker, samples
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console, follow_training_job, shell_command
+from postwerk.reply_commands import seed_example_templates
 from postwerk.settings import REPO_ROOT, CliSettings
 from services import lifecycle
 
@@ -93,7 +94,8 @@ def make_ready(
     send_samples: bool,
     started: float,
 ) -> dict[str, str]:
-    """Deploy the stack, make sure a model serves, send the samples; the stack's outputs."""
+    """Deploy the stack, make sure a model serves, seed the example reply templates, send the
+    samples; the stack's outputs."""
     os.environ.update(running.env)  # every boto3 client from here on talks to it
     outputs = stack.deploy_pipeline(
         stack.target_for(running.backend),
@@ -103,6 +105,7 @@ def make_ready(
         say=console.print,
     )
     ensure_model(settings, sagemaker.parse_hyperparameters(hyperparameter))
+    seed_example_templates(sagemaker.artifact_bucket(settings.bucket))
     console.print(f"[green]ready[/] in {time.monotonic() - started:.1f} s")
     console.print(f"review page: [bold]{pipeline.review_url(outputs)}[/]")
     if send_samples:

@@ -21,8 +21,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from postwerk import sagemaker
-from postwerk.errors import COULD_NOT_START, CommandError
+from postwerk.errors import COULD_NOT_START, RAN_AND_FAILED, CommandError
 from services.registry import LifecycleError
+from services.waits import TimedOut
 
 
 class StdoutThatMayVanish(io.TextIOBase):
@@ -98,6 +99,8 @@ def handled(command: Callable) -> Callable:
             failure(str(error), error.code)
         except LifecycleError as error:
             failure(str(error), COULD_NOT_START)
+        except TimedOut as error:
+            failure(str(error), RAN_AND_FAILED)
         except ClientError as error:
             details = error.response.get("Error", {})
             failure(f"AWS refused: {details.get('Code')}: {details.get('Message')}", 2)

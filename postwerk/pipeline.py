@@ -5,15 +5,12 @@ Plain boto3 against the stack's outputs, so it works on the local stack and on A
 
 import functools
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
-
 from postwerk.errors import CommandError
-from services import results as results_table
+from services import clients, storage
 
 
 @dataclass(frozen=True)
@@ -54,12 +51,11 @@ def email_files(paths: list[Path]) -> list[Path]:
 def send(files: list[Path], raw_bucket: str) -> list[Sent]:
     """Upload each file to incoming/, keyed by its content: the same e-mail twice is one
     object (and the pipeline gives it one result whatever the key)."""
-    s3 = boto3.client("s3")
     sent = []
     for path in files:
         raw = path.read_bytes()
         key = f"incoming/{hashlib.sha256(raw).hexdigest()[:16]}-{path.name}"
-        s3.put_object(Bucket=raw_bucket, Key=key, Body=raw, ContentType="message/rfc822")
+        storage.write(raw_bucket, key, raw, ContentType="message/rfc822")
         sent.append(Sent(path, key, message_id(raw)))
     return sent
 
@@ -92,6 +88,8 @@ def parsed(raw: bytes):
 
 def results(table_name: str) -> list[dict]:
     """Every classification.v1 result as JSON values, oldest first."""
+    from services import results as results_table  # on use: it brings the functions' logger
+
     stored = [
         item.model_dump(mode="json", by_alias=True) for item in results_table.scan(table_name)
     ]
@@ -101,21 +99,19 @@ def results(table_name: str) -> list[dict]:
 def rejections(raw_bucket: str, keys: set[str]) -> dict[str, str]:
     """Why ingest rejected those of `keys` it did (rejected/<key>.reason.json): one listing
     of the prefix, then one read per rejected e-mail."""
-    s3 = boto3.client("s3")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=raw_bucket, Prefix="rejected/")
-    explained = {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+    explained = set(storage.list_keys(raw_bucket, "rejected/"))
     found = {}
     for key in keys:
         if f"rejected/{key}.reason.json" in explained:
-            answer = s3.get_object(Bucket=raw_bucket, Key=f"rejected/{key}.reason.json")
-            found[key] = json.loads(answer["Body"].read()).get("reason", "no reason given")
+            reason = storage.read_json(raw_bucket, f"rejected/{key}.reason.json")
+            found[key] = reason.get("reason", "no reason given")
     return found
 
 
 def counts(outputs: dict[str, str]) -> Counts:
-    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    sqs = clients.client("sqs")
     pages = (
-        boto3.client("dynamodb")
+        clients.client("dynamodb")
         .get_paginator("scan")
         .paginate(TableName=outputs["ResultsTable"], Select="COUNT")
     )
@@ -126,18 +122,15 @@ def counts(outputs: dict[str, str]) -> Counts:
         )["Attributes"]
         dead += int(attributes["ApproximateNumberOfMessages"])
     return Counts(
-        received=count_objects(s3, outputs["RawBucket"], "incoming/"),
+        received=count_objects(outputs["RawBucket"], "incoming/"),
         classified=sum(page["Count"] for page in pages),
-        rejected=count_objects(s3, outputs["RawBucket"], "rejected/", suffix=".reason.json"),
+        rejected=count_objects(outputs["RawBucket"], "rejected/", suffix=".reason.json"),
         dead_lettered=dead,
     )
 
 
-def count_objects(s3, bucket: str, prefix: str, suffix: str = "") -> int:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return sum(
-        1 for page in pages for obj in page.get("Contents", []) if obj["Key"].endswith(suffix)
-    )
+def count_objects(bucket: str, prefix: str, suffix: str = "") -> int:
+    return sum(1 for key in storage.list_keys(bucket, prefix) if key.endswith(suffix))
 
 
 def review_url(outputs: dict[str, str]) -> str:

@@ -5,14 +5,11 @@ import csv
 import json
 import os
 import sys
-import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Annotated
 
-import boto3
 import typer
-from botocore.config import Config
 from rich.progress import Progress
 from rich.table import Table
 
@@ -22,6 +19,7 @@ from postwerk import plots as plotting
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console
 from postwerk.settings import CliSettings
+from services import clients, storage, waits
 from services.settings import MONITOR_OVERRIDES
 
 Paths = Annotated[list[Path], typer.Argument(help=".eml files, or folders of them")]
@@ -75,27 +73,33 @@ def mail_through_smtp(files: list[Path], settings: CliSettings) -> list[pipeline
 def show_sent_results(sent: list[pipeline.Sent], outputs: dict[str, str], timeout=300) -> None:
     """Wait (with a progress bar) until every sent e-mail has a result or was rejected with
     a reason; show them."""
-    wanted = {item.message_id for item in sent}
     found: dict[str, dict] = {}
     rejected: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("classifying", total=len(sent))
-        while len(found) + len(rejected) < len(sent) and time.monotonic() < deadline:
-            found = {
-                item["message_id"]: item
-                for item in pipeline.results(outputs["ResultsTable"])
-                if item["message_id"] in wanted
-            }
-            waiting = {i.key for i in sent if i.message_id not in found and i.key not in rejected}
-            rejected |= pipeline.rejections(outputs["RawBucket"], waiting)
-            progress.update(task, completed=len(found) + len(rejected))
-            time.sleep(0.5)
+        with suppress(waits.TimedOut):  # the table shows what came, the error what did not
+            for _ in waits.polls("the sent e-mails' results", timeout, 0.5):
+                found, rejected = outcomes(sent, outputs, rejected)
+                progress.update(task, completed=len(found) + len(rejected))
+                if len(found) + len(rejected) == len(sent):
+                    break
     console.print(sent_table(sent, found, rejected))
     missing = len(sent) - len(found) - len(rejected)
     if missing:
         message = f"{missing} e-mail(s) without a result after {timeout} s; see `postwerk status`"
         raise CommandError(message, RAN_AND_FAILED)
+
+
+def outcomes(
+    sent: list[pipeline.Sent], outputs: dict[str, str], rejected: dict[str, str]
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """The sent e-mails' results so far, and the rejected ones' reasons (`rejected`: those
+    found before)."""
+    wanted = {item.message_id for item in sent}
+    results = pipeline.results(outputs["ResultsTable"])
+    found = {item["message_id"]: item for item in results if item["message_id"] in wanted}
+    waiting = {i.key for i in sent if i.message_id not in found and i.key not in rejected}
+    return found, rejected | pipeline.rejections(outputs["RawBucket"], waiting)
 
 
 def sent_table(sent: list[pipeline.Sent], found: dict[str, dict], rejected: dict[str, str]):
@@ -194,20 +198,18 @@ def stored_results_table(items: list[dict], total: int) -> Table:
     no addresses)."""
     review = sum(item["needs_review"] for item in items)
     shown = f"the newest {len(items)} of {total}" if len(items) < total else f"{total}"
-    s3 = boto3.client("s3")
-    rows = [result_row(raw_headers(s3, item), item) for item in items]
+    rows = [result_row(raw_headers(item), item) for item in items]
     return emails_table(f"{shown} result(s), {review} of them need review", rows)
 
 
-def raw_headers(s3, result: dict) -> dict[str, str]:
+def raw_headers(result: dict) -> dict[str, str]:
     source = (result.get("input") or {}).get("source")
     if source is None:  # a result from before inputs were recorded
         return {"from": "", "subject": ""}
-    try:
-        raw = s3.get_object(Bucket=source["bucket"], Key=source["key"])
-    except s3.exceptions.NoSuchKey:
+    raw = storage.get(source["bucket"], source["key"])
+    if raw is None:
         return {"from": "", "subject": result["input"]["subject"]}
-    return pipeline.headers(raw["Body"].read())
+    return pipeline.headers(raw.body)
 
 
 def monitor(
@@ -225,7 +227,7 @@ def monitor(
     given = locals()
     event = {name: given[name] for name in MONITOR_OVERRIDES if given[name] is not None}
     outputs = stack.stack_outputs(settings.stack_name)
-    lambda_ = boto3.client("lambda", config=Config(read_timeout=330))
+    lambda_ = clients.client("lambda", read_timeout=330)
     answer = lambda_.invoke(FunctionName=outputs["MonitorFunction"], Payload=json.dumps(event))
     document = json.loads(answer["Payload"].read() or b"{}")
     if "FunctionError" in answer:

@@ -1,11 +1,11 @@
-"""`postwerk outbox`: the replies staff sent from the review page, as services/replies.py
-keeps them in the artifacts bucket (the record and the raw MIME that went to SES), whatever
-the local SES stores. `postwerk reindex-replies`: the suggestion index built anew with the
-serving model's embeddings, as after a promotion."""
+"""`postwerk outbox`: the replies staff sent from the review page, as
+services/replies/sending.py keeps them in the artifacts bucket (the record and the raw MIME
+that went to SES), whatever the local SES stores. `postwerk reindex-replies`: the suggestion
+index built anew with the serving model's embeddings, as after a promotion. And the example
+templates `postwerk up` seeds (services/replies/examples.py)."""
 
 from typing import Annotated
 
-import boto3
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
@@ -13,17 +13,18 @@ from rich.table import Table
 from postwerk import sagemaker
 from postwerk.output import console
 from postwerk.settings import CliSettings, EndpointOption
+from services import storage
 
 
 def outbox(
     raw: Annotated[bool, typer.Option("--raw", help="print each reply's MIME as sent")] = False,
 ) -> None:
     """The sent replies, oldest first: when, who, which suggestion, how much was edited."""
-    from services import replies  # on use: its index needs numpy, no other command does
+    from services.replies import sending  # on use: its index needs numpy, no other command does
 
     bucket = sagemaker.artifact_bucket(CliSettings().bucket)
-    sent = replies.outbox(bucket)
-    table = Table(title=f"sent replies in s3://{bucket}/{replies.SENT}")
+    sent = sending.outbox(bucket)
+    table = Table(title=f"sent replies in s3://{bucket}/{sending.SENT}")
     for column in ("sent at", "by", "e-mail", "suggestion", "edited", "status"):
         table.add_column(column)
     for record, _ in sent:
@@ -32,10 +33,9 @@ def outbox(
                       record.status)  # fmt: skip
     console.print(table)
     if raw:
-        s3 = boto3.client("s3")
         for record, key in sent:
             if record.status == "sent":
-                mime = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                mime = storage.read(bucket, key)
                 console.print(mime.decode(errors="replace"), markup=False, highlight=False)
 
 
@@ -59,16 +59,25 @@ def rebuild_index_for_new_model(bucket: str, endpoint: str) -> None:
 
 
 def rebuild_index(bucket: str, endpoint: str) -> None:
-    from services import replies
+    from services.replies import reindex, sending
 
     with console.status(f"embedding the sent replies' e-mails with {endpoint} ..."):
-        counts, left_out = replies.reindex(bucket, endpoint)
+        counts, left_out = reindex.reindex(bucket, endpoint)
     for category, count in sorted(counts.items()):
         console.print(f"reply index {category}: {count} sent replies")
     if not counts:
-        console.print(f"no staff replies in s3://{bucket}/{replies.PAIRS}: no reply index to build")
+        console.print(f"no staff replies in s3://{bucket}/{sending.PAIRS}: no reply index to build")
     if left_out:
         console.print(f"left out {left_out} automatic or older replies")
+
+
+def seed_example_templates(bucket: str) -> None:
+    """The example reply templates, the first time the stack comes up (`postwerk up`)."""
+    from services.replies import examples
+
+    if seeded := examples.seed(bucket):
+        console.print(f"{len(seeded)} example reply templates (titled Example/Beispiel): "
+                      "retire them on the review page (t) once you have your own")  # fmt: skip
 
 
 COMMANDS = {"outbox": outbox, "reindex-replies": reindex_replies}

@@ -6,7 +6,7 @@ The same calls reach the local SageMaker service (AWS_ENDPOINT_URL_SAGEMAKER set
 
 import functools
 import json
-import time
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +18,18 @@ from botocore.exceptions import ClientError
 from model.contract import METRIC_DEFINITIONS
 from postwerk.errors import CommandError
 from postwerk.settings import CliSettings
+from services import clients, storage, waits
 from services.lifecycle import Serving, s3_channel
 
 FINISHED = ("Completed", "Failed", "Stopped")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+# A training job's time besides its run: instances start, data and the model are copied.
+START_MARGIN_S = 1800
+DEFAULT_MAX_RUNTIME_S = 24 * 3600  # SageMaker's, where a stopping condition gives none
 
 
 def ensure_bucket(bucket: str) -> None:
-    s3 = boto3.client("s3")
+    s3 = clients.client("s3")
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError:
@@ -53,7 +57,7 @@ def artifact_bucket(configured: str) -> str:
     """POSTWERK_BUCKET, else postwerk-artifacts-<account>-<region> (bucket names are global)."""
     if configured:
         return configured
-    account = boto3.client("sts").get_caller_identity()["Account"]
+    account = clients.client("sts").get_caller_identity()["Account"]
     return f"postwerk-artifacts-{account}-{boto3.session.Session().region_name}"
 
 
@@ -61,7 +65,6 @@ def upload_channels(settings: CliSettings, name: str, channels: dict[str, Path])
     """Each channel's file or folder to s3://bucket/jobs/<name>/<channel>/; InputDataConfig."""
     bucket = artifact_bucket(settings.bucket)
     ensure_bucket(bucket)
-    s3 = boto3.client("s3")
     config = []
     for channel, path in channels.items():
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -70,7 +73,7 @@ def upload_channels(settings: CliSettings, name: str, channels: dict[str, Path])
         prefix = f"jobs/{name}/{channel}"
         for file in files:
             key = f"{prefix}/{file.relative_to(path) if path.is_dir() else file.name}"
-            s3.upload_file(str(file), bucket, key)
+            storage.upload(file, bucket, key)
         config.append(s3_channel(channel, f"s3://{bucket}/{prefix}/"))
     return config
 
@@ -109,11 +112,13 @@ class JobProgress:
 
 
 def follow_training_job(name: str, poll_seconds: float = 1.0) -> Iterator[JobProgress]:
-    """DescribeTrainingJob and the job's CloudWatch log, until the job has finished."""
-    sm, logs = boto3.client("sagemaker"), boto3.client("logs")
+    """DescribeTrainingJob and the job's CloudWatch log, until the job has finished
+    (TimedOut past its stopping condition and START_MARGIN_S)."""
+    sm, logs = clients.client("sagemaker"), clients.client("logs")
+    timeout = training_timeout(sm.describe_training_job(TrainingJobName=name))
     token: str | None = None
     stream: str | None = None
-    while True:
+    for _ in waits.polls(f"training job {name}", timeout, poll_seconds):
         job = sm.describe_training_job(TrainingJobName=name)
         stream = stream or find_log_stream(logs, name)
         lines: list[str] = []
@@ -128,7 +133,13 @@ def follow_training_job(name: str, poll_seconds: float = 1.0) -> Iterator[JobPro
         )
         if job["TrainingJobStatus"] in FINISHED:
             return
-        time.sleep(poll_seconds)
+
+
+def training_timeout(definition: dict) -> float:
+    """How long a training job may take: SageMaker stops it after its stopping condition."""
+    stopping = definition.get("StoppingCondition", {})
+    runtime = stopping.get("MaxWaitTimeInSeconds") or stopping.get("MaxRuntimeInSeconds")
+    return (runtime or DEFAULT_MAX_RUNTIME_S) + START_MARGIN_S
 
 
 def find_log_stream(logs, name: str) -> str | None:
@@ -148,17 +159,35 @@ def read_log(logs, stream: str, token: str | None) -> tuple[list[str], str | Non
 
 
 def wait_for_tuning_job(name: str, on_update: Callable[[dict], None], poll_seconds=2.0) -> dict:
-    sm = boto3.client("sagemaker")
-    while True:
+    """The tuning job's description once it has finished, shown to `on_update` as it goes
+    (TimedOut past what its training jobs may take)."""
+    sm = clients.client("sagemaker")
+    timeout = tuning_timeout(
+        sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    )
+    for _ in waits.polls(f"tuning job {name}", timeout, poll_seconds):
         job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
         on_update(job)
         if job["HyperParameterTuningJobStatus"] in FINISHED:
-            return job
-        time.sleep(poll_seconds)
+            break
+    return job
+
+
+def tuning_timeout(job: dict) -> float:
+    """How long a tuning job may take: its own limit, else its training jobs' in rounds of
+    the parallel ones (a grid search runs one per combination of its categorical values)."""
+    config = job["HyperParameterTuningJobConfig"]
+    limits = config["ResourceLimits"]
+    if "MaxRuntimeInSeconds" in limits:
+        return limits["MaxRuntimeInSeconds"] + START_MARGIN_S
+    values = config["ParameterRanges"].get("CategoricalParameterRanges", [])
+    trainings = limits.get("MaxNumberOfTrainingJobs") or math.prod(len(r["Values"]) for r in values)
+    rounds = math.ceil(trainings / limits["MaxParallelTrainingJobs"])
+    return rounds * training_timeout(job.get("TrainingJobDefinition", {}))
 
 
 def tuning_trials(name: str) -> list[dict]:
-    sm = boto3.client("sagemaker")
+    sm = clients.client("sagemaker")
     pages = sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
         HyperParameterTuningJobName=name, SortBy="CreationTime", SortOrder="Ascending"
     )
@@ -176,7 +205,7 @@ def serving(settings: CliSettings, instances: int, image: str = "", role_arn: st
 
 
 def predict(endpoint: str, instances: list[dict]) -> dict:
-    runtime = boto3.client("sagemaker-runtime")
+    runtime = clients.client("sagemaker-runtime")
     answer = runtime.invoke_endpoint(
         EndpointName=endpoint,
         ContentType="application/json",

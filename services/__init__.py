@@ -6,7 +6,7 @@ ingest.py        SQS batch of S3 ObjectCreated events -> email.v1 on Kinesis (re
 classify.py      Kinesis batch -> InvokeEndpoint -> classification.v1 in DynamoDB and S3, each
                  new result routed on the EventBridge bus
 feedback.py      the review page (review.html) and its API behind API Gateway: corrections,
-                 reply templates, suggestions and sending
+                 reply templates, suggested and sent replies
 monitor.py       hourly: measure the serving model, decide (retrain, promote), refresh the
                  reply index
 autoreply.py     SQS batch of routed results -> automatic replies, where a template says so
@@ -16,13 +16,17 @@ mail.py          raw e-mail bytes -> email.v1 (quotes.py: replies and signatures
                  language.py: the language of a text)
 records.py       the email.v1 and classification.v1 models, the InvokeEndpoint answer
 batch.py         partial batch responses for handlers that work on a whole batch
-routing.py       results and corrections as events on the routing bus, by team
-replies.py       reply templates, suggestions and sending once (placeholders.py fills the
-                 templates, reply_index.py finds the replies to similar e-mails)
-results.py       reading the results table
+results.py       the results table and bucket: each result stored once, read back
+routing.py       results and corrections as events on the routing bus, to the teams' queues
+replies/         templates, suggestions, the suggestion index, sending replies, the address
+                 and auto-reply policy (services/replies/__init__.py lists its modules;
+                 placeholders.py: what fills a reply's placeholders)
 measures.py      what the monitor computes over a window of results (pure functions)
 lifecycle.py     the model life cycle: serve, promote, retrain, decide (also used by `postwerk`)
 registry.py      trained models and the champion, as S3 objects
-clients.py       boto3 clients made once per cold start
+storage.py       S3 access: reads with missing keys as None, conditional writes, listing,
+                 deleting
+clients.py       boto3 clients, made once per AWS environment (also used by `postwerk`)
+waits.py         bounded waits on jobs, stacks and endpoints (also used by `postwerk`)
 settings.py      POSTWERK_* settings that the stack's template sets
 """

@@ -3,7 +3,7 @@
 A rule on the routing bus sends each new result that needs no review (reason
 "classified") to the autoreply queue. For each, a live template of the e-mail's category and
 language whose `auto_reply_above` the score exceeds is filled from the e-mail and sent
-through the same path as a staff reply (services/replies.py send: once per e-mail and draft,
+through the same path as a staff reply (services/replies/sending.py: once per e-mail and draft,
 audited with sender "auto-reply", threaded, stored with its pair). Off by default: a template
 answers automatically only when staff set its threshold.
 
@@ -29,9 +29,11 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
-from services import clients, placeholders, replies
-from services.mail import parse_email
+from services import placeholders
 from services.records import ClassificationV1
+from services.replies import policy, sending, templates
+from services.replies.original import Original
+from services.replies.templates import ReplyTemplate
 from services.settings import FunctionSettings
 
 SENDER = "auto-reply"  # the audit's `sender` of an automatic reply
@@ -51,54 +53,47 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     settings = FunctionSettings()
-    live = [t for t in replies.templates(settings.artifacts_bucket) if t.auto_reply_above]
+    found = templates.newest_versions(settings.artifacts_bucket)
+    live = [template for template in found if template.auto_reply_above]
     return process_partial_response(
         event, lambda record: answer(settings, live, record), processor, context
     )
 
 
-def answer(settings: FunctionSettings, live: list, record: SQSRecord) -> None:
+def answer(settings: FunctionSettings, live: list[ReplyTemplate], record: SQSRecord) -> None:
     """Send the automatic reply this result gets from the `live` templates, if any; raises
     only to be retried."""
     result = ClassificationV1.model_validate(json.loads(record.body)["detail"])
-    template = replies.automatic_template(live, result)
+    template = templates.automatic_template(live, result)
     if template is None or result.input is None:
         return
-    source = result.input.source
-    raw = clients.client("s3").get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
-    reason = replies.automated(raw, settings.support_address)
+    original = Original.read(result.input.source)
+    reason = policy.automated(original, settings.support_address)
     if reason:
         logger.info("no auto-reply", message_id=result.message_id, reason=reason)
         return
-    email = parse_email(raw, source.bucket, source.key)
-    text, missing = placeholders.fill(template.body, replies.facts(email, raw))
+    text, missing = placeholders.fill(template.body, original.facts)
     if missing:
         logger.info("no auto-reply", message_id=result.message_id,
                     reason=f"the e-mail does not give {', '.join(missing)}")  # fmt: skip
         return
-    address = replies.reply_address(raw)  # automated() checked that there is one
+    address = policy.reply_address(original)  # automated() checked that there is one
     every = timedelta(days=settings.auto_reply_every_days)
-    if not replies.claim_automatic_reply(settings.artifacts_bucket, address, every):
+    if not policy.claim_automatic_reply(settings.artifacts_bucket, address, every):
         logger.info("no auto-reply", message_id=result.message_id,
                     reason=f"the sender had one within {every.days} days")  # fmt: skip
         return
-    request = replies.SendRequest(
-        draft_id=DRAFT,
-        text=text,
-        sender=SENDER,
-        suggestion=f"template:{template.template_id}@{template.version}",
-        suggested_text=text,
-    )
+    request = sending.SendRequest(draft_id=DRAFT, text=text, sender=SENDER,
+                                  suggestion=template.source, suggested_text=text)  # fmt: skip
     try:
-        _, sent = replies.send(settings.artifacts_bucket, settings.support_address,
-                               settings.endpoint_name, email, raw, result.label, request,
+        _, sent = sending.send(sending.Desk.of(settings), original, result.label, request,
                                automatic=True)  # fmt: skip
-    except (replies.NoReplyAddress, replies.UnfinishedReply) as error:
-        replies.release_automatic_reply(settings.artifacts_bucket, address)
+    except (policy.NoReplyAddress, sending.UnfinishedReply) as error:
+        policy.release_automatic_reply(settings.artifacts_bucket, address)
         logger.info("no auto-reply", message_id=result.message_id, reason=str(error))
         return
     except ClientError as error:  # SES: its message may name the address, so only the code
-        replies.release_automatic_reply(settings.artifacts_bucket, address)
+        policy.release_automatic_reply(settings.artifacts_bucket, address)
         code = error.response["Error"]["Code"]
         if code in PERMANENT:
             logger.warning("no auto-reply", message_id=result.message_id, reason=code)

@@ -12,7 +12,7 @@ GET  /api/templates                     the reply templates (newest versions)
 POST /api/templates                     {"category", "language", "title", "body", "author"}
 PUT  /api/templates/{template_id}       the same: a new version (retire: "retired": true)
 
-Replies, templates and sent mail live in services/replies.py.
+Replies, templates and sent mail live in services/replies/.
 
 A review is stored twice, in this order: the corrected e-mail as a training row under the
 artifacts bucket's `feedback/` prefix (one JSON Lines object per message id, so the latest
@@ -43,9 +43,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from services import clients, placeholders, registry, replies, results, routing
-from services.mail import parse_email
-from services.records import ClassificationV1, EmailV1, Review
+from services import clients, placeholders, registry, results, routing, storage
+from services.records import ClassificationV1, Review
+from services.replies import policy, sending, templates
+from services.replies.original import Original
+from services.replies.suggestions import suggest
 from services.settings import FunctionSettings
 
 PAGE = (Path(__file__).parent / "review.html").read_text(encoding="utf-8")
@@ -195,7 +197,7 @@ def labels() -> list[str]:
 
 def email_text(item: ClassificationV1) -> dict[str, str]:
     """Subject and body as the model reads them, from the raw e-mail."""
-    email, _ = original(item)
+    email = original(item).email
     return {"subject": email.subject, "body": email.body_text}
 
 
@@ -206,11 +208,8 @@ def store_training_row(item: ClassificationV1, entry: Review) -> None:
         "reviewer": entry.reviewer,
         "reviewed_at": entry.reviewed_at.isoformat(),
     }
-    clients.client("s3").put_object(
-        Bucket=settings().artifacts_bucket,
-        Key=f"feedback/{item.message_id}.jsonl",
-        Body=(json.dumps(row, ensure_ascii=False) + "\n").encode(),
-    )
+    storage.write(settings().artifacts_bucket, f"feedback/{item.message_id}.jsonl",
+                  (json.dumps(row, ensure_ascii=False) + "\n").encode())  # fmt: skip
 
 
 def record_review(item: ClassificationV1, entry: Review) -> None:
@@ -233,32 +232,28 @@ def record_review(item: ClassificationV1, entry: Review) -> None:
         raise
 
 
-class TemplateRequest(replies.TemplateDraft):
+class TemplateRequest(templates.TemplateDraft):
     author: str = Field(min_length=1, max_length=100)
 
 
 @app.get("/api/results/<message_id>/suggestions")
 def suggestions(message_id: str) -> dict:
     item = load(message_id)
-    email, raw = original(item)
-    found, note = replies.suggest(settings().artifacts_bucket, settings().endpoint_name, email,
-                                  raw, item.label)  # fmt: skip
-    return {"language": email.language, "suggestions": [s.model_dump() for s in found],
-            "note": note}  # fmt: skip
+    answered = original(item)
+    found, note = suggest(settings().artifacts_bucket, settings().endpoint_name, answered,
+                          item.label)  # fmt: skip
+    return {"language": answered.email.language, "note": note,
+            "suggestions": [suggestion.model_dump() for suggestion in found]}  # fmt: skip
 
 
 @app.post("/api/results/<message_id>/send")
-def send_reply(message_id: str, request: Annotated[replies.SendRequest, Body()]) -> dict:
+def send_reply(message_id: str, request: Annotated[sending.SendRequest, Body()]) -> dict:
     item = load(message_id)
-    email, raw = original(item)
+    desk = sending.Desk.of(settings())
     try:
-        record, sent = replies.send(settings().artifacts_bucket, settings().support_address,
-                                    settings().endpoint_name, email, raw, item.label,
-                                    request)  # fmt: skip
-    except (replies.NoReplyAddress, replies.UnfinishedReply) as error:
+        record, sent = sending.send(desk, original(item), item.label, request)
+    except (policy.NoReplyAddress, sending.UnfinishedReply) as error:
         raise BadRequestError(f"cannot reply: {error}") from None
-    except replies.SaveConflict as error:
-        raise ServiceError(409, str(error)) from None
     except ClientError as error:
         raise ServiceError(
             502, f"SES refused the reply: {error.response['Error']['Code']}"
@@ -269,7 +264,7 @@ def send_reply(message_id: str, request: Annotated[replies.SendRequest, Body()])
 
 @app.get("/api/templates")
 def list_templates() -> dict:
-    found = replies.templates(settings().artifacts_bucket)
+    found = templates.newest_versions(settings().artifacts_bucket)
     return {"templates": [template.model_dump(mode="json") for template in found],
             "placeholders": placeholders.PLACEHOLDERS}  # fmt: skip
 
@@ -281,30 +276,27 @@ def create_template(request: Annotated[TemplateRequest, Body()]):  # 201: a Resp
 
 @app.put("/api/templates/<template_id>")
 def update_template(template_id: str, request: Annotated[TemplateRequest, Body()]) -> dict:
-    if replies.latest(settings().artifacts_bucket, template_id) is None:
+    if templates.latest(settings().artifacts_bucket, template_id) is None:
         raise NotFoundError(f"no template '{template_id}'")
     return save(request, template_id)
 
 
 def save(request: TemplateRequest, template_id: str | None) -> dict:
-    draft = replies.TemplateDraft.model_validate(request.model_dump(exclude={"author"}))
+    draft = templates.TemplateDraft.model_validate(request.model_dump(exclude={"author"}))
     try:
-        saved = replies.save_template(settings().artifacts_bucket, draft, request.author,
-                                      template_id)  # fmt: skip
-    except replies.UnknownPlaceholder as error:
+        saved = templates.save(settings().artifacts_bucket, draft, request.author, template_id)
+    except templates.UnknownPlaceholder as error:
         raise BadRequestError(str(error)) from None
-    except replies.SaveConflict as error:
+    except templates.SaveConflict as error:
         raise ServiceError(409, str(error)) from None
     return saved.model_dump(mode="json")
 
 
-def original(item: ClassificationV1) -> tuple[EmailV1, bytes]:
-    """The e-mail as parsed now, and its raw bytes (for headers: names, reply address)."""
+def original(item: ClassificationV1) -> Original:
+    """The result's e-mail, as stored raw."""
     if item.input is None:
         raise NotFoundError(f"result '{item.message_id}' has no link to its e-mail")
-    source = item.input.source
-    raw = clients.client("s3").get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
-    return parse_email(raw, source.bucket, source.key), raw
+    return Original.read(item.input.source)
 
 
 @logger.inject_lambda_context

@@ -20,7 +20,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
-from services import clients
+from services import clients, storage
 from services.batch import respond
 from services.mail import NotAnEmail, parse_email
 from services.records import EmailV1, chunked
@@ -60,12 +60,12 @@ def handler(event: dict, context) -> dict:
 
 def read(record: dict) -> Item:
     try:
-        return Item(read_notification(clients.client("s3"), json.loads(record["body"])))
+        return Item(read_notification(json.loads(record["body"])))
     except Exception as error:  # this message is retried by SQS; the others go on
         return Item(error=error)
 
 
-def read_notification(s3, notification: dict) -> list[EmailV1]:
+def read_notification(notification: dict) -> list[EmailV1]:
     """The e-mails of one S3 event notification; non-e-mails are rejected on the way."""
     if notification.get("Event") == "s3:TestEvent":  # sent once when S3 is configured
         return []
@@ -73,11 +73,11 @@ def read_notification(s3, notification: dict) -> list[EmailV1]:
     for item in S3Event(notification).records:
         bucket = item.s3.bucket.name
         key = unquote_plus(item.s3.get_object.key)  # notifications URL-encode keys
-        raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        raw = storage.read(bucket, key)
         try:
             email = parse_email(raw, bucket, key)
         except NotAnEmail as error:
-            reject(s3, bucket, key, raw, str(error))
+            reject(bucket, key, raw, str(error))
             continue
         logger.info(
             "parsed",
@@ -91,13 +91,11 @@ def read_notification(s3, notification: dict) -> list[EmailV1]:
     return emails
 
 
-def reject(s3, bucket: str, key: str, raw: bytes, reason: str) -> None:
+def reject(bucket: str, key: str, raw: bytes, reason: str) -> None:
     logger.warning("rejected", key=key, reason=reason)
-    s3.put_object(Bucket=bucket, Key=f"rejected/{key}", Body=raw)
+    storage.write(bucket, f"rejected/{key}", raw)
     explanation = {"reason": reason, "key": key, "rejected_at": datetime.now(UTC).isoformat()}
-    s3.put_object(
-        Bucket=bucket, Key=f"rejected/{key}.reason.json", Body=json.dumps(explanation).encode()
-    )
+    storage.write(bucket, f"rejected/{key}.reason.json", json.dumps(explanation).encode())
 
 
 def put_records(kinesis, stream: str, emails: list[EmailV1]) -> None:

@@ -5,16 +5,14 @@ machine, against AWS or the local SageMaker service.
 """
 
 import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import boto3
-
-from services import registry
+from services import clients, registry, storage, waits
 from services.registry import Decision, LifecycleError, ModelVersion
 
 PENDING = "monitoring/retraining.json"  # the retraining job the monitor waits for
+ENDPOINT_TIMEOUT_S = 3600  # creating or updating an endpoint (botocore's own bound)
 
 
 def job_name(prefix: str) -> str:
@@ -52,7 +50,7 @@ class Serving:
 
 def serving_like(endpoint: str) -> Serving:
     """The image, role and instances that serve the endpoint now."""
-    sm = boto3.client("sagemaker")
+    sm = clients.client("sagemaker")
     config = sm.describe_endpoint_config(
         EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
     )
@@ -67,7 +65,7 @@ def serving_like(endpoint: str) -> Serving:
 
 
 def endpoint_exists(endpoint: str) -> bool:
-    endpoints = boto3.client("sagemaker").list_endpoints(NameContains=endpoint, MaxResults=100)
+    endpoints = clients.client("sagemaker").list_endpoints(NameContains=endpoint, MaxResults=100)
     return endpoint in [e["EndpointName"] for e in endpoints["Endpoints"]]
 
 
@@ -76,7 +74,7 @@ def serve(
 ) -> None:
     """A model and an endpoint config for the archive, then create the endpoint or update
     it (blue/green: the old fleet serves until the new one answers)."""
-    sm = boto3.client("sagemaker")
+    sm = clients.client("sagemaker")
     exists = endpoint_exists(endpoint)
     if must_exist and not exists:
         raise LifecycleError(f"endpoint {endpoint} does not exist; create it with deploy-model")
@@ -105,13 +103,13 @@ def serve(
 
 
 def wait_for_endpoint(endpoint: str) -> dict:
-    """The endpoint's description once it is no longer creating or updating."""
+    """The endpoint's description once it is in service, or failed (TimedOut after
+    ENDPOINT_TIMEOUT_S)."""
+    sm = clients.client("sagemaker")
     poll = 1 if os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER") else 15
-    while True:
-        description = boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint)
-        if description["EndpointStatus"] in ("InService", "Failed", "OutOfService"):
-            return description
-        time.sleep(poll)
+    waits.until(sm, "endpoint_in_service", f"endpoint {endpoint}", ENDPOINT_TIMEOUT_S, poll,
+                EndpointName=endpoint)  # fmt: skip
+    return sm.describe_endpoint(EndpointName=endpoint)
 
 
 def promote(
@@ -149,7 +147,7 @@ def start_retraining(bucket: str, champion: ModelVersion, reasons: list[str]) ->
     copy_channel(champion, "train", bucket, f"{prefix}/train/")
     copy_prefix(bucket, "feedback/", f"{prefix}/train/feedback-")
     copy_channel(champion, "test", bucket, f"{prefix}/test/")
-    sm = boto3.client("sagemaker")
+    sm = clients.client("sagemaker")
     template = sm.describe_training_job(TrainingJobName=champion.job)
     sm.create_training_job(
         TrainingJobName=job,
@@ -174,30 +172,19 @@ def pending_retraining(bucket: str) -> dict | None:
 
 
 def forget_retraining(bucket: str) -> None:
-    boto3.client("s3").delete_object(Bucket=bucket, Key=PENDING)
+    storage.delete(bucket, PENDING)
 
 
 def copy_channel(entry: ModelVersion, channel: str, bucket: str, prefix: str) -> None:
-    s3 = boto3.client("s3")
     for item in entry.data_manifest:
         if item.channel == channel:
             source_bucket, key = registry.s3_parts(item.uri)
-            name = key.rsplit("/", 1)[-1]
-            s3.copy_object(
-                Bucket=bucket,
-                Key=f"{prefix}{name}",
-                CopySource={"Bucket": source_bucket, "Key": key},
-            )
+            storage.copy(source_bucket, key, bucket, f"{prefix}{key.rsplit('/', 1)[-1]}")
 
 
 def copy_prefix(bucket: str, source: str, target: str) -> None:
-    s3 = boto3.client("s3")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=source)
-    for obj in (obj for page in pages for obj in page.get("Contents", [])):
-        name = obj["Key"].removeprefix(source).replace("/", "-")
-        s3.copy_object(
-            Bucket=bucket, Key=f"{target}{name}", CopySource={"Bucket": bucket, "Key": obj["Key"]}
-        )
+    for key in storage.list_keys(bucket, source):
+        storage.copy(bucket, key, bucket, f"{target}{key.removeprefix(source).replace('/', '-')}")
 
 
 def decide(

@@ -14,7 +14,7 @@ the steps themselves are services/lifecycle.py, the measures services/measures.p
    champion's by more than POSTWERK_PROMOTION_MARGIN (a tie keeps the champion).
 4. Refresh the reply-suggestion index: a promotion here does not wait for the endpoint
    (a Lambda cannot wait minutes), so a later run, once the endpoint serves the new model,
-   rebuilds an index holding the old model's vectors (services/replies.py refresh_index).
+   rebuilds an index holding the old model's vectors (services/replies/reindex.py).
    Its failure is logged and said in `actions`; the report and the decision stand.
 """
 
@@ -22,12 +22,12 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from services import lifecycle, measures, registry, replies, results
+from services import clients, lifecycle, measures, registry, results, storage
 from services.registry import ModelVersion
+from services.replies import reindex
 from services.settings import MONITOR_OVERRIDES, FunctionSettings
 
 logger = Logger(service="monitor")
@@ -82,9 +82,7 @@ def publish(built: measures.Report) -> None:
 def write_report(bucket: str, built: measures.Report, window_hours: float) -> str:
     folder = f"monitoring/reports/{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     document = {"window_hours": window_hours, "created_at": registry.now(), **built.as_dict()}
-    boto3.client("s3").put_object(
-        Bucket=bucket, Key=f"{folder}/report.json", Body=json.dumps(document).encode()
-    )
+    storage.write(bucket, f"{folder}/report.json", json.dumps(document).encode())
     return folder
 
 
@@ -108,7 +106,7 @@ def refresh_reply_index(settings: FunctionSettings, deadline: float) -> list[str
     in words (nothing when there is no index or it is current). Never raises: the report
     is written and the decision taken by now."""
     try:
-        done = replies.refresh_index(settings.artifacts_bucket, settings.endpoint_name, deadline)
+        done = reindex.refresh_index(settings.artifacts_bucket, settings.endpoint_name, deadline)
     except Exception as error:  # whatever it is, the monitor's run stands; `actions` says it
         logger.warning("reply index not refreshed", error=type(error).__name__, reason=str(error))
         return [f"reply index not refreshed ({error}): run `postwerk reindex-replies`"]
@@ -119,7 +117,7 @@ def follow_retraining(
     settings: FunctionSettings, pending: dict, champion: ModelVersion | None
 ) -> str:
     job = pending["job"]
-    status = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+    status = clients.client("sagemaker").describe_training_job(TrainingJobName=job)
     if status["TrainingJobStatus"] in ("InProgress", "Stopping"):
         return f"retraining job {job} is still running ({status['SecondaryStatus']})"
     bucket = settings.artifacts_bucket

@@ -2,7 +2,7 @@
 them is cut into chunks that fit an API's limits."""
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, TypeVar, get_args
 
 from pydantic import BaseModel, Field
@@ -104,6 +104,28 @@ class ClassificationV1(BaseModel):
     backfill: str | None = None  # the transform job that classified an archived e-mail
 
     model_config = {"populate_by_name": True}
+
+    @classmethod
+    def from_prediction(
+        cls, email: EmailV1, prediction: "Prediction", model: ModelIdentity, threshold: float
+    ) -> "ClassificationV1":
+        """The e-mail's result: the model's answer, for review when it scores below the
+        threshold (classify and `postwerk backfill` make them alike)."""
+        return cls(
+            message_id=email.message_id,
+            label=prediction.label,
+            score=prediction.score,
+            top_k=prediction.top_k,
+            needs_review=prediction.score < threshold,
+            model=model,
+            classified_at=datetime.now(UTC),
+            input=InputSummary(
+                subject=email.subject,
+                language=email.language,
+                length=len(email.body_text),
+                source=email.source,
+            ),
+        )
 
 
 class Prediction(BaseModel):

@@ -18,13 +18,13 @@ model package (ModelMetrics, CustomerMetadataProperties) if an account wants it 
 
 import hashlib
 import io
-import json
 import re
 import tarfile
 from datetime import UTC, datetime
 
-import boto3
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from services import clients, storage
 
 PREFIX = "registry"
 
@@ -111,18 +111,13 @@ class Decision(BaseModel):
 
 
 def read(bucket: str, key: str) -> dict | None:
-    s3 = boto3.client("s3")
-    try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except (s3.exceptions.NoSuchKey, s3.exceptions.NoSuchBucket):
-        return None
+    return storage.read_json_if_present(bucket, key)
 
 
 def write(bucket: str, key: str, document: BaseModel | dict) -> None:
     if isinstance(document, BaseModel):
         document = document.model_dump(mode="json")
-    body = json.dumps(document, indent=2, ensure_ascii=False).encode()
-    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    storage.write_json(bucket, key, document)
 
 
 def version(bucket: str, job: str) -> ModelVersion | None:
@@ -136,12 +131,7 @@ def register(bucket: str, entry: ModelVersion) -> None:
 
 def versions(bucket: str) -> list[ModelVersion]:
     """Every registered model, oldest first."""
-    pages = (
-        boto3.client("s3")
-        .get_paginator("list_objects_v2")
-        .paginate(Bucket=bucket, Prefix=f"{PREFIX}/versions/")
-    )
-    keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+    keys = storage.list_keys(bucket, f"{PREFIX}/versions/")
     entries = [ModelVersion.model_validate(found) for key in keys if (found := read(bucket, key))]
     return sorted(entries, key=lambda entry: entry.registered_at)
 
@@ -155,7 +145,7 @@ def register_job(bucket: str, job: str, code_version: str) -> ModelVersion:
     """The registry entry of a completed training job (written once; read after)."""
     if existing := version(bucket, job):
         return existing
-    described = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+    described = clients.client("sagemaker").describe_training_job(TrainingJobName=job)
     if described["TrainingJobStatus"] != "Completed":
         raise LifecycleError(
             f"training job {job} is {described['TrainingJobStatus']}, not Completed"
@@ -188,8 +178,7 @@ def dataset_of(channels: list[dict]) -> DatasetRef | None:
 
 def model_info(output_url: str) -> ModelInfo:
     """model_info.json (labels, metrics, training label counts) from the job's output.tar.gz."""
-    bucket, key = s3_parts(output_url)
-    raw = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    raw = storage.read(*s3_parts(output_url))
     with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
         member = archive.extractfile("model_info.json")
         if member is None:
@@ -199,13 +188,11 @@ def model_info(output_url: str) -> ModelInfo:
 
 def data_manifest(channels: list[dict]) -> list[ManifestItem]:
     """Every S3 object the job read, with its size and SHA-256: the exact data set."""
-    s3 = boto3.client("s3")
     manifest = []
     for channel in channels:
         bucket, prefix = s3_parts(channel["DataSource"]["S3DataSource"]["S3Uri"])
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for obj in (obj for page in pages for obj in page.get("Contents", [])):
-            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+        for obj in storage.objects(bucket, prefix):
+            body = storage.read(bucket, obj["Key"])
             manifest.append(
                 ManifestItem(
                     channel=channel["ChannelName"],

@@ -12,15 +12,17 @@ The rules in infra/template.yaml send each event to its team's SQS queue by
 from the routing table (category -> team, with a default team: FunctionSettings.routing),
 the stack's RoutingTable parameter, so the table lives in one place and the rules only read
 its decision.
+
+A new result is stored marked unrouted (services/results.py); `route_stored` clears the mark
+once EventBridge took the event, so classify's retry routes exactly those it did not take.
 """
 
 import json
 
-import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services import clients
+from services import clients, results
 from services.records import ClassificationV1, chunked
 from services.settings import RoutingTable
 
@@ -60,6 +62,19 @@ def publish(
     return refused
 
 
+def route_stored(
+    bus: str, table: RoutingTable, results_table: str, stored: list[ClassificationV1]
+) -> list[str]:
+    """Publish the stored results (each marked unrouted) and clear the mark of those
+    EventBridge accepted. A refused one keeps its mark, so the next try routes it, and only
+    it, again; returns their message ids."""
+    refused = set(publish(bus, table, stored))
+    routed = [result.message_id for result in stored if result.message_id not in refused]
+    if not results.clear_marks(results_table, routed):  # only a re-delivery repeats them
+        logger.warning("routed, mark not cleared", emails=len(routed))
+    return sorted(refused)
+
+
 def send(entries: list[dict]) -> list[dict]:
     """The entries still refused after ATTEMPTS calls (all of them if the call fails)."""
     events = clients.client("events")
@@ -84,8 +99,8 @@ def send(entries: list[dict]) -> list[dict]:
 
 def queue_depths() -> dict[str, int]:
     """Messages waiting per routing queue (a team's, or review), by queue name (for
-    `postwerk status`: a client of its own, not the function's cached one)."""
-    sqs = boto3.client("sqs")
+    `postwerk status`)."""
+    sqs = clients.client("sqs")
     urls = [
         url
         for prefix in QUEUE_PREFIXES

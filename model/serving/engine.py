@@ -15,7 +15,7 @@ that feeds the classifier mostly encodes the category itself. The layer below th
 the classifier reads only [CLS] from the last layer, so OpenVINO computes less of that
 layer for the other tokens; pooling the last layer cost 16% of the passes' speed on
 e-mail-length texts, the layer below 8%, and both rank replies alike (bench.replies). The
-reply suggestions rank earlier e-mails by it (services/reply_index.py). Measured against
+reply suggestions rank earlier e-mails by it (services/replies/index.py). Measured against
 ONNX Runtime (fp32 and int8) in bench/engines.py.
 """
 

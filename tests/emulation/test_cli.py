@@ -6,7 +6,7 @@ import boto3
 from typer.testing import CliRunner
 
 from postwerk.cli import app
-from services import replies
+from services.replies import index_store
 from tests.support.jobs import make_emails
 
 runner = CliRunner()
@@ -56,7 +56,7 @@ def test_train_deploy_predict_promote(sagemaker, tiny_bert, tmp_path, monkeypatc
     result = runner.invoke(app, ["promote", "cli-train", "--endpoint", "cli-emails"])
     assert result.exit_code == 0, result.output
     assert "reply index billing: 1 sent replies" in one_line(result.output)
-    index, _ = replies.load_index("postwerk-cli-tests", "billing")
+    index, _ = index_store.for_bucket("postwerk-cli-tests").load("billing")
     assert index.entries[0].reply == pair["reusable_reply"] and "@" in index.model
     runner.invoke(app, ["predict", "x", "--endpoint", "cli-emails"])
     boto3.client("sagemaker").delete_endpoint(EndpointName="cli-emails")

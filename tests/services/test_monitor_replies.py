@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from postwerk.samples import generate, to_eml
-from services import clients, monitor, replies
-from services.reply_index import PROBE, Entry, Index
+from services import clients, monitor
+from services.replies import index_store, sending
+from services.replies.index import PROBE, Entry, Index
 from tests.support.lambdas import LambdaContext
 from tests.support.reply_index import ENDPOINT, Endpoint, index_state
 from tests.support.review import ARTIFACTS, RAW, call, similar_replies
@@ -33,7 +34,7 @@ def suggestions_for_a_similar_email(desk) -> dict:
 def test_after_a_model_switch_a_run_rebuilds_the_stale_index(desk, fake_endpoint):
     leftover = Index().add("old@1", np.ones(4, np.float32) / 2, Entry("x", "de", "Hallo."))
     boto3.client("s3").put_object(
-        Bucket=ARTIFACTS, Key=replies.index_key("other"), Body=leftover.to_bytes()
+        Bucket=ARTIFACTS, Key=index_store.index_key("other"), Body=leftover.to_bytes()
     )  # no pair to rebuild it from
     fake_endpoint.model = "n@2"  # the monitor's promotion has come through
     before = suggestions_for_a_similar_email(desk)
@@ -42,7 +43,7 @@ def test_after_a_model_switch_a_run_rebuilds_the_stale_index(desk, fake_endpoint
     answer = monitor.handler(RUN, LambdaContext())
     assert answer["status"] == "ok" and answer["report"]["results"] == 4
     assert answer["actions"] == ["reply index rebuilt for model n@2: complaint 2"]
-    index, _ = replies.load_index(ARTIFACTS, "complaint")
+    index, _ = index_store.for_bucket(ARTIFACTS).load("complaint")
     assert index.model == "n@2" and index.vectors.shape == (2, 64)
     assert index_state("complaint")[0] and index_state("complaint")[1] == (), "one index"
     assert index_state("other") == (None, ()), "never comparable: removed, not rebuilt each run"
@@ -124,11 +125,11 @@ def test_only_the_stale_categories_are_built_anew(fake_endpoint):
             "body": "Invoice QX7 is wrong.", "reply": "We correct it.",
             "reusable_reply": "We correct it.", "sender": "lena", "automatic": False}  # fmt: skip
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=ARTIFACTS, Key=f"{replies.PAIRS}b1/d1.json", Body=json.dumps(pair))
+    s3.put_object(Bucket=ARTIFACTS, Key=f"{sending.PAIRS}b1/d1.json", Body=json.dumps(pair))
     fake_endpoint.model = "n@2"
     entry = Entry("b1", "en", "We correct it.")
     current = Index().add("n@2", fake_endpoint.vector("Invoice QX7"), entry)
-    assert replies.write_index(ARTIFACTS, "billing", current, None)
+    assert index_store.for_bucket(ARTIFACTS).write("billing", current, None)
     billing = index_state("billing")
     answer = monitor.handler(RUN, LambdaContext())
     assert answer["actions"] == ["reply index rebuilt for model n@2: complaint 2"]

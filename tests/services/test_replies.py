@@ -7,14 +7,16 @@ import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import product
 
 import boto3
 import pytest
 from typer.testing import CliRunner
 
 from postwerk.cli import app
-from postwerk.samples import generate, to_eml
-from services import replies
+from postwerk.samples import CATEGORIES, LANGUAGES, generate, to_eml
+from services.replies import examples, index_store, reindex, sending, templates
+from services.replies.templates import TEMPLATES
 from tests.support.review import (
     ARTIFACTS,
     ENGLISH,
@@ -87,7 +89,7 @@ def test_a_reply_goes_out_once_threaded_to_the_original_sender(desk):
     assert 0 < first["edited"] < 0.2
     again = call("POST", "/api/results/m9/send", request)
     assert again[0] == 200 and again[1]["sent_now"] is False
-    [(record, raw_key)] = replies.outbox(ARTIFACTS)
+    [(record, raw_key)] = sending.outbox(ARTIFACTS)
     assert record.ses_message_id == first["ses_message_id"]
     raw = boto3.client("s3").get_object(Bucket=ARTIFACTS, Key=raw_key)["Body"].read()
     message = email.message_from_bytes(raw)
@@ -95,7 +97,7 @@ def test_a_reply_goes_out_once_threaded_to_the_original_sender(desk):
     assert message["In-Reply-To"] == desk[3].message_id
     assert message["References"] == desk[3].message_id
     assert message["Subject"] == f"Re: {desk[3].subject}"
-    pairs = boto3.client("s3").list_objects_v2(Bucket=ARTIFACTS, Prefix=replies.PAIRS)
+    pairs = boto3.client("s3").list_objects_v2(Bucket=ARTIFACTS, Prefix=sending.PAIRS)
     [pair] = pairs["Contents"]
     row = json.loads(
         boto3.client("s3").get_object(Bucket=ARTIFACTS, Key=pair["Key"])["Body"].read()
@@ -122,7 +124,7 @@ def test_bad_sends_are_refused_with_the_reason(desk):
     boto3.client("s3").put_object(Bucket=RAW, Key="incoming/9.eml", Body=no_reply)
     status, answer = call("POST", "/api/results/m9/send", request)
     assert status == 400 and "no-reply" in answer["message"]
-    assert replies.outbox(ARTIFACTS) == []
+    assert sending.outbox(ARTIFACTS) == []
 
 
 def test_the_new_routes_want_the_review_token(desk, monkeypatch):
@@ -138,7 +140,7 @@ def test_a_reply_with_placeholders_left_is_not_sent(desk):
                "sender": "lena"}  # fmt: skip
     status, answer = call("POST", "/api/results/m9/send", request)
     assert status == 400 and "{customer_number}" in answer["message"]
-    assert replies.outbox(ARTIFACTS) == []
+    assert sending.outbox(ARTIFACTS) == []
 
 
 @pytest.fixture
@@ -166,14 +168,62 @@ def test_a_sent_reply_is_suggested_for_a_similar_email_with_its_facts_swapped(de
     assert sent and sent[0]["text"].startswith(f"Dear {similar.sender_name},")
     assert desk[3].sender_name not in sent[0]["text"]
     assert all("Guten Tag" not in s["text"] for s in sent), "English e-mails get English"
-    index_key = replies.index_key("complaint")
-    index = replies.load_index(ARTIFACTS, "complaint")[0]
+    index_key = index_store.index_key("complaint")
+    index = index_store.for_bucket(ARTIFACTS).load("complaint")[0]
     assert "@" in index.model and index.vectors.shape[0] == 2
     index.model = "an-older-model@1"
     boto3.client("s3").put_object(Bucket=ARTIFACTS, Key=index_key, Body=index.to_bytes())
     status, answer = call("GET", "/api/results/m9/suggestions")
     assert status == 200 and similar_replies(answer) == [] and "an-older-model@1" in answer["note"]
     assert [s["title"] for s in answer["suggestions"]] == [ENGLISH[0]], "templates still come"
-    assert replies.reindex(ARTIFACTS, "replies-endpoint") == ({"complaint": 2}, 0)
+    assert reindex.reindex(ARTIFACTS, "replies-endpoint") == ({"complaint": 2}, 0)
     _, answer = call("GET", "/api/results/m9/suggestions")
     assert similar_replies(answer)[0]["text"] == sent[0]["text"] and answer["note"] == ""
+
+
+def store_samples(emails: list) -> None:
+    """Each sample e-mail stored raw, with a result of its own category (`s<n>`)."""
+    table = boto3.resource("dynamodb").Table(TABLE)
+    for number, sample in enumerate(emails):
+        key = f"incoming/s{number}.eml"
+        boto3.client("s3").put_object(Bucket=RAW, Key=key, Body=to_eml(sample))
+        table.put_item(Item={
+            "schema": "classification.v1", "message_id": f"s{number}", "label": sample.label,
+            "score": Decimal("0.9"), "top_k": [], "needs_review": False,
+            "model": {"name": "n", "version": "v"}, "classified_at": datetime.now(UTC).isoformat(),
+            "input": {"subject": sample.subject, "language": sample.language, "length": 9,
+                      "source": {"bucket": RAW, "key": key, "sha256": "0" * 64}},
+        })  # fmt: skip
+
+
+def test_the_example_templates_answer_every_sample_category_in_both_languages(stored):
+    emails = generate(count=len(CATEGORIES) * len(LANGUAGES), seed=1)
+    assert {(e.label, e.language) for e in emails} == set(product(CATEGORIES, LANGUAGES))
+    store_samples(emails)
+    assert call("GET", "/api/results/s0/suggestions")[1]["suggestions"] == [], "none yet"
+    assert len(examples.seed(ARTIFACTS)) == len(emails)
+    for number, sample in enumerate(emails):
+        status, answer = call("GET", f"/api/results/s{number}/suggestions")
+        assert status == 200 and answer["language"] == sample.language
+        [suggestion] = answer["suggestions"]
+        assert suggestion["source"] == f"template:example-{sample.label}-{sample.language}@1"
+        assert suggestion["title"].startswith(examples.TITLE[sample.language])
+        assert suggestion["text"].startswith(("Guten Tag ", "Dear "))
+
+
+def test_examples_are_seeded_once_never_over_what_staff_changed_or_removed(stored):
+    assert len(examples.seed(ARTIFACTS)) == len(CATEGORIES) * len(LANGUAGES)
+    _, listed = call("GET", "/api/templates")
+    edited = next(t for t in listed["templates"] if t["template_id"] == "example-complaint-de")
+    changed = {**{k: edited[k] for k in ("category", "language", "body")},
+               "title": "Unsere Antwort", "author": "lena"}  # fmt: skip
+    assert call("PUT", "/api/templates/example-complaint-de", changed)[0] == 200
+    s3 = boto3.client("s3")
+    removed = s3.list_objects_v2(Bucket=ARTIFACTS, Prefix=f"{TEMPLATES}example-other-en/")
+    for item in removed["Contents"]:  # staff removed it from the bucket
+        s3.delete_object(Bucket=ARTIFACTS, Key=item["Key"])
+    assert examples.seed(ARTIFACTS) == [], "seeded once: nothing comes back"
+    s3.delete_object(Bucket=ARTIFACTS, Key=examples.SEEDED)  # asked for them again
+    assert [t.template_id for t in examples.seed(ARTIFACTS)] == ["example-other-en"]
+    kept = templates.latest(ARTIFACTS, "example-complaint-de")
+    assert kept.version == 2 and kept.title == "Unsere Antwort", "staff's version stays"

@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from emulation.processes import free_port
-from services import feedback, replies
+from services import feedback
+from services.replies import sending
 from tests.support.browser import LOW_CONTRAST_TEXTS, chromium
 from tests.support.lambdas import LambdaContext, http_event
 from tests.support.review import ARTIFACTS
@@ -100,7 +101,7 @@ def test_a_suggested_reply_is_picked_edited_and_sent_once_by_keyboard(page, desk
     page.screenshot(path=SCREENSHOT, full_page=True)
     page.keyboard.press("Enter")  # a second click
     expect(page.locator("#status")).to_contain_text("already sent")
-    [(record, _)] = replies.outbox(ARTIFACTS)
+    [(record, _)] = sending.outbox(ARTIFACTS)
     assert record.sender == "Lena" and record.suggestion.startswith("template:")
 
     page.locator("h1").click()

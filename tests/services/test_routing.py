@@ -8,7 +8,7 @@ import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from services import classify, routing
+from services import classify, results, routing
 from services.records import ClassificationV1, InputSummary, Label, ModelIdentity, Source
 from services.settings import FunctionSettings
 from tests.support.aws import drain
@@ -137,7 +137,7 @@ def test_a_result_stored_meanwhile_is_neither_stored_again_nor_routed(results_ta
     routed(results_table)  # drained
     both = [classify.Item("1", result=result("a", "offer_request", False)),
             classify.Item("2", result=result("b", "complaint", False))]  # fmt: skip
-    monkeypatch.setattr(classify, "already_stored", lambda *_: {})  # as if "a" came meanwhile
+    monkeypatch.setattr(results, "already_stored", lambda *_: {})  # as if "a" came meanwhile
     classify.store(FunctionSettings(), both)  # its transaction is cancelled: one by one
     assert [item.error for item in both] == [None, None]
     queues = routed(results_table)

@@ -9,7 +9,6 @@ import pytest
 
 from emulation.ministack import MiniStack
 from emulation.processes import free_port
-from services import clients
 from tests.support.run_folders import once_per_run
 
 
@@ -38,13 +37,12 @@ def ministack(tmp_path_factory, ministack_venv) -> MiniStack:
 
 @pytest.fixture
 def aws(ministack: MiniStack, monkeypatch) -> MiniStack:
-    """A clean AWS for each test: the backend is reset, plain boto3 clients reach it, and
-    the functions make their clients anew (a cold start: a test's endpoints hold)."""
+    """A clean AWS for each test: the backend is reset, and plain boto3 clients reach it, as
+    do the functions' (services/clients.py makes theirs per environment: a test's endpoints
+    hold)."""
     ministack.reset()
     for name, value in ministack.client_environment().items():
         monkeypatch.setenv(name, value)
-    clients.client.cache_clear()
-    clients.table.cache_clear()
     return ministack
 
 

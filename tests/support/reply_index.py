@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from services import clients, replies
+from services import clients, storage
+from services.replies import index_store
 from tests.support.review import ARTIFACTS, call
 
 ENDPOINT = "replies-endpoint"
@@ -65,7 +66,7 @@ def fake_endpoint(desk, monkeypatch):
     for message_id, reply in (("m9", text), ("m0", "Guten Tag, wir kommen.")):
         request = {"draft_id": uuid.uuid4().hex, "text": reply, "sender": "lena"}
         assert call("POST", f"/api/results/{message_id}/send", request)[0] == 200
-    index, _ = replies.load_index(ARTIFACTS, "complaint")
+    index, _ = index_store.for_bucket(ARTIFACTS).load("complaint")
     assert index.model == "n@1" and len(index.entries) == 2
     fake.embedded.clear()
     return fake
@@ -74,5 +75,5 @@ def fake_endpoint(desk, monkeypatch):
 def index_state(category: str) -> tuple[str | None, tuple[str, ...]]:
     """What the category's index is in S3: the written index's ETag (None: none), and the
     keys of the replies added beside it since."""
-    etag = replies.read_index(ARTIFACTS, replies.index_key(category))[1]
-    return etag, tuple(replies.list_keys(ARTIFACTS, replies.added_prefix(category)))
+    etag = index_store.for_bucket(ARTIFACTS).read_written(index_store.index_key(category))[1]
+    return etag, tuple(storage.list_keys(ARTIFACTS, index_store.added_prefix(category)))

@@ -8,7 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from services.placeholders import fill, generalise, greeting_name, stated
-from services.replies import headers, sender
+from services.replies.original import Original
 
 WORDS = st.lists(st.sampled_from(["bitte", "please", "Rechnung", "invoice", "vom", "the", "\n"]))
 
@@ -122,7 +122,7 @@ def test_the_greeting_uses_the_name_as_people_read_it(display_name, greeted):
 )
 def test_the_senders_name_survives_the_commas_and_charsets_of_real_from_headers(from_header):
     raw = b"From: " + from_header + b"\r\nSubject: x\r\n\r\nbody\r\n"
-    assert greeting_name(sender(headers(raw))) == "Hans Müller"
+    assert greeting_name(Original(raw).sender_name) == "Hans Müller"
 
 
 @given(st.text(max_size=40))

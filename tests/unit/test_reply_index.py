@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from services.reply_index import Entry, Index, StaleIndex
+from services.replies.index import Entry, Index, StaleIndex
 
 
 def unit(*values: float) -> np.ndarray:

@@ -4,9 +4,9 @@ Vectors: the deployed model's embeddings of the e-mails, asked from the endpoint
 `"embed": true` (the mean-pooled, L2-normalised second-to-last layer; model/serving/engine.py
 says why that one). An index remembers the model that made its vectors, since two models'
 vectors do not compare: after a promotion the index is stale, suggests nothing, and is built
-again from the e-mail/reply pairs (services/replies.py `reindex`: `postwerk promote` and
+again from the e-mail/reply pairs (reindex.py: `postwerk promote` and
 `postwerk reindex-replies` call it, and the monitor once the endpoint serves the model it
-promoted, `refresh_index`).
+promoted, `refresh_index`). Where the indexes are kept: index_store.py.
 
 Search is brute force: one matrix product over the category's vectors (float32). The bound
 and its measurement are in bench/replies.py.
@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from services import clients
 from services.records import InvocationAnswer
@@ -33,6 +35,10 @@ class StaleIndex(Exception):
     """The index's vectors come from another model than the one serving."""
 
 
+# Why no similar replies could be found: no endpoint, a bad answer, a stale index.
+EMBEDDING_ERRORS = (ClientError, BotoCoreError, ValidationError, ValueError, StaleIndex)
+
+
 class OutOfTime(Exception):
     """The deadline passed before the work was done (the monitor's Lambda would be killed)."""
 
@@ -41,6 +47,11 @@ def in_time(deadline: float | None, doing: str) -> None:
     """Raise OutOfTime once time.monotonic() is past the deadline (None: no deadline)."""
     if deadline is not None and time.monotonic() > deadline:
         raise OutOfTime(f"out of time {doing}")
+
+
+def index_text(subject: str, body: str) -> str:
+    """What of an e-mail is embedded: the index holds replies by it."""
+    return f"{subject}\n{body}"
 
 
 def embed(endpoint: str, texts: list[str], deadline: float | None = None) -> tuple[np.ndarray, str]:
