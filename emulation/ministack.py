@@ -11,18 +11,23 @@ uvicorn serves it, with httptools and uvloop, the server our own services use; t
 lifespan does its start-up as before.
 """
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from emulation.processes import DUMMY_CREDENTIALS, HOST, StartError, alive, start_and_wait
+from emulation.processes import (
+    DUMMY_CREDENTIALS,
+    HOST,
+    StartError,
+    alive,
+    process_tree,
+    start_and_wait,
+    stop_processes,
+)
 
 REQUIREMENTS = [
     "ministack==1.5.33",
@@ -95,7 +100,7 @@ class MiniStack:
                 self.healthy,
                 timeout,
                 "MiniStack",
-                on_failure=kill_group,
+                on_failure=lambda process: stop_processes(process_tree(process), timeout=0),
                 env=os.environ | self.environment() | {"TMPDIR": str(tmp)},
                 cwd=self.state_dir,
                 start_new_session=True,  # Ctrl-C in the terminal goes to us, not to it
@@ -127,17 +132,13 @@ class MiniStack:
         return env
 
     def stop(self, timeout: float = 10) -> bool:
-        """SIGTERM the server by its PID, SIGKILL after `timeout`; False if none ran."""
+        """SIGTERM to the server (found by its PID) and its workers, SIGKILL after `timeout`;
+        False if none ran."""
         pid = self.running_pid()
         self.pid_file.unlink(missing_ok=True)
         if pid is None:
             return False
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+        stop_processes(process_tree(pid), timeout)
         return True
 
     def running_pid(self) -> int | None:
@@ -163,12 +164,6 @@ class MiniStack:
         answer = httpx.post(f"{self.endpoint_url}/_ministack/reset", timeout=10)
         if answer.status_code != 200:
             raise BackendError(f"MiniStack reset failed: {answer.status_code} {answer.text}")
-
-
-def kill_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def run(command: list[str], what: str) -> None:
