@@ -17,8 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from emulation.http_client import answers, request
 from emulation.processes import (
     DUMMY_CREDENTIALS,
     HOST,
@@ -149,11 +148,7 @@ class MiniStack:
         return pid if alive(pid) else None
 
     def healthy(self) -> bool:
-        try:
-            answer = httpx.get(f"{self.endpoint_url}/_ministack/health", timeout=1)
-        except httpx.TransportError:
-            return False
-        return answer.status_code == 200
+        return answers(f"{self.endpoint_url}/_ministack/health")
 
     def client_environment(self) -> dict[str, str]:
         """What plain boto3 (or the aws CLI) needs to talk to this backend."""
@@ -161,9 +156,9 @@ class MiniStack:
 
     def reset(self) -> None:
         """Forget every resource: the quick way to give each test a clean AWS."""
-        answer = httpx.post(f"{self.endpoint_url}/_ministack/reset", timeout=10)
-        if answer.status_code != 200:
-            raise BackendError(f"MiniStack reset failed: {answer.status_code} {answer.text}")
+        status, body = request("POST", f"{self.endpoint_url}/_ministack/reset", timeout=10)
+        if status != 200:
+            raise BackendError(f"MiniStack reset failed: {status} {body.decode(errors='replace')}")
 
 
 def run(command: list[str], what: str) -> None:

@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
+from emulation.http_client import answers
 from emulation.processes import HOST, process_tree, start_and_wait, stop_processes
 
 
@@ -50,7 +49,4 @@ def stop_service(process: subprocess.Popen, timeout: float = 150) -> None:
 
 
 def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_postwerk/health", timeout=1, trust_env=False).status_code == 200
-    except httpx.TransportError:
-        return False
+    return answers(f"{url}/_postwerk/health")

@@ -15,6 +15,7 @@ life cycle all jobs share is emulation/sagemaker/jobs.py.
 Filters are JSONPath's common subset: `$`, `$.a.b`, `$['a']`, `$[0]`, `$['a','b']`.
 """
 
+import asyncio
 import contextlib
 import gzip
 import itertools
@@ -22,13 +23,14 @@ import json
 import re
 import shutil
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
+from emulation.http_client import NO_ANSWER, request
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
 from emulation.sagemaker.endpoints import Endpoints
 from emulation.sagemaker.fleets import Replica, ReplicaError
@@ -234,10 +236,10 @@ class TransformJobs(Jobs):
         """The request's parameters, else the container's /execution-parameters, else AWS's
         defaults; stored in the job's description as resolved."""
         offered: dict[str, Any] = {}
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            answer = httpx.get(f"{replica.url}/execution-parameters", timeout=10, trust_env=False)
-            if answer.status_code == 200:
-                offered = answer.json()
+        with contextlib.suppress(*NO_ANSWER, ValueError):
+            status, body = request("GET", f"{replica.url}/execution-parameters", timeout=10)
+            if status == 200:
+                offered = json.loads(body)
         strategy = document.get("BatchStrategy") or STRATEGIES.get(
             offered.get("BatchStrategy", ""), "MultiRecord"
         )
@@ -272,9 +274,7 @@ class TransformJobs(Jobs):
     def _transform_all(
         self, name: str, document: Document, plan: Plan, replicas: list[Replica], job_dir, run
     ) -> str:
-        """Every input object to its .out; returns the failure reason ('' when none).
-        The requests of the next objects are in flight while one is written, and at most
-        a window of objects is held in memory."""
+        """Every input object to its .out; returns the failure reason ('' when none)."""
         s3 = S3()
         input_uri = document["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
         s3.download_prefix(input_uri, job_dir / "input")
@@ -282,42 +282,26 @@ class TransformJobs(Jobs):
         compressed = document["TransformInput"].get("CompressionType") == "Gzip"
         stream = LogStream(LOG_GROUP, f"{name}/data-log")
         failed: list[Record] = []
-        turn = itertools.count()
-        window = 2 * plan.concurrency * len(replicas)
-        with (
-            httpx.Client(timeout=plan.timeout, trust_env=False) as client,
-            ThreadPoolExecutor(plan.concurrency * len(replicas)) as pool,
-        ):
 
-            def send(batch: list[Record]) -> None:
-                replica = replicas[next(turn) % len(replicas)]
-                self._invoke(client, replica, plan, batch)
+        def write(relative: str, records: list[Record]) -> None:
+            bad = [r for r in records if r.error is not None]
+            for record in bad:
+                stream.write(f"{record.source}: line {record.line}: {record.error}")
+            failed.extend(bad)
+            if not bad:
+                target = job_dir / "output" / f"{relative}.out"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(assemble(records, plan))
+                s3.upload_file(target, f"{output_uri}/{relative}.out")
 
-            def write(relative: str, records: list[Record], requests: list) -> None:
-                for request in requests:
-                    request.result()
-                bad = [r for r in records if r.error is not None]
-                for record in bad:
-                    stream.write(f"{record.source}: line {record.line}: {record.error}")
-                failed.extend(bad)
-                if not bad:
-                    target = job_dir / "output" / f"{relative}.out"
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(assemble(records, plan))
-                    s3.upload_file(target, f"{output_uri}/{relative}.out")
-
-            pending: deque = deque()
+        def objects() -> Iterator[tuple[str, list[Record]]]:
             for path in sorted(p for p in (job_dir / "input").rglob("*") if p.is_file()):
                 if run.stop_requested.is_set():
-                    break
+                    return
                 relative = path.relative_to(job_dir / "input").as_posix()
-                records = read_records(path, relative, plan, compressed)
-                requests = [pool.submit(send, batch) for batch in batches(records, plan)]
-                pending.append((relative, records, requests))
-                if len(pending) >= window:
-                    write(*pending.popleft())
-            while pending:
-                write(*pending.popleft())
+                yield relative, read_records(path, relative, plan, compressed)
+
+        asyncio.run(self._send_all(objects(), plan, replicas, write))
         stream.flush()
         if not failed:
             return ""
@@ -327,24 +311,66 @@ class TransformJobs(Jobs):
             f"{first.line}: {first.error}. See {LOG_GROUP}/{name}/data-log for all."
         )
 
-    def _invoke(self, client: httpx.Client, replica: Replica, plan: Plan, batch: list[Record]):
+    async def _send_all(
+        self,
+        objects: Iterator[tuple[str, list[Record]]],
+        plan: Plan,
+        replicas: list[Replica],
+        write: Callable[[str, list[Record]], None],
+    ) -> None:
+        """Every object's records through the replicas (MaxConcurrentTransforms requests per
+        replica at a time), each object written once all its requests are answered. The
+        requests of the next objects are in flight while one is written, and at most a window
+        of objects is held in memory."""
+        turn = itertools.count()
+        slots = asyncio.Semaphore(plan.concurrency * len(replicas))
+        window = 2 * plan.concurrency * len(replicas)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=plan.timeout),
+            connector=aiohttp.TCPConnector(limit=0),  # `slots` is the limit
+        ) as session:
+
+            async def send(batch: list[Record]) -> None:
+                async with slots:
+                    replica = replicas[next(turn) % len(replicas)]
+                    await self._invoke(session, replica, plan, batch)
+
+            async def written(relative: str, records: list[Record], requests: list) -> None:
+                await asyncio.gather(*requests)
+                await asyncio.to_thread(write, relative, records)
+
+            pending: deque = deque()
+            for relative, records in objects:
+                requests = [asyncio.create_task(send(batch)) for batch in batches(records, plan)]
+                pending.append((relative, records, requests))
+                if len(pending) >= window:
+                    await written(*pending.popleft())
+            while pending:
+                await written(*pending.popleft())
+
+    async def _invoke(
+        self, session: aiohttp.ClientSession, replica: Replica, plan: Plan, batch: list[Record]
+    ) -> None:
         """One request for the batch; a 4xx splits it in halves down to single records."""
         headers = {"Content-Type": plan.content_type} | (
             {"Accept": plan.accept} if plan.accept else {}
         )
         body = b"\n".join(record.payload for record in batch)
-        status, answer = 0, ""
+        status, content, answer = 0, b"", ""
         for _ in range(plan.retries + 1):
             try:
-                response = client.post(f"{replica.url}/invocations", content=body, headers=headers)
-            except httpx.TransportError as error:
+                async with session.post(
+                    f"{replica.url}/invocations", data=body, headers=headers
+                ) as response:
+                    status, content = response.status, await response.read()
+            except NO_ANSWER as error:
                 status, answer = 0, f"no answer from the container ({type(error).__name__})"
                 continue
-            status, answer = response.status_code, response.text
+            answer = content.decode(errors="replace")
             if status == 200 or 400 <= status < 500:
                 break
         if status == 200:
-            outputs = response.content.splitlines() if len(batch) > 1 else [response.content]
+            outputs = content.splitlines() if len(batch) > 1 else [content]
             if len(outputs) == len(batch):
                 for record, output in zip(batch, outputs, strict=True):
                     record.output = output
@@ -352,8 +378,8 @@ class TransformJobs(Jobs):
             answer = f"{len(outputs)} answer lines for {len(batch)} records"
         if 400 <= status < 500 and len(batch) > 1:
             middle = len(batch) // 2
-            self._invoke(client, replica, plan, batch[:middle])
-            self._invoke(client, replica, plan, batch[middle:])
+            await self._invoke(session, replica, plan, batch[:middle])
+            await self._invoke(session, replica, plan, batch[middle:])
             return
         for record in batch:
             record.error = f"Bad HTTP status received from algorithm: {status} {answer[:500]}"
