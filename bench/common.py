@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from emulation.processes import process_tree, stop_processes
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO_ROOT / "bench"
 WORK_DIR = BENCH_DIR / "work"  # git-ignored scratch space
@@ -216,8 +218,7 @@ def run_tracked(
     try:
         _, status, usage = os.wait4(process.pid, 0)
     except BaseException:
-        process.kill()
-        process.wait()
+        stop_processes(process_tree(process), timeout=0)  # interrupted: no grace
         raise
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)

@@ -46,7 +46,7 @@ from bench.common import (
 )
 from bench.serving import free_port, resolve_model
 from emulation.ministack import MiniStack
-from emulation.sagemaker.launcher import start_service
+from emulation.sagemaker.launcher import start_service, stop_service
 from model.contract import METRIC_DEFINITIONS
 
 NAME = "invoke"
@@ -213,8 +213,7 @@ def main() -> None:
         with_boto3 = boto3_latencies(runtime, body, args.requests // 2)
         training = training_start_seconds(sm, s3, stratified_sample(train_rows, 770, args.seed))
     finally:
-        service.terminate()
-        service.wait(60)
+        stop_service(service, 60)
         backend.stop()
 
     results = {"direct": summary(direct), "service": summary(through), "boto3": summary(with_boto3)}

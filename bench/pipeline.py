@@ -65,7 +65,7 @@ from bench.invoke import deploy, replica_url
 from bench.serving import free_port, resolve_model
 from emulation.esm.runner import MappingRunner
 from emulation.ministack import MiniStack
-from emulation.sagemaker.launcher import start_service
+from emulation.sagemaker.launcher import start_service, stop_service
 from postwerk import deploy as stack
 
 NAME = "pipeline"
@@ -414,8 +414,7 @@ def main() -> None:
         peak_mb = memory.stop()
         if runner is not None:
             runner.stop()
-        service.terminate()
-        service.wait(120)
+        stop_service(service, 120)
         backend.stop()
 
     ratio = pipeline_rate / model_rate

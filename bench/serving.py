@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
 from bench.common import (
     LABEL,
@@ -66,7 +65,7 @@ from bench.common import (
     work_dir,
 )
 from bench.engines import engine_passes
-from emulation.processes import free_port
+from emulation.processes import free_port, process_tree, stop_processes
 from model.console import quiet_libraries
 from model.data import email_text
 
@@ -76,6 +75,7 @@ BATCH = 64  # our server's max batch, and the ceiling's batch
 TRAINED_MODEL = WORK_DIR / "accuracy" / "ml" / "model"
 WRK_SCRIPT = REPO_ROOT / "bench" / "wrk" / "bodies.lua"
 START_TIMEOUT_S = 300
+STOP_TIMEOUT_S = 15
 REQUEST_TIMEOUT_S = 120
 RSS_TARGET_MB = 600
 EMAIL_WORDS = 200
@@ -249,7 +249,8 @@ class Server:
 
 @contextmanager
 def running(spec: ServerSpec, workload: str) -> Iterator[Server]:
-    """Start the server, wait for /ping 200, and always stop it (terminate, then kill)."""
+    """Start the server, wait for /ping 200, and always stop it (SIGTERM, then SIGKILL to it
+    and its workers after STOP_TIMEOUT_S)."""
     port = free_port()
     log_path = work_dir(NAME) / f"{workload}-{spec.slug}.log"
     print(f"{spec.name}: starting on {HOST}:{port} (log {log_path.relative_to(REPO_ROOT)})")
@@ -262,7 +263,7 @@ def running(spec: ServerSpec, workload: str) -> Iterator[Server]:
             wait_ready(process, port, log_path)
             yield Server(spec, process, f"http://{HOST}:{port}/invocations")
         finally:
-            stop(process)
+            stop_processes(process_tree(process), STOP_TIMEOUT_S, sigterm=[process])
 
 
 def wait_ready(process: subprocess.Popen, port: int, log_path: Path) -> None:
@@ -279,23 +280,8 @@ def wait_ready(process: subprocess.Popen, port: int, log_path: Path) -> None:
     raise RuntimeError(f"server not ready after {START_TIMEOUT_S} s:\n{tail(log_path)}")
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-
 def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def process_tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
 
 
 def resident_mb(pid: int) -> float:

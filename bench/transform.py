@@ -40,7 +40,7 @@ from bench.common import (
 )
 from bench.serving import HOST, ServerSpec, free_port, resolve_model, running, sagemaker_base
 from emulation.ministack import MiniStack
-from emulation.sagemaker.launcher import start_service
+from emulation.sagemaker.launcher import start_service, stop_service
 
 NAME = "transform"
 OBJECTS = 4
@@ -164,8 +164,7 @@ def main() -> None:
         )
         job = transform_job(sm, s3, model_dir, lines, args.concurrency)
     finally:
-        service.terminate()
-        service.wait(60)
+        stop_service(service, 60)
         backend.stop()
 
     ratio = job["texts_per_s"] / alone

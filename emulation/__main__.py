@@ -22,7 +22,7 @@ import psutil
 from emulation import smtp
 from emulation.esm.runner import MappingRunner
 from emulation.ministack import MiniStack
-from emulation.processes import HOST, write_atomically
+from emulation.processes import HOST, stop_processes, write_atomically
 from emulation.sagemaker.launcher import start_service, stop_service
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -119,18 +119,7 @@ def stop_everything(started: ExitStack) -> None:
     try:
         started.close()
     finally:
-        stop_left_over(below)
-
-
-def stop_left_over(processes: list[psutil.Process]) -> None:
-    left = [process for process in processes if process.is_running()]
-    for process in left:
-        with suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, still_there = psutil.wait_procs(left, timeout=LEFT_OVER_STOP_SECONDS)
-    for process in still_there:
-        with suppress(psutil.NoSuchProcess):
-            process.kill()
+        stop_processes(below, LEFT_OVER_STOP_SECONDS)
 
 
 def request_stop(number: int, frame) -> None:

@@ -16,18 +16,22 @@ how the Compose backend's image (emulation/Dockerfile) makes and runs the same s
 """
 
 import argparse
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from emulation.processes import DUMMY_CREDENTIALS, HOST, StartError, alive, start_and_wait
+from emulation.http_client import answers, request
+from emulation.processes import (
+    DUMMY_CREDENTIALS,
+    HOST,
+    StartError,
+    alive,
+    process_tree,
+    start_and_wait,
+    stop_processes,
+)
 
 REQUIREMENTS = [
     "ministack==1.5.33",
@@ -99,7 +103,7 @@ class MiniStack:
                 self.healthy,
                 timeout,
                 "MiniStack",
-                on_failure=kill_group,
+                on_failure=lambda process: stop_processes(process_tree(process), timeout=0),
                 env=environment,
                 cwd=self.state_dir,
                 start_new_session=True,  # Ctrl-C in the terminal goes to us, not to it
@@ -145,17 +149,13 @@ class MiniStack:
         return env
 
     def stop(self, timeout: float = 10) -> bool:
-        """SIGTERM the server by its PID, SIGKILL after `timeout`; False if none ran."""
+        """SIGTERM to the server (found by its PID) and its workers, SIGKILL after `timeout`;
+        False if none ran."""
         pid = self.running_pid()
         self.pid_file.unlink(missing_ok=True)
         if pid is None:
             return False
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+        stop_processes(process_tree(pid), timeout)
         return True
 
     def running_pid(self) -> int | None:
@@ -166,11 +166,7 @@ class MiniStack:
         return pid if alive(pid) else None
 
     def healthy(self) -> bool:
-        try:
-            answer = httpx.get(f"{self.endpoint_url}/_ministack/health", timeout=1)
-        except httpx.TransportError:
-            return False
-        return answer.status_code == 200
+        return answers(f"{self.endpoint_url}/_ministack/health")
 
     def client_environment(self) -> dict[str, str]:
         """What plain boto3 (or the aws CLI) needs to talk to this backend."""
@@ -178,9 +174,9 @@ class MiniStack:
 
     def reset(self) -> None:
         """Forget every resource: the quick way to give each test a clean AWS."""
-        answer = httpx.post(f"{self.endpoint_url}/_ministack/reset", timeout=10)
-        if answer.status_code != 200:
-            raise BackendError(f"MiniStack reset failed: {answer.status_code} {answer.text}")
+        status, body = request("POST", f"{self.endpoint_url}/_ministack/reset", timeout=10)
+        if status != 200:
+            raise BackendError(f"MiniStack reset failed: {status} {body.decode(errors='replace')}")
 
 
 def main() -> None:
@@ -198,12 +194,6 @@ def main() -> None:
         MiniStack(args.state_dir, 0).install()
     else:
         MiniStack(args.state_dir, args.port, persist_state=True, bind_host=args.host).serve()
-
-
-def kill_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def run(command: list[str], what: str) -> None:

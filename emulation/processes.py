@@ -1,15 +1,21 @@
 """What every local stand-in for AWS shares, for emulation/ and the `postwerk` command alike:
-the loopback host, free ports, the dummy credentials, files written atomically, and
-starting a process that is ready once it answers."""
+the loopback host, free ports, the dummy credentials, files written atomically, starting a
+process that is ready once it answers, and stopping processes with all they started."""
 
 import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    import psutil  # imported on use: `postwerk` imports this module at start-up
 
 HOST = "127.0.0.1"
+KILL_WAIT_SECONDS = 1  # for the kernel to end what got SIGKILL, and to reap it
 DUMMY_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "eu-central-1",
     "AWS_ACCESS_KEY_ID": "test",
@@ -79,3 +85,52 @@ def start_and_wait(
         on_failure(process)
         raise
     return process
+
+
+# A process to stop: a child started here stays its subprocess.Popen, so that its exit code
+# is read (and it is reaped) by its own wait(), which psutil.wait_procs calls.
+Stoppable: TypeAlias = "subprocess.Popen | psutil.Process"
+
+
+def process_tree(root: subprocess.Popen | int) -> list[Stoppable]:
+    """The process and every process below it now; none when it has ended."""
+    import psutil
+
+    if isinstance(root, subprocess.Popen):
+        return with_descendants([root]) if root.poll() is None else []
+    try:
+        return with_descendants([psutil.Process(root)])
+    except psutil.NoSuchProcess:
+        return []
+
+
+def with_descendants(processes: Iterable[Stoppable]) -> list[Stoppable]:
+    """The processes, and every process below those still running."""
+    import psutil
+
+    found = {process.pid: process for process in processes}
+    for process in list(found.values()):
+        with suppress(psutil.NoSuchProcess):
+            view = process if isinstance(process, psutil.Process) else psutil.Process(process.pid)
+            for child in view.children(recursive=True):
+                found.setdefault(child.pid, child)
+    return list(found.values())
+
+
+def stop_processes(
+    processes: list[Stoppable], timeout: float, sigterm: list[Stoppable] | None = None
+) -> None:
+    """SIGTERM to `sigterm` (all of `processes` when None; a process that stops its own
+    children in order gets it alone), wait until all of `processes` have ended, `timeout`
+    seconds at most, then SIGKILL to those left and to whatever they started meanwhile."""
+    import psutil
+
+    for process in processes if sigterm is None else sigterm:
+        with suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, left = psutil.wait_procs(processes, timeout=timeout)
+    left = with_descendants(left)
+    for process in left:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(left, timeout=KILL_WAIT_SECONDS)

@@ -10,12 +10,9 @@ docker-compose.yml (postwerk/compose.py); the ready file then holds the exports 
 published ports.
 """
 
-import contextlib
 import json
 import os
-import signal
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +22,9 @@ from emulation.processes import (
     StartError,
     alive,
     port_in_use,
+    process_tree,
     start_and_wait,
+    stop_processes,
     write_atomically,
 )
 from postwerk import compose
@@ -159,16 +158,10 @@ def stop(state_dir: Path) -> LocalAws | None:
 
 def terminate(pids: list[int], timeout: float) -> None:
     """SIGTERM to the launcher (pids[0]), which stops its children; after the timeout,
-    SIGKILL to the process group of every PID still there."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pids[0], signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while alive(pids[0]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in pids:
-        if alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
+    SIGKILL to every process below the PIDs that is still there."""
+    processes = [process for pid in pids for process in process_tree(pid)]
+    launcher = [process for process in processes if process.pid == pids[0]]
+    stop_processes(processes, timeout, sigterm=launcher)
 
 
 def stop_compose() -> None:

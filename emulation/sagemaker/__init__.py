@@ -7,6 +7,7 @@ and the SageMaker Python SDK work against it.
     store.py        resources as JSON documents in SQLite (state survives a restart)
     artifacts.py    S3 and CloudWatch Logs in the AWS backend
     containers.py   how jobs and replicas run: processes of `python -m model`, or containers
+    jobs.py         the life cycle every kind of job shares (create, stop, end, recovery)
     training.py     training jobs (one run per instance);  tuning.py  tuning jobs (Optuna)
     transform.py    batch transform jobs
     endpoints.py    models, endpoint configs, endpoints: the control plane and deploying

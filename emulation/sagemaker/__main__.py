@@ -14,7 +14,7 @@ from emulation.sagemaker.settings import ServiceSettings
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for chatty in ("httpx", "botocore", "urllib3"):
+    for chatty in ("botocore", "urllib3"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     settings = ServiceSettings()
     uvicorn.run(

@@ -82,7 +82,7 @@ def operations(
         "UpdateEndpointWeightsAndCapacities": endpoints.update_weights_and_capacities,
         "CreateTransformJob": transform.create,
         "DescribeTransformJob": by_name(transform.describe, "TransformJobName"),
-        "ListTransformJobs": transform.list_jobs,
+        "ListTransformJobs": transform.list,
         "StopTransformJob": by_name(transform.stop, "TransformJobName"),
     }
     table = {

@@ -14,13 +14,12 @@ which `release(job)` removes when the job is over.
 
 import os
 import secrets
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from emulation.processes import HOST, free_port
+from emulation.processes import HOST, free_port, process_tree, stop_processes
 
 SERVING_PORT = 8080  # inside a container, as SageMaker runs it
 
@@ -53,15 +52,8 @@ class LocalProcesses:
         return self._start("serve", base_dir, environment | contract), f"http://{HOST}:{port}"
 
     def terminate(self, run: subprocess.Popen, grace_seconds: float) -> int:
-        """SIGTERM to the process group, SIGKILL after the grace."""
-        if run.poll() is None:
-            try:
-                os.killpg(run.pid, signal.SIGTERM)
-                run.wait(grace_seconds)
-            except subprocess.TimeoutExpired:
-                os.killpg(run.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """SIGTERM to the run and every process below it, SIGKILL after the grace."""
+        stop_processes(process_tree(run), grace_seconds)
         return run.wait()
 
     def _start(self, command: str, base_dir: Path, environment: dict[str, str]):

@@ -23,7 +23,7 @@ from emulation.sagemaker.containers import Containers
 from emulation.sagemaker.fleets import DRAIN_SECONDS, Fleet, Replica, ReplicaError
 from emulation.sagemaker.invocations import Invocations
 from emulation.sagemaker.model_files import model_folder, replica_folder
-from emulation.sagemaker.protocol import now, paginate, required, validation
+from emulation.sagemaker.protocol import now, paginate, required, resource_arn, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
 
@@ -48,7 +48,7 @@ class Endpoints:
         container = request.get("PrimaryContainer") or (request.get("Containers") or [None])[0]
         if not container:
             raise validation("PrimaryContainer is required")
-        arn = self._arn("model", name)
+        arn = resource_arn(self.settings, "model", name)
         document = {
             "ModelName": name,
             "ModelArn": arn,
@@ -81,7 +81,7 @@ class Endpoints:
             self._get(MODEL, required(variant, "ModelName"), "model")
             if int(variant.get("InitialInstanceCount", 1)) < 1:
                 raise validation("InitialInstanceCount must be at least 1")
-        arn = self._arn("endpoint-config", name)
+        arn = resource_arn(self.settings, "endpoint-config", name)
         document = {
             "EndpointConfigName": name,
             "EndpointConfigArn": arn,
@@ -110,7 +110,7 @@ class Endpoints:
     def create_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
         name = required(request, "EndpointName")
         config = self.describe_endpoint_config(required(request, "EndpointConfigName"))
-        arn = self._arn("endpoint", name)
+        arn = resource_arn(self.settings, "endpoint", name)
         document = {
             "EndpointName": name,
             "EndpointArn": arn,
@@ -363,15 +363,12 @@ class Endpoints:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _arn(self, kind: str, name: str) -> str:
-        s = self.settings
-        return f"arn:aws:sagemaker:{s.region}:{s.account_id}:{kind}/{name.lower()}"
-
     def _get(self, kind: str, name: str, what: str) -> Document:
         document = self.store.get(kind, name)
         if document is None:
             resource = "endpoint-config" if kind == CONFIG else kind.lower()
-            raise validation(f'Could not find {what} "{self._arn(resource, name)}".')
+            arn = resource_arn(self.settings, resource, name)
+            raise validation(f'Could not find {what} "{arn}".')
         return document
 
     def _change(self, name: str, **changes: Any) -> None:

@@ -1,15 +1,13 @@
 """The replicas that serve an endpoint: each a run of the serving container (a process or a
 Docker container), and a fleet of them per endpoint config, routed by variant weight."""
 
-import contextlib
 import random
 import threading
 import time
 from itertools import count
 from pathlib import Path
 
-import httpx
-
+from emulation.http_client import answers
 from emulation.sagemaker.artifacts import LogStream
 from emulation.sagemaker.containers import Containers
 
@@ -55,20 +53,16 @@ class Replica:
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        with httpx.Client(trust_env=False, timeout=2) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise ReplicaError(
-                        f"the serving container exited with code "
-                        f"{self.process.returncode}: {self.tail()}"
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/ping").status_code == 200:
-                        self.ready = True
-                        return
-                if time.monotonic() > deadline:
-                    raise ReplicaError(f"no /ping 200 within {timeout:.0f} s: {self.tail()}")
-                time.sleep(0.1)
+        while not answers(f"{self.url}/ping", timeout=2):
+            if self.process.poll() is not None:
+                raise ReplicaError(
+                    f"the serving container exited with code "
+                    f"{self.process.returncode}: {self.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise ReplicaError(f"no /ping 200 within {timeout:.0f} s: {self.tail()}")
+            time.sleep(0.1)
+        self.ready = True
 
     def stop(self) -> None:
         self.stopping, self.ready = True, False

@@ -74,8 +74,8 @@ class Invocations:
         )
 
     def _http(self) -> aiohttp.ClientSession:
-        """aiohttp rather than httpx here: its client adds ~2 ms less per request (measured),
-        and this hop is all the overhead InvokeEndpoint adds."""
+        """The session of this hop, all the latency InvokeEndpoint adds (why aiohttp:
+        emulation/http_client.py)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.invocation_timeout),

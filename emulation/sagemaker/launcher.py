@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
-from emulation.processes import HOST, start_and_wait
+from emulation.http_client import answers
+from emulation.processes import HOST, process_tree, start_and_wait, stop_processes
 
 
 def start_service(
@@ -44,17 +43,10 @@ def start_service(
 
 
 def stop_service(process: subprocess.Popen, timeout: float = 150) -> None:
-    """SIGTERM (the service stops its jobs and replicas), SIGKILL after the timeout."""
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    """SIGTERM to the service, which stops its jobs and replicas; after the timeout, SIGKILL
+    to it and to whatever of theirs is left."""
+    stop_processes(process_tree(process), timeout, sigterm=[process])
 
 
 def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_postwerk/health", timeout=1, trust_env=False).status_code == 200
-    except httpx.TransportError:
-        return False
+    return answers(f"{url}/_postwerk/health")

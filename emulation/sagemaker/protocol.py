@@ -39,6 +39,14 @@ def required(request: dict[str, Any], name: str) -> Any:
     return value
 
 
+def resource_arn(settings, resource_type: str, name: str) -> str:
+    """A resource's ARN (`settings`: the service's region and account), its name in lower
+    case as AWS writes it."""
+    return (
+        f"arn:aws:sagemaker:{settings.region}:{settings.account_id}:{resource_type}/{name.lower()}"
+    )
+
+
 def now() -> float:
     """AWS JSON timestamps are epoch seconds."""
     return time.time()

@@ -3,144 +3,91 @@
 A job goes Starting (queued while all slots are busy) -> Downloading (S3 channels into the
 /opt/ml layout) -> Training (the container, its log to CloudWatch Logs, metrics from the
 MetricDefinitions) -> Uploading (model.tar.gz, output.tar.gz, checkpoints) -> Completed,
-Failed or Stopped. Each job runs on its own thread; the store holds its Describe document.
+Failed or Stopped; the life cycle all jobs share is emulation/sagemaker/jobs.py.
 """
 
 import contextlib
 import json
-import logging
 import os
 import re
 import shutil
 import tarfile
 import threading
 import time
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream, MetricPublisher
 from emulation.sagemaker.containers import Containers
-from emulation.sagemaker.protocol import (
-    filter_jobs,
-    in_use,
-    not_found,
-    now,
-    paginate,
-    required,
-    validation,
-)
+from emulation.sagemaker.jobs import FINISHED, INTERRUPTED, JobFailed, Jobs, JobStopped, Run
+from emulation.sagemaker.protocol import now, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
 
-KIND = "TrainingJob"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-FINISHED = {"Completed", "Failed", "Stopped"}
 STOP_GRACE_SECONDS = 120  # what SageMaker gives a container between SIGTERM and SIGKILL
 MAX_INSTANCES = 8  # hosts of one job, all on this machine
-
-log = logging.getLogger("postwerk.sagemaker")
+STATUS_MESSAGES = {
+    "Stopping": "Stopping the training job",
+    "Stopped": "The training job was stopped",
+    "Completed": "Training job completed",
+}
 
 # Called with (job name, metric name, value) for every metric line of a job's log.
 MetricListener = Callable[[str, str, float], None]
 
 
 @dataclass
-class Run:
-    """What the service knows of a job in flight, beyond its stored document."""
-
-    stop_requested: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
+class TrainingRun(Run):
     on_metric: MetricListener | None = None
     max_runtime_exceeded: bool = False
     failed_hosts: list[str] = field(default_factory=list)  # the first to fail, first
 
 
-class JobStopped(Exception):
-    pass
+class TrainingJobs(Jobs):
+    kind = "TrainingJob"
+    arn_type = "training-job"
+    noun = "training job"
+    name_pattern = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    not_found_message = "Requested resource not found: training job '{name}'"
+    in_use_message = (
+        "Training job names must be unique within an AWS account and region, "
+        "and a training job with this name already exists ({arn})"
+    )
+    end_time_key = "TrainingEndTime"
+    summary_keys = (
+        "TrainingJobName",
+        "TrainingJobArn",
+        "CreationTime",
+        "TrainingEndTime",
+        "LastModifiedTime",
+        "TrainingJobStatus",
+        "SecondaryStatus",
+    )
+    client_errors = (ArtifactError,)
+    interrupted_reason = f"{INTERRUPTED}; start it again (it resumes from CheckpointConfig, if set)"
+    stop_grace_seconds = STOP_GRACE_SECONDS
+    run_type = TrainingRun
 
-
-class TrainingJobs:
     def __init__(self, store: Store, settings: ServiceSettings, containers: Containers):
-        self.store, self.settings, self.containers = store, settings, containers
+        self.containers = containers
         self._slots = threading.Semaphore(settings.max_training_jobs)
-        self._runs: dict[str, Run] = {}
-        self._fail_interrupted_jobs()
+        super().__init__(store, settings)
 
-    # --- the API -------------------------------------------------------------------------
-
-    def create(
-        self,
-        request: dict[str, Any],
-        tuning_job_arn: str | None = None,
-        on_metric: MetricListener | None = None,
+    def create_trial(
+        self, request: dict[str, Any], tuning_job_arn: str, on_metric: MetricListener
     ) -> dict[str, Any]:
-        name = required(request, "TrainingJobName")
-        document = self._new_document(name, request, tuning_job_arn)
-        if not self.store.insert(KIND, name, document):
-            raise in_use(
-                f"Training job names must be unique within an AWS account and region, "
-                f"and a training job with this name already exists ({document['TrainingJobArn']})"
-            )
-        self._runs[name] = Run(on_metric=on_metric)
-        threading.Thread(target=self._run, args=(name,), name=f"job-{name}", daemon=True).start()
-        return {"TrainingJobArn": document["TrainingJobArn"]}
-
-    def describe(self, name: str) -> Document:
-        document = self.store.get(KIND, name)
-        if document is None:
-            raise not_found(f"Requested resource not found: training job '{name}'")
-        return document
-
-    def list(self, request: dict[str, Any]) -> dict[str, Any]:
-        jobs = filter_jobs(request, self.store.all(KIND), "TrainingJobName", "TrainingJobStatus")
-        return paginate(
-            request,
-            [summary(j) for j in jobs],
-            "TrainingJobSummaries",
-            sort_keys={
-                "Name": "TrainingJobName",
-                "CreationTime": "CreationTime",
-                "Status": "TrainingJobStatus",
-            },
-        )
-
-    def stop(self, name: str) -> dict[str, Any]:
-        status = self.describe(name)["TrainingJobStatus"]
-        if status != "InProgress":
-            raise validation(
-                f"The request was rejected because the training job is in status {status}."
-            )
-        self._set_status(name, "Stopping", "Stopping", "Stopping the training job")
-        self._runs[name].stop_requested.set()
-        return {}
-
-    def wait(self, name: str, timeout: float | None = None) -> Document:
-        """Block until the job has finished (for tuning jobs); returns its document."""
-        run = self._runs.get(name)
-        if run is not None:
-            run.done.wait(timeout)
-        return self.describe(name)
-
-    def shutdown(self) -> None:
-        for _name, run in list(self._runs.items()):
-            if not run.done.is_set():
-                run.stop_requested.set()
-        for run in list(self._runs.values()):
-            run.done.wait(STOP_GRACE_SECONDS)
+        """CreateTrainingJob as a tuning job starts its trials: described with the tuning
+        job's ARN, every metric value of its log passed to `on_metric`."""
+        name = self.checked_name(request)
+        document = self.new_document(name, request) | {"TuningJobArn": tuning_job_arn}
+        return self.start(name, document, TrainingRun(on_metric=on_metric))
 
     # --- one job's life ------------------------------------------------------------------
 
-    def _new_document(self, name: str, request: dict, tuning_job_arn: str | None) -> Document:
-        if not NAME.match(name):
-            raise validation(
-                f"1 validation error detected: Value '{name}' at 'trainingJobName' "
-                f"failed to satisfy constraint: Member must satisfy regular "
-                f"expression pattern: {NAME.pattern}"
-            )
+    def new_document(self, name: str, request: dict[str, Any]) -> Document:
         algorithm = required(request, "AlgorithmSpecification")
         output = required(request, "OutputDataConfig")
         resources = required(request, "ResourceConfig")
@@ -162,8 +109,7 @@ class TrainingJobs:
         created = now()
         return {
             "TrainingJobName": name,
-            "TrainingJobArn": self._arn(name),
-            **({"TuningJobArn": tuning_job_arn} if tuning_job_arn else {}),
+            "TrainingJobArn": self.arn(name),
             "TrainingJobStatus": "InProgress",
             "SecondaryStatus": "Starting",
             "HyperParameters": request.get("HyperParameters", {}),
@@ -191,40 +137,33 @@ class TrainingJobs:
             "FinalMetricDataList": [],
         }
 
-    def _arn(self, name: str) -> str:
-        s = self.settings
-        return f"arn:aws:sagemaker:{s.region}:{s.account_id}:training-job/{name.lower()}"
-
-    def _run(self, name: str) -> None:
-        run = self._runs[name]
+    def execute(self, name: str, run: TrainingRun) -> None:
         job_dir = self.settings.state_dir / "training-jobs" / name
         try:
-            if not self._slots.acquire(blocking=False):
-                self._set_secondary(
-                    name,
-                    "Starting",
-                    "Waiting for a free training slot "
-                    f"(POSTWERK_SAGEMAKER_MAX_TRAINING_JOBS={self.settings.max_training_jobs})",
-                )
-                while not self._slots.acquire(timeout=0.5):
-                    if run.stop_requested.is_set():
-                        raise JobStopped
-            try:
+            with self._slot(name, run):
                 self._train_and_upload(name, run, job_dir)
-            finally:
-                self._slots.release()
-        except JobStopped:
-            self._set_status(name, "Stopped", "Stopped", "The training job was stopped")
-        except ArtifactError as error:
-            self._fail(name, f"ClientError: {error}")
-        except Exception as error:
-            log.error("training job %s: %s", name, traceback.format_exc())
-            self._fail(name, f"InternalServerError: {type(error).__name__}: {error}")
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
-            run.done.set()
 
-    def _train_and_upload(self, name: str, run: Run, job_dir: Path) -> None:
+    @contextlib.contextmanager
+    def _slot(self, name: str, run: TrainingRun) -> Iterator[None]:
+        """One of POSTWERK_SAGEMAKER_MAX_TRAINING_JOBS: a job waits (Starting) for a free one."""
+        if not self._slots.acquire(blocking=False):
+            self._set_secondary(
+                name,
+                "Starting",
+                "Waiting for a free training slot "
+                f"(POSTWERK_SAGEMAKER_MAX_TRAINING_JOBS={self.settings.max_training_jobs})",
+            )
+            while not self._slots.acquire(timeout=0.5):
+                if run.stop_requested.is_set():
+                    raise JobStopped
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _train_and_upload(self, name: str, run: TrainingRun, job_dir: Path) -> None:
         document = self.describe(name)
         s3 = S3()
         self._set_secondary(name, "Downloading", "Downloading input data")
@@ -236,15 +175,11 @@ class TrainingJobs:
         self._set_secondary(name, "Uploading", "Uploading generated training model")
         self._upload(name, document, bases["algo-1"], s3)  # the first host's, as on AWS
         if run.max_runtime_exceeded:
-            self._set_status(
-                name, "Stopped", "MaxRuntimeExceeded", "The job exceeded MaxRuntimeInSeconds"
-            )
-        elif run.stop_requested.is_set():
+            raise JobStopped("The job exceeded MaxRuntimeInSeconds", "MaxRuntimeExceeded")
+        if run.stop_requested.is_set():
             raise JobStopped
-        elif failure is None:
-            self._set_status(name, "Completed", "Completed", "Training job completed")
-        else:
-            self._fail(name, failure)
+        if failure is not None:
+            raise JobFailed(failure)
 
     def _lay_out(self, document: Document, job_dir: Path, s3: S3) -> dict[str, Path]:
         """The /opt/ml tree of the SageMaker training contract for each host: job_dir itself
@@ -289,7 +224,7 @@ class TrainingJobs:
                 (base / folder).mkdir(parents=True, exist_ok=True)
         return bases
 
-    def _train(self, name: str, run: Run, document: Document, bases: dict[str, Path]):
+    def _train(self, name: str, run: TrainingRun, document: Document, bases: dict[str, Path]):
         """Run a container per host to their end, each streaming its log (metrics from the
         first host, where rank 0 prints them). Returns the failure reason, None when every
         host exited 0; the first host to fail stops the others."""
@@ -320,7 +255,7 @@ class TrainingJobs:
         codes = {host: process.wait() for host, process in processes.items()}
         watchdog.join()
         self.containers.release(name)
-        self.store.update(KIND, name, lambda d: d.update(FinalMetricDataList=list(final.values())))
+        self.update(name, FinalMetricDataList=list(final.values()))
         failed = [host for host in run.failed_hosts if codes[host] != 0] or [
             host for host, code in codes.items() if code != 0
         ]
@@ -355,7 +290,7 @@ class TrainingJobs:
                         run.on_metric(name, metric, value)
         stream.flush()
 
-    def _watch(self, run: Run, processes: dict, document: Document) -> None:
+    def _watch(self, run: TrainingRun, processes: dict, document: Document) -> None:
         """Stop every host on StopTrainingJob, when MaxRuntimeInSeconds passes, or when one
         host fails (its peers would wait for it until their own timeouts)."""
         max_runtime = document["StoppingCondition"].get("MaxRuntimeInSeconds")
@@ -378,11 +313,7 @@ class TrainingJobs:
         model_dir = job_dir / "model"
         if any(model_dir.iterdir()):
             s3.upload_file(pack(model_dir, job_dir / "model.tar.gz"), f"{prefix}/model.tar.gz")
-            self.store.update(
-                KIND,
-                name,
-                lambda d: d.update(ModelArtifacts={"S3ModelArtifacts": f"{prefix}/model.tar.gz"}),
-            )
+            self.update(name, ModelArtifacts={"S3ModelArtifacts": f"{prefix}/model.tar.gz"})
         output_dir = job_dir / "output" / "data"
         if any(output_dir.iterdir()):
             s3.upload_file(pack(output_dir, job_dir / "output.tar.gz"), f"{prefix}/output.tar.gz")
@@ -390,50 +321,36 @@ class TrainingJobs:
         if checkpoints:
             s3.upload_folder(job_dir / "checkpoints", checkpoints)
 
-    # --- status bookkeeping ---------------------------------------------------------------
+    # --- secondary statuses -------------------------------------------------------------
 
     def _set_secondary(self, name: str, secondary: str, message: str, training_start=False):
-        def change(document: Document) -> None:
-            moment = now()
-            transitions = document["SecondaryStatusTransitions"]
-            if transitions and "EndTime" not in transitions[-1]:
-                transitions[-1]["EndTime"] = moment
-            if not transitions or transitions[-1]["Status"] != secondary:
-                transitions.append({"Status": secondary, "StartTime": moment})
-            transitions[-1]["StatusMessage"] = message
-            document["SecondaryStatus"] = secondary
-            document["LastModifiedTime"] = moment
+        def change(document: Document, moment: float) -> None:
+            record_secondary(document, moment, secondary, message)
             if training_start:
                 document["TrainingStartTime"] = moment
 
-        self.store.update(KIND, name, change)
+        self._change(name, change)
 
-    def _set_status(self, name: str, status: str, secondary: str, message: str, **extra):
-        self._set_secondary(name, secondary, message)
+    def record_status(
+        self, document: Document, moment: float, status: str, secondary: str, message: str
+    ) -> None:
+        record_secondary(document, moment, secondary, message or STATUS_MESSAGES[status])
+        if status in FINISHED:
+            document["SecondaryStatusTransitions"][-1]["EndTime"] = moment
+            started = document.get("TrainingStartTime", moment)
+            seconds = max(0, round(moment - started))
+            document["TrainingTimeInSeconds"] = document["BillableTimeInSeconds"] = seconds
 
-        def change(document: Document) -> None:
-            document["TrainingJobStatus"] = status
-            document.update(extra)
-            if status in FINISHED:
-                document["TrainingEndTime"] = document["LastModifiedTime"]
-                document["SecondaryStatusTransitions"][-1]["EndTime"] = document["TrainingEndTime"]
-                started = document.get("TrainingStartTime", document["TrainingEndTime"])
-                seconds = max(0, round(document["TrainingEndTime"] - started))
-                document["TrainingTimeInSeconds"] = document["BillableTimeInSeconds"] = seconds
 
-        self.store.update(KIND, name, change)
-
-    def _fail(self, name: str, reason: str) -> None:
-        self._set_status(name, "Failed", "Failed", reason, FailureReason=reason)
-
-    def _fail_interrupted_jobs(self) -> None:
-        for document in self.store.all(KIND):
-            if document["TrainingJobStatus"] in ("InProgress", "Stopping"):
-                self._fail(
-                    document["TrainingJobName"],
-                    "InternalServerError: the local SageMaker service stopped while the "
-                    "job ran; start it again (it resumes from CheckpointConfig, if set)",
-                )
+def record_secondary(document: Document, moment: float, secondary: str, message: str) -> None:
+    """The job's secondary status, and its transitions: the one before ends now."""
+    transitions = document["SecondaryStatusTransitions"]
+    if transitions and "EndTime" not in transitions[-1]:
+        transitions[-1]["EndTime"] = moment
+    if not transitions or transitions[-1]["Status"] != secondary:
+        transitions.append({"Status": secondary, "StartTime": moment})
+    transitions[-1]["StatusMessage"] = message
+    document["SecondaryStatus"] = secondary
 
 
 def hosts(document: Document) -> list[str]:
@@ -472,16 +389,3 @@ def pack(folder: Path, archive: Path) -> Path:
         for path in sorted(folder.iterdir()):
             tar.add(path, arcname=path.name)
     return archive
-
-
-def summary(document: Document) -> Document:
-    keys = (
-        "TrainingJobName",
-        "TrainingJobArn",
-        "CreationTime",
-        "TrainingEndTime",
-        "LastModifiedTime",
-        "TrainingJobStatus",
-        "SecondaryStatus",
-    )
-    return {key: document[key] for key in keys if key in document}

@@ -9,53 +9,41 @@ joined with their input (JoinSource Input: the record with a `SageMakerOutput` m
 cut by OutputFilter, written to `<S3OutputPath>/<object>.out` (AssembleWith Line: a line
 per record). A request refused with 4xx is split in halves until the refused records are
 alone: each of those is a failed record, logged with its object and line, and the job
-fails naming the first one (the other objects' output is still written, as on AWS).
+fails naming the first one (the other objects' output is still written, as on AWS). The
+life cycle all jobs share is emulation/sagemaker/jobs.py.
 
 Filters are JSONPath's common subset: `$`, `$.a.b`, `$['a']`, `$[0]`, `$['a','b']`.
 """
 
+import asyncio
 import contextlib
 import gzip
 import itertools
 import json
-import logging
 import re
 import shutil
-import threading
-import traceback
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
+from emulation.http_client import NO_ANSWER, request
 from emulation.sagemaker.artifacts import S3, ArtifactError, LogStream
 from emulation.sagemaker.endpoints import Endpoints
 from emulation.sagemaker.fleets import Replica, ReplicaError
+from emulation.sagemaker.jobs import JobFailed, Jobs, JobStopped, Run
 from emulation.sagemaker.model_files import model_folder, replica_folder
-from emulation.sagemaker.protocol import (
-    filter_jobs,
-    in_use,
-    not_found,
-    now,
-    paginate,
-    required,
-    validation,
-)
+from emulation.sagemaker.protocol import now, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
 
-KIND = "TransformJob"
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
-NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-FINISHED = {"Completed", "Failed", "Stopped"}
 STRATEGIES = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}
 MAX_RECORDS_PER_REQUEST = 1000  # the serving container's default cap (model/settings.py)
 PATH_STEP = re.compile(r"\.(\w+)|\[(\d+)\]|\[((?:'[^']*'\s*,?\s*)+)\]")
-
-log = logging.getLogger("postwerk.sagemaker")
 
 
 # --- JSONPath filters ----------------------------------------------------------------------
@@ -122,88 +110,37 @@ class Plan:
     retries: int
 
 
-@dataclass
-class Run:
-    stop_requested: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
+class TransformJobs(Jobs):
+    kind = "TransformJob"
+    arn_type = "transform-job"
+    noun = "transform job"
+    name_pattern = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    not_found_message = "Could not find requested job with name {name}"
+    in_use_message = "Job name must be unique within an AWS account and region: {name}"
+    end_time_key = "TransformEndTime"
+    summary_keys = (
+        "TransformJobName",
+        "TransformJobArn",
+        "CreationTime",
+        "TransformEndTime",
+        "TransformJobStatus",
+        "FailureReason",
+    )
+    list_time_filters = ()
+    has_last_modified_time = False  # DescribeTransformJob has none; its summary has one
+    client_errors = (ReplicaError, ArtifactError)
 
-
-class TransformJobs:
     def __init__(self, store: Store, settings: ServiceSettings, endpoints: Endpoints):
-        self.store, self.settings, self.endpoints = store, settings, endpoints
-        self._runs: dict[str, Run] = {}
-        self._fail_interrupted_jobs()
+        self.endpoints = endpoints
+        super().__init__(store, settings)
 
-    # --- the API -------------------------------------------------------------------------
-
-    def create(self, request: dict[str, Any]) -> dict[str, Any]:
-        name = required(request, "TransformJobName")
-        document = self._new_document(name, request)
-        if not self.store.insert(KIND, name, document):
-            raise in_use(f"Job name must be unique within an AWS account and region: {name}")
-        self._runs[name] = Run()
-        threading.Thread(
-            target=self._run, args=(name,), name=f"transform-{name}", daemon=True
-        ).start()
-        return {"TransformJobArn": document["TransformJobArn"]}
-
-    def describe(self, name: str) -> Document:
-        document = self.store.get(KIND, name)
-        if document is None:
-            raise not_found(f"Could not find requested job with name {name}")
-        return document
-
-    def list_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
-        jobs = filter_jobs(
-            request, self.store.all(KIND), "TransformJobName", "TransformJobStatus", time_fields=()
-        )
-        keys = (
-            "TransformJobName",
-            "TransformJobArn",
-            "CreationTime",
-            "TransformEndTime",
-            "TransformJobStatus",
-            "FailureReason",
-        )
-        summaries = [
-            {key: job[key] for key in keys if key in job}
-            | {"LastModifiedTime": job.get("TransformEndTime", job["CreationTime"])}
-            for job in jobs
-        ]
-        return paginate(
-            request,
-            summaries,
-            "TransformJobSummaries",
-            sort_keys={
-                "Name": "TransformJobName",
-                "CreationTime": "CreationTime",
-                "Status": "TransformJobStatus",
-            },
-        )
-
-    def stop(self, name: str) -> dict[str, Any]:
-        status = self.describe(name)["TransformJobStatus"]
-        if status != "InProgress":
-            raise validation(f"The transform job {name} is {status}, not InProgress.")
-        self._change(name, TransformJobStatus="Stopping")
-        self._runs[name].stop_requested.set()
-        return {}
-
-    def shutdown(self) -> None:
-        for run in self._runs.values():
-            run.stop_requested.set()
-        for run in self._runs.values():
-            run.done.wait(60)
+    def summary(self, document: Document) -> Document:
+        last_modified = document.get("TransformEndTime", document["CreationTime"])
+        return super().summary(document) | {"LastModifiedTime": last_modified}
 
     # --- one job's life ------------------------------------------------------------------
 
-    def _new_document(self, name: str, request: dict[str, Any]) -> Document:
-        if not NAME.match(name):
-            raise validation(
-                f"1 validation error detected: Value '{name}' at 'transformJobName' failed to "
-                f"satisfy constraint: Member must satisfy regular expression pattern: "
-                f"{NAME.pattern}"
-            )
+    def new_document(self, name: str, request: dict[str, Any]) -> Document:
         self.endpoints.describe_model(required(request, "ModelName"))
         source = required(required(request, "TransformInput"), "DataSource")
         s3_source = required(source, "S3DataSource")
@@ -229,7 +166,6 @@ class TransformJobs:
             json_filter(processing.get(key, "$"))
         if processing.get("JoinSource", "None") not in ("None", "Input"):
             raise validation("DataProcessing.JoinSource must be None or Input")
-        created = now()
         passed = (
             "MaxConcurrentTransforms",
             "MaxPayloadInMB",
@@ -238,10 +174,7 @@ class TransformJobs:
         )
         return {
             "TransformJobName": name,
-            "TransformJobArn": (
-                f"arn:aws:sagemaker:{self.settings.region}:{self.settings.account_id}:"
-                f"transform-job/{name.lower()}"
-            ),
+            "TransformJobArn": self.arn(name),
             "TransformJobStatus": "InProgress",
             "ModelName": request["ModelName"],
             **{key: request[key] for key in passed if key in request},
@@ -250,39 +183,26 @@ class TransformJobs:
             "TransformOutput": output,
             "TransformResources": resources,
             **({"DataProcessing": processing} if processing else {}),
-            "CreationTime": created,
+            "CreationTime": now(),
         }
 
-    def _run(self, name: str) -> None:
-        run = self._runs[name]
+    def execute(self, name: str, run: Run) -> None:
         replicas: list[Replica] = []
         job_dir = self.settings.state_dir / "transform-jobs" / name
         try:
             document = self.describe(name)
             replicas = self._start_containers(document)
-            self._change(name, TransformStartTime=now())
+            self.update(name, TransformStartTime=now())
             plan = self._plan(name, document, replicas[0])
             failures = self._transform_all(name, document, plan, replicas, job_dir, run)
-            if run.stop_requested.is_set():
-                self._finish(name, "Stopped")
-            elif failures:
-                self._finish(name, "Failed", FailureReason=failures)
-            else:
-                self._finish(name, "Completed")
-        except (ReplicaError, ArtifactError) as error:
-            self._finish(name, "Failed", FailureReason=f"ClientError: {error}")
-        except Exception as error:
-            log.error("transform job %s: %s", name, traceback.format_exc())
-            self._finish(
-                name,
-                "Failed",
-                FailureReason=f"InternalServerError: {type(error).__name__}: {error}",
-            )
         finally:
             for replica in replicas:
                 replica.stop()
             shutil.rmtree(job_dir, ignore_errors=True)
-            run.done.set()
+        if run.stop_requested.is_set():
+            raise JobStopped
+        if failures:
+            raise JobFailed(failures)
 
     def _start_containers(self, document: Document) -> list[Replica]:
         model = self.endpoints.describe_model(document["ModelName"])
@@ -316,10 +236,10 @@ class TransformJobs:
         """The request's parameters, else the container's /execution-parameters, else AWS's
         defaults; stored in the job's description as resolved."""
         offered: dict[str, Any] = {}
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            answer = httpx.get(f"{replica.url}/execution-parameters", timeout=10, trust_env=False)
-            if answer.status_code == 200:
-                offered = answer.json()
+        with contextlib.suppress(*NO_ANSWER, ValueError):
+            status, body = request("GET", f"{replica.url}/execution-parameters", timeout=10)
+            if status == 200:
+                offered = json.loads(body)
         strategy = document.get("BatchStrategy") or STRATEGIES.get(
             offered.get("BatchStrategy", ""), "MultiRecord"
         )
@@ -327,7 +247,7 @@ class TransformJobs:
         concurrency = int(
             document.get("MaxConcurrentTransforms") or offered.get("MaxConcurrentTransforms") or 1
         )
-        self._change(
+        self.update(
             name,
             BatchStrategy=strategy,
             MaxPayloadInMB=payload_mb,
@@ -354,9 +274,7 @@ class TransformJobs:
     def _transform_all(
         self, name: str, document: Document, plan: Plan, replicas: list[Replica], job_dir, run
     ) -> str:
-        """Every input object to its .out; returns the failure reason ('' when none).
-        The requests of the next objects are in flight while one is written, and at most
-        a window of objects is held in memory."""
+        """Every input object to its .out; returns the failure reason ('' when none)."""
         s3 = S3()
         input_uri = document["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
         s3.download_prefix(input_uri, job_dir / "input")
@@ -364,42 +282,26 @@ class TransformJobs:
         compressed = document["TransformInput"].get("CompressionType") == "Gzip"
         stream = LogStream(LOG_GROUP, f"{name}/data-log")
         failed: list[Record] = []
-        turn = itertools.count()
-        window = 2 * plan.concurrency * len(replicas)
-        with (
-            httpx.Client(timeout=plan.timeout, trust_env=False) as client,
-            ThreadPoolExecutor(plan.concurrency * len(replicas)) as pool,
-        ):
 
-            def send(batch: list[Record]) -> None:
-                replica = replicas[next(turn) % len(replicas)]
-                self._invoke(client, replica, plan, batch)
+        def write(relative: str, records: list[Record]) -> None:
+            bad = [r for r in records if r.error is not None]
+            for record in bad:
+                stream.write(f"{record.source}: line {record.line}: {record.error}")
+            failed.extend(bad)
+            if not bad:
+                target = job_dir / "output" / f"{relative}.out"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(assemble(records, plan))
+                s3.upload_file(target, f"{output_uri}/{relative}.out")
 
-            def write(relative: str, records: list[Record], requests: list) -> None:
-                for request in requests:
-                    request.result()
-                bad = [r for r in records if r.error is not None]
-                for record in bad:
-                    stream.write(f"{record.source}: line {record.line}: {record.error}")
-                failed.extend(bad)
-                if not bad:
-                    target = job_dir / "output" / f"{relative}.out"
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(assemble(records, plan))
-                    s3.upload_file(target, f"{output_uri}/{relative}.out")
-
-            pending: deque = deque()
+        def objects() -> Iterator[tuple[str, list[Record]]]:
             for path in sorted(p for p in (job_dir / "input").rglob("*") if p.is_file()):
                 if run.stop_requested.is_set():
-                    break
+                    return
                 relative = path.relative_to(job_dir / "input").as_posix()
-                records = read_records(path, relative, plan, compressed)
-                requests = [pool.submit(send, batch) for batch in batches(records, plan)]
-                pending.append((relative, records, requests))
-                if len(pending) >= window:
-                    write(*pending.popleft())
-            while pending:
-                write(*pending.popleft())
+                yield relative, read_records(path, relative, plan, compressed)
+
+        asyncio.run(self._send_all(objects(), plan, replicas, write))
         stream.flush()
         if not failed:
             return ""
@@ -409,24 +311,66 @@ class TransformJobs:
             f"{first.line}: {first.error}. See {LOG_GROUP}/{name}/data-log for all."
         )
 
-    def _invoke(self, client: httpx.Client, replica: Replica, plan: Plan, batch: list[Record]):
+    async def _send_all(
+        self,
+        objects: Iterator[tuple[str, list[Record]]],
+        plan: Plan,
+        replicas: list[Replica],
+        write: Callable[[str, list[Record]], None],
+    ) -> None:
+        """Every object's records through the replicas (MaxConcurrentTransforms requests per
+        replica at a time), each object written once all its requests are answered. The
+        requests of the next objects are in flight while one is written, and at most a window
+        of objects is held in memory."""
+        turn = itertools.count()
+        slots = asyncio.Semaphore(plan.concurrency * len(replicas))
+        window = 2 * plan.concurrency * len(replicas)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=plan.timeout),
+            connector=aiohttp.TCPConnector(limit=0),  # `slots` is the limit
+        ) as session:
+
+            async def send(batch: list[Record]) -> None:
+                async with slots:
+                    replica = replicas[next(turn) % len(replicas)]
+                    await self._invoke(session, replica, plan, batch)
+
+            async def written(relative: str, records: list[Record], requests: list) -> None:
+                await asyncio.gather(*requests)
+                await asyncio.to_thread(write, relative, records)
+
+            pending: deque = deque()
+            for relative, records in objects:
+                requests = [asyncio.create_task(send(batch)) for batch in batches(records, plan)]
+                pending.append((relative, records, requests))
+                if len(pending) >= window:
+                    await written(*pending.popleft())
+            while pending:
+                await written(*pending.popleft())
+
+    async def _invoke(
+        self, session: aiohttp.ClientSession, replica: Replica, plan: Plan, batch: list[Record]
+    ) -> None:
         """One request for the batch; a 4xx splits it in halves down to single records."""
         headers = {"Content-Type": plan.content_type} | (
             {"Accept": plan.accept} if plan.accept else {}
         )
         body = b"\n".join(record.payload for record in batch)
-        status, answer = 0, ""
+        status, content, answer = 0, b"", ""
         for _ in range(plan.retries + 1):
             try:
-                response = client.post(f"{replica.url}/invocations", content=body, headers=headers)
-            except httpx.TransportError as error:
+                async with session.post(
+                    f"{replica.url}/invocations", data=body, headers=headers
+                ) as response:
+                    status, content = response.status, await response.read()
+            except NO_ANSWER as error:
                 status, answer = 0, f"no answer from the container ({type(error).__name__})"
                 continue
-            status, answer = response.status_code, response.text
+            answer = content.decode(errors="replace")
             if status == 200 or 400 <= status < 500:
                 break
         if status == 200:
-            outputs = response.content.splitlines() if len(batch) > 1 else [response.content]
+            outputs = content.splitlines() if len(batch) > 1 else [content]
             if len(outputs) == len(batch):
                 for record, output in zip(batch, outputs, strict=True):
                     record.output = output
@@ -434,29 +378,11 @@ class TransformJobs:
             answer = f"{len(outputs)} answer lines for {len(batch)} records"
         if 400 <= status < 500 and len(batch) > 1:
             middle = len(batch) // 2
-            self._invoke(client, replica, plan, batch[:middle])
-            self._invoke(client, replica, plan, batch[middle:])
+            await self._invoke(session, replica, plan, batch[:middle])
+            await self._invoke(session, replica, plan, batch[middle:])
             return
         for record in batch:
             record.error = f"Bad HTTP status received from algorithm: {status} {answer[:500]}"
-
-    # --- status bookkeeping ---------------------------------------------------------------
-
-    def _change(self, name: str, **changes: Any) -> None:
-        self.store.update(KIND, name, lambda d: d.update(changes))
-
-    def _finish(self, name: str, status: str, **changes: Any) -> None:
-        self._change(name, TransformJobStatus=status, TransformEndTime=now(), **changes)
-
-    def _fail_interrupted_jobs(self) -> None:
-        for document in self.store.all(KIND):
-            if document["TransformJobStatus"] not in FINISHED:
-                self._finish(
-                    document["TransformJobName"],
-                    "Failed",
-                    FailureReason="InternalServerError: the local SageMaker service stopped "
-                    "while the job ran",
-                )
 
 
 def read_records(path: Path, source: str, plan: Plan, compressed: bool) -> list[Record]:

@@ -10,12 +10,14 @@ Hyperband         RandomSampler + HyperbandPruner on the objective's per-epoch v
 
 TrainingJobEarlyStoppingType=Auto is SageMaker's median stopping rule, Optuna's MedianPruner:
 a job whose objective at an epoch is worse than the median of the finished jobs at that epoch
-is stopped. Every trial is a real training job (TrainingJobs.create), named as AWS names them.
+is stopped. Every trial is a real training job (TrainingJobs.create_trial), named as AWS names
+them. The life cycle all jobs share is emulation/sagemaker/jobs.py.
 """
 
 import contextlib
 import math
 import random
+import re
 import secrets
 import threading
 import time
@@ -32,20 +34,12 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from emulation.sagemaker.protocol import (
-    filter_jobs,
-    in_use,
-    not_found,
-    now,
-    paginate,
-    required,
-    validation,
-)
+from emulation.sagemaker.jobs import FINISHED, JobFailed, Jobs, JobStopped, Run
+from emulation.sagemaker.protocol import now, paginate, required, validation
 from emulation.sagemaker.settings import ServiceSettings
 from emulation.sagemaker.store import Document, Store
 from emulation.sagemaker.training import TrainingJobs
 
-KIND = "HyperParameterTuningJob"
 TRIAL = "TuningTrial"  # per training job: its tuned values and objective
 STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
 
@@ -101,6 +95,45 @@ def search_space(ranges: dict[str, Any], strategy: str) -> list[Parameter]:
     ):
         raise validation("the Grid strategy takes CategoricalParameterRanges only")
     return parameters
+
+
+def search_plan(config: dict[str, Any], definition: dict[str, Any]) -> tuple[list[Parameter], int]:
+    """The search space and the number of training jobs of a tuning job, once its
+    configuration is checked (ValidationException for what AWS refuses)."""
+    strategy = required(config, "Strategy")
+    if strategy not in STRATEGIES:
+        raise validation(f"Strategy must be one of {', '.join(STRATEGIES)}")
+    objective = required(config, "HyperParameterTuningJobObjective")
+    if objective.get("Type") not in ("Maximize", "Minimize"):
+        raise validation("HyperParameterTuningJobObjective.Type must be Maximize or Minimize")
+    metrics = [
+        d["Name"]
+        for d in required(definition, "AlgorithmSpecification").get("MetricDefinitions", [])
+    ]
+    if required(objective, "MetricName") not in metrics:
+        raise validation(
+            f"the objective metric '{objective['MetricName']}' is not among "
+            f"the MetricDefinitions ({', '.join(metrics) or 'none'})"
+        )
+    parameters = search_space(required(config, "ParameterRanges"), strategy)
+    static = definition.get("StaticHyperParameters", {})
+    if clash := sorted({p.name for p in parameters} & set(static)):
+        raise validation(f"hyperparameters both static and tuned: {', '.join(clash)}")
+    limits = required(config, "ResourceLimits")
+    if strategy == "Hyperband" and config.get("TrainingJobEarlyStoppingType", "Off") != "Off":
+        raise validation("Hyperband stops jobs itself: TrainingJobEarlyStoppingType must be Off")
+    if strategy == "Grid":
+        if "MaxNumberOfTrainingJobs" in limits:
+            raise validation(
+                "with the Grid strategy the number of jobs is the grid's size: "
+                "leave MaxNumberOfTrainingJobs out"
+            )
+        max_jobs = len(list(product(*(p.distribution.choices for p in parameters))))
+    else:
+        max_jobs = int(required(limits, "MaxNumberOfTrainingJobs"))
+    if max_jobs < 1 or int(required(limits, "MaxParallelTrainingJobs")) < 1:
+        raise validation("MaxNumberOfTrainingJobs and MaxParallelTrainingJobs must be >= 1")
+    return parameters, max_jobs
 
 
 def bounds(item: dict[str, Any], kind: type) -> tuple[Any, Any]:
@@ -170,25 +203,38 @@ def make_study(config: dict[str, Any], parameters: list[Parameter], max_jobs: in
 # --- the service's API -------------------------------------------------------------------
 
 
-class TuningJobs:
-    def __init__(self, store: Store, settings: ServiceSettings, training: TrainingJobs):
-        self.store, self.settings, self.training = store, settings, training
-        self.stop_requests: dict[str, threading.Event] = {}
-        self._fail_interrupted_jobs()
+class TuningJobs(Jobs):
+    kind = "HyperParameterTuningJob"
+    arn_type = "hyper-parameter-tuning-job"
+    noun = "hyperparameter tuning job"
+    name_pattern = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+    not_found_message = "Amazon SageMaker can't find a tuning job with name {name}"
+    in_use_message = "A hyperparameter tuning job named {name} already exists"
+    end_time_key = "HyperParameterTuningEndTime"
+    summary_keys = (
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobArn",
+        "HyperParameterTuningJobStatus",
+        "CreationTime",
+        "HyperParameterTuningEndTime",
+        "LastModifiedTime",
+        "TrainingJobStatusCounters",
+        "ObjectiveStatusCounters",
+    )
+    list_time_filters = ("CreationTime", "LastModifiedTime")
 
-    def create(self, request: dict[str, Any]) -> dict[str, Any]:
-        name = required(request, "HyperParameterTuningJobName")
+    def __init__(self, store: Store, settings: ServiceSettings, training: TrainingJobs):
+        self.training = training
+        super().__init__(store, settings)
+
+    def new_document(self, name: str, request: dict[str, Any]) -> Document:
         config = required(request, "HyperParameterTuningJobConfig")
         definition = training_definition(required(request, "TrainingJobDefinition"), config)
-        parameters, max_jobs = self._validate(name, config, definition)
-        arn = (
-            f"arn:aws:sagemaker:{self.settings.region}:{self.settings.account_id}:"
-            f"hyper-parameter-tuning-job/{name.lower()}"
-        )
+        search_plan(config, definition)
         created = now()
-        document = {
+        return {
             "HyperParameterTuningJobName": name,
-            "HyperParameterTuningJobArn": arn,
+            "HyperParameterTuningJobArn": self.arn(name),
             "HyperParameterTuningJobConfig": config,
             "TrainingJobDefinition": definition,
             "HyperParameterTuningJobStatus": "InProgress",
@@ -203,51 +249,27 @@ class TuningJobs:
             },
             "ObjectiveStatusCounters": {"Succeeded": 0, "Pending": 0, "Failed": 0},
         }
-        if not self.store.insert(KIND, name, document):
-            raise in_use(f"A hyperparameter tuning job named {name} already exists")
-        self.stop_requests[name] = threading.Event()
-        search = Search(self, name, parameters, max_jobs)
-        threading.Thread(target=search.run, name=f"tuning-{name}", daemon=True).start()
-        return {"HyperParameterTuningJobArn": arn}
 
-    def describe(self, name: str) -> Document:
-        document = self.store.get(KIND, name)
-        if document is None:
-            raise not_found(f"Amazon SageMaker can't find a tuning job with name {name}")
-        return document
+    def execute(self, name: str, run: Run) -> None:
+        Search(self, name, run).run()
 
-    def list(self, request: dict[str, Any]) -> dict[str, Any]:
-        name, status = "HyperParameterTuningJobName", "HyperParameterTuningJobStatus"
-        times = ("CreationTime", "LastModifiedTime")
-        jobs = filter_jobs(request, self.store.all(KIND), name, status, times)
-        return paginate(
-            request,
-            [tuning_summary(j) for j in jobs],
-            "HyperParameterTuningJobSummaries",
-            sort_keys={
-                "Name": "HyperParameterTuningJobName",
-                "CreationTime": "CreationTime",
-                "Status": "HyperParameterTuningJobStatus",
-            },
-        )
+    def summary(self, document: Document) -> Document:
+        """HyperParameterTuningJobSummary."""
+        config = document["HyperParameterTuningJobConfig"]
+        return super().summary(document) | {
+            "Strategy": config["Strategy"],
+            "ResourceLimits": config["ResourceLimits"],
+        }
 
     def delete(self, name: str) -> dict[str, Any]:
         """The tuning job's entry only: its training jobs and artifacts stay, as on AWS."""
         status = self.describe(name)["HyperParameterTuningJobStatus"]
         if status in ("InProgress", "Stopping"):
             raise validation(f"the tuning job {name} is {status}; stop it before deleting it")
-        self.store.delete(KIND, name)
+        self.store.delete(self.kind, name)
         for trial in self.store.all(TRIAL):
             if trial["TuningJobName"] == name:
                 self.store.delete(TRIAL, trial["TrainingJobName"])
-        return {}
-
-    def stop(self, name: str) -> dict[str, Any]:
-        status = self.describe(name)["HyperParameterTuningJobStatus"]
-        if status != "InProgress":
-            raise validation(f"the tuning job is {status}, not InProgress")
-        self.change(name, HyperParameterTuningJobStatus="Stopping")
-        self.stop_requests[name].set()
         return {}
 
     def list_training_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -301,59 +323,6 @@ class TuningJobs:
             }
         return summary
 
-    def _validate(self, name: str, config: dict, definition: dict):
-        if not 1 <= len(name) <= 32:
-            raise validation("HyperParameterTuningJobName must have 1 to 32 characters")
-        strategy = required(config, "Strategy")
-        if strategy not in STRATEGIES:
-            raise validation(f"Strategy must be one of {', '.join(STRATEGIES)}")
-        objective = required(config, "HyperParameterTuningJobObjective")
-        if objective.get("Type") not in ("Maximize", "Minimize"):
-            raise validation("HyperParameterTuningJobObjective.Type must be Maximize or Minimize")
-        metrics = [
-            d["Name"]
-            for d in required(definition, "AlgorithmSpecification").get("MetricDefinitions", [])
-        ]
-        if required(objective, "MetricName") not in metrics:
-            raise validation(
-                f"the objective metric '{objective['MetricName']}' is not among "
-                f"the MetricDefinitions ({', '.join(metrics) or 'none'})"
-            )
-        parameters = search_space(required(config, "ParameterRanges"), strategy)
-        static = definition.get("StaticHyperParameters", {})
-        if clash := sorted({p.name for p in parameters} & set(static)):
-            raise validation(f"hyperparameters both static and tuned: {', '.join(clash)}")
-        limits = required(config, "ResourceLimits")
-        if strategy == "Hyperband" and config.get("TrainingJobEarlyStoppingType", "Off") != "Off":
-            raise validation(
-                "Hyperband stops jobs itself: TrainingJobEarlyStoppingType must be Off"
-            )
-        if strategy == "Grid":
-            if "MaxNumberOfTrainingJobs" in limits:
-                raise validation(
-                    "with the Grid strategy the number of jobs is the grid's size: "
-                    "leave MaxNumberOfTrainingJobs out"
-                )
-            max_jobs = len(list(product(*(p.distribution.choices for p in parameters))))
-        else:
-            max_jobs = int(required(limits, "MaxNumberOfTrainingJobs"))
-        if max_jobs < 1 or int(required(limits, "MaxParallelTrainingJobs")) < 1:
-            raise validation("MaxNumberOfTrainingJobs and MaxParallelTrainingJobs must be >= 1")
-        return parameters, max_jobs
-
-    def change(self, name: str, **changes: Any) -> Document:
-        """Update a tuning job's document (the searches record their progress with it)."""
-        return self.store.update(KIND, name, lambda d: d.update(changes, LastModifiedTime=now()))
-
-    def _fail_interrupted_jobs(self) -> None:
-        for document in self.store.all(KIND):
-            if document["HyperParameterTuningJobStatus"] in ("InProgress", "Stopping"):
-                self.change(
-                    document["HyperParameterTuningJobName"],
-                    HyperParameterTuningJobStatus="Failed",
-                    FailureReason="the local SageMaker service stopped while the tuning job ran",
-                )
-
 
 def training_definition(definition: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """The definition as AWS describes it: with ResourceConfig also when the request had
@@ -374,40 +343,23 @@ def training_definition(definition: dict[str, Any], config: dict[str, Any]) -> d
     return definition
 
 
-def tuning_summary(document: Document) -> Document:
-    """HyperParameterTuningJobSummary."""
-    keys = (
-        "HyperParameterTuningJobName",
-        "HyperParameterTuningJobArn",
-        "HyperParameterTuningJobStatus",
-        "CreationTime",
-        "HyperParameterTuningEndTime",
-        "LastModifiedTime",
-        "TrainingJobStatusCounters",
-        "ObjectiveStatusCounters",
-    )
-    config = document["HyperParameterTuningJobConfig"]
-    return {key: document[key] for key in keys if key in document} | {
-        "Strategy": config["Strategy"],
-        "ResourceLimits": config["ResourceLimits"],
-    }
-
-
 class Search:
     """One tuning job's loop: ask Optuna, launch a training job, tell Optuna its result."""
 
-    def __init__(self, jobs: TuningJobs, name: str, parameters: list[Parameter], max_jobs: int):
-        self.jobs, self.name, self.parameters, self.max_jobs = jobs, name, parameters, max_jobs
+    def __init__(self, jobs: TuningJobs, name: str, run: Run):
+        self.jobs, self.name, self.stop_requested = jobs, name, run.stop_requested
         document = jobs.describe(name)
+        self.arn = document["HyperParameterTuningJobArn"]
         self.config = document["HyperParameterTuningJobConfig"]
         self.definition = document["TrainingJobDefinition"]
         self.objective = self.config["HyperParameterTuningJobObjective"]
-        self.study = make_study(self.config, parameters, max_jobs)
+        self.parameters, self.max_jobs = search_plan(self.config, self.definition)
+        self.study = make_study(self.config, self.parameters, self.max_jobs)
         self.running: dict[str, optuna.Trial] = {}
         self.steps: dict[str, int] = {}
         self.pruned: set[str] = set()
         self.lock = threading.Lock()
-        self.stop_requested = jobs.stop_requests[name]
+        self.failure = ""  # why the search cannot go on
 
     def run(self) -> None:
         launched = 0
@@ -417,7 +369,7 @@ class Search:
         while True:
             if self._collect_finished():
                 self._count()
-            stopping = self.stop_requested.is_set() or time.monotonic() > deadline
+            stopping = self.stop_requested.is_set() or self.failure or time.monotonic() > deadline
             if stopping:
                 for job in list(self.running):
                     self._stop_job(job)
@@ -433,7 +385,7 @@ class Search:
             if not self.running:
                 break
             time.sleep(0.2)
-        self._finish()
+        self._end()
 
     def _launch(self, number: int) -> None:
         distributions = {p.name: p.distribution for p in self.parameters}
@@ -470,19 +422,14 @@ class Search:
         )
         with self.lock:
             self.running[job] = trial
-        arn = self.jobs.describe(self.name)["HyperParameterTuningJobArn"]
         try:
-            self.jobs.training.create(request, tuning_job_arn=arn, on_metric=self._on_metric)
+            self.jobs.training.create_trial(request, self.arn, self._on_metric)
         except Exception as error:  # a definition AWS would refuse: the whole search fails
             with self.lock:
                 self.running.pop(job)
             self.jobs.store.delete(TRIAL, job)
             self.study.tell(trial, state=TrialState.FAIL)
-            self.stop_requested.set()
-            self.jobs.change(
-                self.name,
-                FailureReason=f"cannot start a training job: {getattr(error, 'message', error)}",
-            )
+            self.failure = f"cannot start a training job: {getattr(error, 'message', error)}"
 
     def _on_metric(self, job: str, metric: str, value: float) -> None:
         """Each objective value of a running job is one step for the pruner."""
@@ -510,7 +457,7 @@ class Search:
         finished = False
         for job in list(self.running):
             status = self.jobs.training.describe(job)["TrainingJobStatus"]
-            if status not in ("Completed", "Failed", "Stopped"):
+            if status not in FINISHED:
                 continue
             document = self.jobs.training.wait(job)  # its metrics and artifacts are in
             with self.lock:
@@ -556,7 +503,7 @@ class Search:
         }
         if best := self._best(summaries):
             changes["BestTrainingJob"] = best
-        self.jobs.change(self.name, **changes)
+        self.jobs.update(self.name, **changes)
 
     def _best(self, summaries: list[Document]) -> Document | None:
         scored = [
@@ -591,21 +538,13 @@ class Search:
             return since_best >= patience
         return False
 
-    def _finish(self) -> None:
-        document = self.jobs.describe(self.name)
-        if self.stop_requested.is_set() and "FailureReason" in document:
-            status = "Failed"
-        elif self.stop_requested.is_set():
-            status = "Stopped"
-        elif document["ObjectiveStatusCounters"]["Succeeded"] == 0:
-            status = "Failed"
-            self.jobs.change(
-                self.name,
-                FailureReason="no training job reported the objective "
-                f"metric '{self.objective['MetricName']}'",
+    def _end(self) -> None:
+        """How the search ended, for the job's status: returning, it Completed."""
+        if self.failure:
+            raise JobFailed(self.failure)
+        if self.stop_requested.is_set():
+            raise JobStopped
+        if self.jobs.describe(self.name)["ObjectiveStatusCounters"]["Succeeded"] == 0:
+            raise JobFailed(
+                f"no training job reported the objective metric '{self.objective['MetricName']}'"
             )
-        else:
-            status = "Completed"
-        self.jobs.change(
-            self.name, HyperParameterTuningJobStatus=status, HyperParameterTuningEndTime=now()
-        )
