@@ -77,7 +77,9 @@ class Dovecot:
             else f"passdb {{\n driver = passwd-file\n args = scheme=PLAIN {folder}/users\n}}"
         )
         # Dovecot's own list without IDLE: a server the door has to poll
-        capabilities = "" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MOVE"
+        capabilities = (
+            "" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MOVE MULTIAPPEND"
+        )
         return f"""
 base_dir = {folder}/run
 state_dir = {folder}/state
