@@ -23,6 +23,7 @@ from services.mailbox.config import Mailbox
 
 OUTLOOK_SCOPE = "https://outlook.office365.com/.default"  # IMAP.AccessAsApp, granted by an admin
 GMAIL_SCOPE = "https://mail.google.com/"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 
 
 class LoginRefused(Exception):
@@ -100,6 +101,8 @@ def google_token(auth: str, user: str, secret: str) -> str:
             credentials.refresh(Request())
     except json.JSONDecodeError:
         raise LoginRefused("Google: the secret is not JSON") from None
+    except KeyError as missing:
+        raise LoginRefused(f"Google: the secret has no {missing}") from None
     except (GoogleAuthError, ValueError) as error:  # the provider's reason, or what is missing
         reason = str(error.args[0]) if error.args else type(error).__name__
         raise LoginRefused(f"Google: {reason.splitlines()[0]}") from None
@@ -118,4 +121,12 @@ def google_credentials(auth: str, user: str, secret: str):
         )
     from google.oauth2.credentials import Credentials
 
-    return Credentials.from_authorized_user_info(info, scopes=[GMAIL_SCOPE])
+    # Built here rather than by from_authorized_user_info, which ignores a token_uri
+    return Credentials(
+        token=None,
+        refresh_token=info["refresh_token"],
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        token_uri=info.get("token_uri", GOOGLE_TOKEN_URI),
+        scopes=[GMAIL_SCOPE],
+    )

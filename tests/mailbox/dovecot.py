@@ -71,11 +71,11 @@ class Dovecot:
     def config(self) -> str:
         group = grp.getgrgid(pwd.getpwnam(self.user).pw_gid).gr_name
         folder = self.folder
-        passdb = (
-            f"passdb {{\n driver = oauth2\n args = {folder}/oauth2.conf.ext\n}}"
-            if self.oauth2_introspection
-            else f"passdb {{\n driver = passwd-file\n args = scheme=PLAIN {folder}/users\n}}"
-        )
+        passdb = f"passdb {{\n driver = passwd-file\n args = scheme=PLAIN {folder}/users\n"
+        passdb += " mechanisms = plain login\n}"  # the tests' own mail client
+        if self.oauth2_introspection:
+            passdb += "\npassdb {\n driver = oauth2\n mechanisms = xoauth2 oauthbearer\n"
+            passdb += f" args = {folder}/oauth2.conf.ext\n}}"
         # Dovecot's own list without IDLE: a server the door has to poll
         capabilities = (
             "" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MOVE MULTIAPPEND"
