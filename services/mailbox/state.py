@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from services import clients
 from services.mailbox.config import Mailbox
-from services.replies import put_if
 
 PREFIX = "mailboxes/"
 
@@ -103,6 +102,8 @@ def advance(bucket: str, name: str, folder: str, position: Checkpoint) -> bool:
     same_numbering = stored and stored.uidvalidity == position.uidvalidity
     if same_numbering and stored.last_uid >= position.last_uid:
         return False
+    from services.replies import put_if  # on use: replies loads numpy, `postwerk` needs none
+
     updated = (current or Checkpoints()).folders | {folder: position}
     body = Checkpoints(folders=updated).model_dump_json().encode()
     return put_if(bucket, key(name, "checkpoint"), body, etag)

@@ -26,8 +26,9 @@ def dovecot(ca):
 
 @pytest.fixture
 def buckets(aws, ca, tmp_path, monkeypatch) -> Buckets:
-    """The raw and artifacts buckets; the door trusts the test CA (OpenSSL's SSL_CERT_FILE)
-    and finds the mailbox's password in its environment."""
+    """The raw and artifacts buckets, named in the door's and `postwerk`'s settings; the door
+    trusts the test CA (OpenSSL's SSL_CERT_FILE) and finds the mailbox's password in its
+    environment."""
     s3 = boto3.client("s3")
     names = Buckets(raw="raw-mailbox-tests", artifacts="artifacts-mailbox-tests")
     for name in (names.raw, names.artifacts):
@@ -37,6 +38,9 @@ def buckets(aws, ca, tmp_path, monkeypatch) -> Buckets:
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
     monkeypatch.setenv(SECRET_VARIABLE, PASSWORD)
+    monkeypatch.setenv("POSTWERK_RAW_BUCKET", names.raw)  # the door's settings
+    monkeypatch.setenv("POSTWERK_ARTIFACTS_BUCKET", names.artifacts)
+    monkeypatch.setenv("POSTWERK_BUCKET", names.artifacts)  # `postwerk`'s
     return names
 
 
