@@ -111,7 +111,7 @@ class Door:
         elif known:  # renumbered: read it all again; what was stored is a no-op
             logger.warning("UIDVALIDITY changed: reading again", mailbox=self.mailbox.name)
         uids = self.session.uids_after(last_uid)
-        for before, batch in batches(self.session, uids):
+        for before, batch in batches(lambda chunk: self.session.sizes(chunk), uids):
             if deadline is not None and time.monotonic() > deadline:
                 tally.backlog += len(uids) - before
                 return
@@ -192,13 +192,15 @@ class Door:
             raise RenumberedMeanwhile(folder)
 
 
-def batches(session: Session, uids: list[int]) -> Iterator[tuple[int, dict[int, int]]]:
+def batches(
+    sizes_of: Callable[[list[int]], dict[int, int]], uids: list[int]
+) -> Iterator[tuple[int, dict[int, int]]]:
     """The UIDs in batches of at most BATCH_MESSAGES messages and BATCH_BYTES (a message
     that is not fetched, being over SES's limit, counts nothing): (how many UIDs come
     before the batch, UID -> size). A UID expunged meanwhile has no size and is left out."""
     for start in range(0, len(uids), BATCH_MESSAGES):
         chunk = uids[start : start + BATCH_MESSAGES]
-        sizes = session.sizes(chunk)
+        sizes = sizes_of(chunk)  # on the session of the moment: a dropped one is replaced
         batch: dict[int, int] = {}
         before, weight = start, 0
         for offset, uid in enumerate(chunk):

@@ -71,10 +71,13 @@ def save_mailbox(bucket: str, mailbox: Mailbox) -> None:
 
 
 def mailboxes(bucket: str) -> list[Mailbox]:
-    """Every configured mailbox, by name."""
+    """Every configured mailbox, by name (none while there is no bucket yet)."""
     s3 = clients.client("s3")
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX)
-    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    try:
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    except s3.exceptions.NoSuchBucket:
+        return []
     found = [read(bucket, k) for k in keys if k.endswith("/mailbox.json")]
     return sorted((Mailbox.model_validate(f[0]) for f in found if f), key=lambda m: m.name)
 

@@ -188,9 +188,10 @@ def message(number: int, message_id: bool = True, body: str = "") -> bytes:
 
 
 class Proxy:
-    """A TCP relay between the door and Dovecot, to make the network fail on cue: drop the
-    connection once the server has sent `cut_after` bytes, or hold (forward nothing more)
-    once the client sends `hold_on`, setting `held`."""
+    """A TCP relay between the door and Dovecot, to make the network fail on cue: drop a
+    connection once the server has sent `cut_after` bytes on it (once: later connections
+    are left alone), or hold (forward nothing more) once the client sends `hold_on`,
+    setting `held`."""
 
     def __init__(self, upstream_port: int):
         self.upstream_port = upstream_port
@@ -223,6 +224,7 @@ class Proxy:
                 sent += len(data)
                 target.sendall(data)
                 if from_server and self.cut_after is not None and sent > self.cut_after:
+                    self.cut_after = None
                     break
         for end in (source, target):
             with suppress(OSError):

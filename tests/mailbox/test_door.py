@@ -114,7 +114,7 @@ def test_a_backlog_of_1000_is_fetched_in_bounded_batches_and_the_rest_counted(do
     session = Session(mailbox, login_for(mailbox))
     session.open("INBOX")
     uids = session.uids_after(0)
-    parts = list(batches(session, uids))
+    parts = list(batches(session.sizes, uids))
     session.close()
     assert max(len(batch) for _, batch in parts) == BATCH_MESSAGES
     assert [uid for _, batch in parts for uid in batch] == uids == list(range(1, 1001))

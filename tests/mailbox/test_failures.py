@@ -56,17 +56,25 @@ def test_a_connection_dropped_mid_fetch_loses_and_doubles_nothing(dovecot, bucke
     dovecot.deliver(*(message(n, body=f"{n} " + "Text " * 200) for n in range(250)))
     mailbox = mailbox_of(dovecot, security="plain", port=proxy.port)
     proxy.cut_after = 150_000  # mid-way through the second batch of 100 (about 1.2 KB each)
+    logins = dovecot.log().count("Login: user=<support>")
 
-    dropped = recorded(mailbox, buckets, lambda: fetch_once(mailbox, buckets))
+    health = recorded(mailbox, buckets, lambda: fetch_once(mailbox, buckets))
 
-    assert dropped.last_error.startswith("connection: ")
-    assert dropped.retry_after > dropped.last_error_at  # backoff, not a retry storm
-    assert 0 < len(stored(buckets)) < 250
-    proxy.cut_after = None
-    again = recorded(mailbox, buckets, lambda: fetch_once(mailbox, buckets))
-    assert again.last_error == "" and again.failures == 0
+    assert dovecot.log().count("Login: user=<support>") == logins + 2, "it logged in again"
+    assert (health.last_error, health.stored, health.set_aside) == ("", 250, 0)
     assert subjects(stored(buckets)) == sorted(f"Rechnung {n}" for n in range(250))
     assert all(rb"\Seen" in flags for flags in flags_in(dovecot).values())
+
+
+def test_a_server_that_cannot_be_reached_is_a_recorded_failure_with_backoff(dovecot, buckets):
+    dovecot.terminate()
+    mailbox = mailbox_of(dovecot)
+
+    health = recorded(mailbox, buckets, lambda: fetch_once(mailbox, buckets))
+
+    assert health.last_error == "connection: ConnectionRefusedError: [Errno 111] Connection refused"
+    assert health.failures == 1 and not health.login_refused
+    assert health.retry_after > health.last_error_at  # backoff, not a retry storm
 
 
 def test_a_refused_login_is_one_clear_line_and_backs_off(dovecot, buckets, monkeypatch):

@@ -46,18 +46,23 @@ def xoauth2(ca, identity):
     server.stop()
 
 
-def test_microsoft_client_credentials_from_secrets_manager_and_a_refreshed_token(
-    xoauth2, identity, buckets
-):
-    boto3.client("secretsmanager").create_secret(Name="door/entra", SecretString=CLIENT_SECRET)
-    mailbox = mailbox_of(
-        xoauth2,
+def microsoft_mailbox(server: Dovecot, identity: IdentityProvider, **settings):
+    """A Microsoft 365 mailbox whose Entra ID is the local identity provider."""
+    return mailbox_of(
+        server,
         auth="microsoft",
         tenant="contoso.onmicrosoft.com",
         client_id=CLIENT_ID,
         authority=identity.url,
-        secret="secretsmanager:door/entra",
+        **settings,
     )
+
+
+def test_microsoft_client_credentials_from_secrets_manager_and_a_refreshed_token(
+    xoauth2, identity, buckets
+):
+    boto3.client("secretsmanager").create_secret(Name="door/entra", SecretString=CLIENT_SECRET)
+    mailbox = microsoft_mailbox(xoauth2, identity, secret="secretsmanager:door/entra")
     identity.expires_in = 1
     xoauth2.deliver(message(1))
     fetch_once(mailbox, buckets)
@@ -74,13 +79,7 @@ def test_microsoft_client_credentials_from_secrets_manager_and_a_refreshed_token
 
 
 def test_a_wrong_client_secret_is_a_refused_login_with_entras_reason(xoauth2, identity, buckets):
-    mailbox = mailbox_of(
-        xoauth2,
-        auth="microsoft",
-        tenant="contoso.onmicrosoft.com",
-        client_id=CLIENT_ID,
-        authority=identity.url,
-    )  # the secret variable holds the IMAP password, not the client secret
+    mailbox = microsoft_mailbox(xoauth2, identity)  # the secret: the password, not the client's
 
     health = recorded(mailbox, buckets, lambda: fetch_once(mailbox, buckets))
 
