@@ -197,3 +197,13 @@ def test_a_message_the_server_cannot_read_is_set_aside_and_the_rest_goes_on(dove
     assert explained["reason"].startswith("the server closed the connection reading it, twice")
     assert "FETCH failed" in explained["reason"]
     assert explained["uid"] == 2 and explained["key"] == ""
+
+
+def test_starttls_upgrades_the_connection_before_the_login(dovecot, buckets):
+    dovecot.deliver(message(1))
+
+    tally = fetch_once(mailbox_of(dovecot, security="starttls", port=dovecot.port), buckets)
+
+    assert tally.stored == 1
+    door_login = [line for line in dovecot.log().splitlines() if "Login:" in line][-1]
+    assert ", TLS, " in door_login  # Dovecot's mark of a session that TLS protects
