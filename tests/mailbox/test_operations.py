@@ -3,6 +3,7 @@ function's run and metrics, and the template parameter that deploys it on AWS.""
 
 import io
 import json
+from datetime import timedelta
 
 from typer.testing import CliRunner
 
@@ -72,3 +73,26 @@ def test_the_door_is_deployed_on_aws_only_when_a_schedule_is_chosen():
     assert stack_settings(chosen, on_aws=True)["MailboxSchedule"] == "rate(1 minute)"
     assert "MailboxSchedule" not in stack_settings(chosen, on_aws=False)  # locally: make up
     assert "MailboxSchedule" not in stack_settings(CliSettings(), on_aws=True)
+
+
+def test_a_mailbox_without_a_good_fetch_for_its_alarm_time_is_overdue_everywhere(
+    dovecot, buckets, monkeypatch
+):
+    metrics = io.StringIO()
+    monkeypatch.setattr("sys.stdout", metrics)
+    assert postwerk(*add_arguments(dovecot), "--alarm-after", "15").exit_code == 0
+    now = state.now()
+    waiting = state.Health(  # a good fetch 20 minutes ago, then failures: in its backoff now
+        watched_since=now - timedelta(hours=1),
+        last_attempt_at=now - timedelta(minutes=1),
+        last_success_at=now - timedelta(minutes=20),
+        retry_after=now + timedelta(minutes=5),
+    )
+    state.save_health(buckets.artifacts, "support", waiting)
+
+    handler.handler({}, LambdaContext(remaining_ms=30_000))
+    shown = postwerk("mailbox", "status")
+
+    [emf] = [json.loads(line) for line in metrics.getvalue().splitlines() if "_aws" in line]
+    assert emf["MailboxesOverdue"] == [1.0]
+    assert shown.exit_code == 1 and "overdue: no fetch for over 15 minutes" in shown.output
