@@ -56,7 +56,8 @@ class DoorLauncher:
             )
 
     def stop(self, timeout: float) -> None:
-        """The door finishes its current step (a batch, a second of IDLE), or is killed."""
+        """The door stops within a second of IDLE or after its current fetch, or is killed
+        (safe: a fetch cut short is repeated as no-ops)."""
         self.stopping.set()
         self.thread.join()
         if self.process is not None and self.process.poll() is None:

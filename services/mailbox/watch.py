@@ -70,8 +70,9 @@ class Watcher:
 
 
 def watch(buckets: Buckets, stopping: threading.Event) -> None:
-    """A watcher per configured mailbox until `stopping` is set; each stops within its
-    current step (a batch, or a second of IDLE)."""
+    """A watcher per configured mailbox until `stopping` is set; each stops within a second
+    of IDLE, or once its current fetch is done (killed in the middle of one, nothing is
+    lost: the next fetch repeats the unfinished batch as no-ops)."""
     watchers: dict[str, Watcher] = {}
     try:
         while not stopping.is_set():
