@@ -18,7 +18,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from services.mailbox.config import Mailbox
 from services.mailbox.credentials import Login, LoginRefused
 
-TIMEOUT_SECONDS = 60  # any single network wait
+TIMEOUT_SECONDS = 30  # any single network wait: within a scheduled run's 45 s
 BODY = b"BODY[]"
 MESSAGE_ID = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 # What a dropped or broken connection raises, whichever layer notices it first.
