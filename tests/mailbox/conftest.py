@@ -1,10 +1,13 @@
 """The mailbox door's fixtures: a real Dovecot per test, the door's two buckets on the
 embedded AWS, and a mailbox configuration pointing at that Dovecot."""
 
+from collections.abc import Iterator
+
 import boto3
 import pytest
 import trustme
 
+from services import clients
 from services.mailbox.config import Mailbox
 from services.mailbox.door import Buckets
 from tests.mailbox.dovecot import PASSWORD, Dovecot
@@ -25,7 +28,7 @@ def dovecot(ca):
 
 
 @pytest.fixture
-def buckets(aws, ca, tmp_path, monkeypatch) -> Buckets:
+def buckets(aws, ca, tmp_path, monkeypatch) -> Iterator[Buckets]:
     """The raw and artifacts buckets, named in the door's and `postwerk`'s settings; the door
     trusts the test CA (OpenSSL's SSL_CERT_FILE) and finds the mailbox's password in its
     environment."""
@@ -41,7 +44,8 @@ def buckets(aws, ca, tmp_path, monkeypatch) -> Buckets:
     monkeypatch.setenv("POSTWERK_RAW_BUCKET", names.raw)  # the door's settings
     monkeypatch.setenv("POSTWERK_ARTIFACTS_BUCKET", names.artifacts)
     monkeypatch.setenv("POSTWERK_BUCKET", names.artifacts)  # `postwerk`'s
-    return names
+    yield names
+    clients.client.cache_clear()  # later tests of the worker get clients of their own AWS
 
 
 def mailbox_of(dovecot: Dovecot, **settings) -> Mailbox:
