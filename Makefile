@@ -95,10 +95,12 @@ format: install
 
 # Benchmarks: real sizes, minutes each, not part of the tests. Results go to bench/results/,
 # and from there to docs/benchmarks.md.
-# bench.serving's load generator is wrk (Debian's package), which costs the server little CPU.
+# bench.serving's load generator is wrk (Debian's package), which costs the server little CPU;
+# bench.mailbox_door reads from Dovecot (dovecot-imapd).
 bench: install
-	@command -v wrk >/dev/null || { $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update -qq && \
-		$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -qq wrk >/dev/null; }
+	@{ command -v wrk && command -v dovecot; } >/dev/null || { \
+		$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update -qq && \
+		$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -qq wrk dovecot-imapd >/dev/null; }
 	$(PY) -m bench.accuracy --data $(BANKING77)
 	$(PY) -m bench.training --data $(BANKING77)
 	$(PY) -m bench.serving --data $(BANKING77)
@@ -108,6 +110,7 @@ bench: install
 	$(PY) -m bench.ingest
 	$(PY) -m bench.smtp
 	$(PY) -m bench.mailbox
+	$(PY) -m bench.mailbox_door
 	$(PY) -m bench.cli
 	$(PY) -m bench.report
 

@@ -1,8 +1,9 @@
 """`python -m emulation`: the local AWS in the foreground until Ctrl-C.
 
 Starts the embedded AWS backend (MiniStack), the local SageMaker service, the Kinesis
-event source mapping runner and the SMTP server that stands in for SES receiving
-(emulation/smtp.py) on 127.0.0.1, prints the exports that point boto3, the aws CLI
+event source mapping runner, the SMTP server that stands in for SES receiving
+(emulation/smtp.py) on 127.0.0.1 and, once the stack is deployed, the mailbox door
+(emulation/mailbox_door.py), prints the exports that point boto3, the aws CLI
 and `postwerk` at them, and stops them all on Ctrl-C, SIGTERM or SIGHUP, also when the
 signal comes while they are still starting. State lives under --state-dir (default
 .postwerk/). With --ready-file, the exports and the PIDs go to that JSON file once
@@ -21,13 +22,15 @@ import psutil
 
 from emulation import smtp
 from emulation.esm.runner import MappingRunner
+from emulation.mailbox_door import DoorLauncher
 from emulation.ministack import MiniStack
 from emulation.processes import HOST, stop_processes, write_atomically
 from emulation.sagemaker.launcher import start_service, stop_service
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # `postwerk up` promises that a stop ends within 15 s. Each part gets a bounded share
-# (runner 2 + service 5 + MiniStack 3), then whatever still runs is killed (1 s more).
+# (door 1 + runner 2 + service 5 + MiniStack 3), then whatever still runs is killed (1 s).
+DOOR_STOP_SECONDS = 1
 RUNNER_STOP_SECONDS = 2
 SERVICE_STOP_SECONDS = 5
 MINISTACK_STOP_SECONDS = 3
@@ -101,6 +104,9 @@ def start(args: argparse.Namespace, started: ExitStack) -> dict[str, str]:
         "POSTWERK_SMTP_PORT": str(args.smtp_port),
         "POSTWERK_SMTP_RECIPIENTS": args.smtp_recipients,
     }
+    door = DoorLauncher(stack_name, state_dir / "logs" / "mailbox-door.log").start()
+    started.callback(door.stop, DOOR_STOP_SECONDS)
+    say("mailbox door: reads the mailboxes `postwerk mailbox add` configures, once deployed")
     if args.ready_file:
         pids = [os.getpid(), backend.running_pid(), service.pid]
         ready = {"backend": "embedded", "env": exports, "pids": pids}

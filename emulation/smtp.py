@@ -67,11 +67,13 @@ def looks_like_a_message(content: bytes) -> bool:
 
 
 class StackBucket:
-    """The raw bucket, read from the stack's outputs when first needed (the stack is deployed
-    after the local AWS starts); None while there is no stack."""
+    """The raw bucket (or the bucket of another output), read from the stack's outputs when
+    first needed (the stack is deployed after the local AWS starts); None while there is
+    no stack."""
 
-    def __init__(self, stack_name: str):
+    def __init__(self, stack_name: str, output: str = "RawBucket"):
         self.stack_name = stack_name
+        self.output = output
         self.bucket: str | None = None
 
     def __call__(self) -> str | None:
@@ -85,7 +87,7 @@ class StackBucket:
         except ClientError:  # ValidationError: no such stack (yet)
             return None
         outputs = stacks["Stacks"][0].get("Outputs", [])
-        return next((o["OutputValue"] for o in outputs if o["OutputKey"] == "RawBucket"), None)
+        return next((o["OutputValue"] for o in outputs if o["OutputKey"] == self.output), None)
 
 
 class Receiver:

@@ -13,6 +13,7 @@ from postwerk import (
     dataset_commands,
     deploy_commands,
     local_commands,
+    mailbox_commands,
     model_commands,
     pipeline_commands,
     reply_commands,
@@ -39,3 +40,4 @@ for group in GROUPS:
     for name, command in group.COMMANDS.items():
         app.command(name)(handled(command))
 app.add_typer(dataset_commands.dataset_app, name="dataset")
+app.add_typer(mailbox_commands.mailbox_app, name="mailbox")

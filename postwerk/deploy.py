@@ -107,6 +107,8 @@ def stack_settings(
                            "that holds the helpdesk's API key")  # fmt: skip
     if webhook_secret:
         parameters["WebhookSecretName"] = webhook_secret
+    if on_aws and settings.mailbox_schedule:
+        parameters["MailboxSchedule"] = settings.mailbox_schedule
     return parameters
 
 

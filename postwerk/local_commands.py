@@ -20,7 +20,15 @@ from rich.live import Live
 from rich.table import Table
 
 from postwerk import deploy as stack
-from postwerk import local, model_commands, pipeline, pipeline_commands, sagemaker, samples
+from postwerk import (
+    local,
+    mailbox_commands,
+    model_commands,
+    pipeline,
+    pipeline_commands,
+    sagemaker,
+    samples,
+)
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console, follow_training_job, shell_command
 from postwerk.reply_commands import seed_example_templates
@@ -316,6 +324,7 @@ def status() -> None:
     from services import routing  # on use: it brings the functions' logger
 
     console.print(queues_table(routing.queue_depths()))
+    mailbox_commands.show_health(sagemaker.artifact_bucket(settings.bucket))
 
 
 def queues_table(depths: dict[str, int]) -> Table:

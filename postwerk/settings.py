@@ -35,6 +35,9 @@ class CliSettings(BaseSettings):
     training_instance_type: str = "ml.g4dn.xlarge"
     serving_instance_type: str = "ml.m5.large"
     max_runtime_seconds: int = 24 * 3600
+    # AWS: how often the mailbox door fetches (an EventBridge schedule expression such as
+    # rate(1 minute)); empty: no door on AWS. Locally the door runs with `make up`.
+    mailbox_schedule: str = ""
 
 
 # Options several commands share; None means the setting above (one source of defaults).

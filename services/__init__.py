@@ -10,6 +10,8 @@ feedback.py      the review page (review.html) and its API behind API Gateway: c
 monitor.py       hourly: measure the serving model, decide (retrain, promote), refresh the
                  reply index
 autoreply.py     SQS batch of routed results -> automatic replies, where a template says so
+mailbox/         the mailbox door: IMAP mailboxes -> raw e-mails in incoming/, exactly once
+                 (a scheduled function on AWS, `python -m services.mailbox` locally)
 
 What they share:
 mail.py          raw e-mail bytes -> email.v1 (quotes.py: replies and signatures,

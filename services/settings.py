@@ -29,6 +29,7 @@ class FunctionSettings(BaseSettings):
     endpoint_name: str = "postwerk-emails"
     review_threshold: float = Field(0.75, ge=0, le=1)  # results scoring below need review
     artifacts_bucket: str = "artifacts"  # the model registry and the feedback/ training rows
+    raw_bucket: str = "raw"  # raw e-mails: where the mailbox door stores what it fetches
     review_token: str = ""  # the review API's bearer token; empty: open (local stacks only)
     code_version: str = "unknown"  # the functions' package key, set by the stack
     event_bus: str = ""  # where results are routed (services/routing.py); empty: nowhere

@@ -32,7 +32,9 @@ def compose() -> dict:
 
 def test_the_file_follows_the_compose_specification(compose):
     spec = PyCompose.from_json(json.dumps(compose)).to_spec()
-    assert set(spec.services) == {"aws", "sagemaker", "mapping-runner", "smtp", "model"}
+    assert set(spec.services) == {
+        *("aws", "sagemaker", "mapping-runner", "smtp", "mailbox-door", "model"),
+    }
 
 
 def test_a_broken_file_would_fail_the_check(compose):

@@ -32,6 +32,7 @@ CALLS = {
     "backfill": (["{eml}"], 2),
     "outbox": ([], 2),
     "reindex-replies": ([], 2),
+    "mailbox": (["status"], 2),
 }
 READ_GIT = {"deploy-model", "promote"}  # the model's version: `git describe`, a subprocess
 
