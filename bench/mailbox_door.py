@@ -30,7 +30,7 @@ from services.mailbox import state
 from services.mailbox.config import Mailbox
 from services.mailbox.door import Buckets, Fetched, digest, fetch_once
 from services.mailbox.watch import Watcher
-from tests.mailbox.dovecot import PASSWORD, Dovecot
+from tests.support.dovecot import PASSWORD, Dovecot
 
 NAME = "mailbox_door"
 BUCKETS = Buckets(raw="bench-door-raw", artifacts="bench-door-artifacts")

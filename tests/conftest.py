@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.support.review",
     "tests.support.reply_index",
     "tests.support.stack",
+    "tests.support.mailbox",
 ]

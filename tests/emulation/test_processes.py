@@ -7,8 +7,11 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from emulation.processes import process_tree, stop_processes
+
+pytestmark = pytest.mark.live  # each test starts processes to stop
 
 # Ignores SIGTERM; on each one it starts a child and prints the child's PID.
 STUBBORN = """

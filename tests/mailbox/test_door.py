@@ -9,31 +9,10 @@ import pytest
 
 from services.mailbox import state
 from services.mailbox.door import SES_SIZE_LIMIT, fetch_once, recorded, rejected_key
-from tests.mailbox.conftest import mailbox_of
-from tests.mailbox.dovecot import message
-
-
-def stored(buckets) -> dict[str, bytes]:
-    s3 = boto3.client("s3")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=buckets.raw, Prefix="incoming/")
-    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
-    return {key: s3.get_object(Bucket=buckets.raw, Key=key)["Body"].read() for key in keys}
-
-
-def subjects(objects: dict[str, bytes]) -> list[str]:
-    return sorted(
-        line.decode().removeprefix("Subject: ")
-        for raw in objects.values()
-        for line in raw.splitlines()
-        if line.startswith(b"Subject: ")
-    )
-
-
-def flags_in(dovecot, folder: str = "INBOX") -> dict[int, tuple]:
-    with dovecot.client() as client:
-        client.select_folder(folder, readonly=True)
-        answer = client.fetch(client.search(), ["FLAGS"])
-        return {uid: data[b"FLAGS"] for uid, data in answer.items()}
+from tests.support.aws import read_stream
+from tests.support.dovecot import message
+from tests.support.lambdas import LambdaContext, s3_event, sqs_event
+from tests.support.mailbox import flags_in, mailbox_of, stored, subjects
 
 
 def test_each_message_is_stored_raw_once_then_flagged(dovecot, buckets):
@@ -130,8 +109,6 @@ def test_bytes_that_are_no_email_are_stored_for_ingest_to_reject_and_the_rest_go
     dovecot, buckets, monkeypatch
 ):
     from services import ingest
-    from tests.services.conftest import LambdaContext, s3_event, sqs_event
-    from tests.services.test_ingest import read_stream
 
     dovecot.deliver(message(1), b"just a line of text, no header at all\r\n", message(2))
     boto3.client("kinesis").create_stream(StreamName="emails", ShardCount=1)

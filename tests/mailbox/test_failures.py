@@ -12,9 +12,8 @@ import pytest
 from services.mailbox import door, state
 from services.mailbox.door import fetch_all, fetch_once, recorded
 from services.mailbox.watch import Watcher
-from tests.mailbox.conftest import SECRET_VARIABLE, mailbox_of
-from tests.mailbox.dovecot import Dovecot, Proxy, message
-from tests.mailbox.test_door import flags_in, stored, subjects
+from tests.support.dovecot import Dovecot, Proxy, message
+from tests.support.mailbox import SECRET_VARIABLE, arrives, flags_in, mailbox_of, stored, subjects
 
 
 @pytest.fixture
@@ -108,15 +107,6 @@ def watching(mailbox, buckets) -> Watcher:
         assert time.monotonic() < deadline, state.health(buckets.artifacts, mailbox.name)
         time.sleep(0.1)
     return watcher
-
-
-def arrives(buckets, count: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while len(stored(buckets)) < count:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_mail_delivered_during_idle_is_stored_within_seconds(dovecot, buckets):

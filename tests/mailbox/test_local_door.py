@@ -9,10 +9,8 @@ import boto3
 
 from emulation.mailbox_door import DoorLauncher
 from services.mailbox import state
-from tests.mailbox.conftest import mailbox_of
-from tests.mailbox.dovecot import message
-from tests.mailbox.test_door import stored
-from tests.mailbox.test_failures import arrives
+from tests.support.dovecot import message
+from tests.support.mailbox import arrives, mailbox_of, stored
 
 
 def deploy_stack(buckets) -> str:

@@ -14,10 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.mailbox import credentials
 from services.mailbox.door import fetch_once, recorded
-from tests.mailbox.conftest import SECRET_VARIABLE, mailbox_of
-from tests.mailbox.dovecot import Dovecot, message
-from tests.mailbox.identity import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, IdentityProvider
-from tests.mailbox.test_door import stored
+from tests.support.dovecot import Dovecot, message
+from tests.support.identity import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, IdentityProvider
+from tests.support.mailbox import SECRET_VARIABLE, mailbox_of, stored
 
 SERVICE_ACCOUNT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 

@@ -11,10 +11,9 @@ from postwerk.cli import app
 from postwerk.deploy import stack_settings
 from postwerk.settings import CliSettings
 from services.mailbox import handler, state
-from tests.mailbox.conftest import SECRET_VARIABLE
-from tests.mailbox.dovecot import message
-from tests.mailbox.test_door import stored
-from tests.services.conftest import LambdaContext
+from tests.support.dovecot import message
+from tests.support.lambdas import LambdaContext
+from tests.support.mailbox import SECRET_VARIABLE, stored
 
 
 def postwerk(*arguments: str):

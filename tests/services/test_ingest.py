@@ -8,19 +8,11 @@ import boto3
 
 from services import ingest
 from services.records import EmailV1
+from tests.support.aws import read_stream
 from tests.support.lambdas import LambdaContext, s3_event, sqs_event
 from tests.support.mail import simple
 
 RAW = "postwerk-raw"
-
-
-def read_stream(name: str) -> list[dict]:
-    kinesis = boto3.client("kinesis")
-    shard = kinesis.list_shards(StreamName=name)["Shards"][0]["ShardId"]
-    iterator = kinesis.get_shard_iterator(
-        StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-    )["ShardIterator"]
-    return kinesis.get_records(ShardIterator=iterator)["Records"]
 
 
 def test_emails_go_to_the_stream_and_the_rest_is_rejected(aws, monkeypatch):

@@ -55,3 +55,13 @@ def drain(url: str) -> list[dict]:
                    for n, m in enumerate(messages)]  # fmt: skip
         sqs.delete_message_batch(QueueUrl=url, Entries=entries)
     return events
+
+
+def read_stream(name: str) -> list[dict]:
+    """The records of the stream's first shard, from its start."""
+    kinesis = boto3.client("kinesis")
+    shard = kinesis.list_shards(StreamName=name)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(
+        StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    return kinesis.get_records(ShardIterator=iterator)["Records"]

@@ -18,6 +18,7 @@ LIVE_FIXTURES = frozenset(
         "tiny_bert",  # a model
         "trained_job",  # a training job, a subprocess
         "local_stack",  # `postwerk up`
+        "dovecot",  # an IMAP server, a subprocess
     }
 )
 # The audit events (docs.python.org/3/library/audit_events.html) of starting a process.

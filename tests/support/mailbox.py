@@ -1,16 +1,17 @@
 """The mailbox door's fixtures: a real Dovecot per test, the door's two buckets on the
-embedded AWS, and a mailbox configuration pointing at that Dovecot."""
+embedded AWS, and a mailbox configuration pointing at that Dovecot; what the tests read
+back (the stored messages, their subjects, the flags on the server)."""
 
-from collections.abc import Iterator
+import time
 
 import boto3
 import pytest
 import trustme
 
-from services import clients
+from services import storage
 from services.mailbox.config import Mailbox
 from services.mailbox.door import Buckets
-from tests.mailbox.dovecot import PASSWORD, Dovecot
+from tests.support.dovecot import PASSWORD, Dovecot
 
 SECRET_VARIABLE = "POSTWERK_TEST_MAILBOX_SECRET"
 
@@ -28,7 +29,7 @@ def dovecot(ca):
 
 
 @pytest.fixture
-def buckets(aws, ca, tmp_path, monkeypatch) -> Iterator[Buckets]:
+def buckets(aws, ca, tmp_path, monkeypatch) -> Buckets:
     """The raw and artifacts buckets, named in the door's and `postwerk`'s settings; the door
     trusts the test CA (OpenSSL's SSL_CERT_FILE) and finds the mailbox's password in its
     environment."""
@@ -44,8 +45,7 @@ def buckets(aws, ca, tmp_path, monkeypatch) -> Iterator[Buckets]:
     monkeypatch.setenv("POSTWERK_RAW_BUCKET", names.raw)  # the door's settings
     monkeypatch.setenv("POSTWERK_ARTIFACTS_BUCKET", names.artifacts)
     monkeypatch.setenv("POSTWERK_BUCKET", names.artifacts)  # `postwerk`'s
-    yield names
-    clients.client.cache_clear()  # later tests of the worker get clients of their own AWS
+    return names
 
 
 def mailbox_of(dovecot: Dovecot, **settings) -> Mailbox:
@@ -59,3 +59,35 @@ def mailbox_of(dovecot: Dovecot, **settings) -> Mailbox:
         "secret": f"env:{SECRET_VARIABLE}",
     }
     return Mailbox(**defaults | settings)
+
+
+def stored(buckets: Buckets) -> dict[str, bytes]:
+    """The raw bucket's incoming/ objects, by key."""
+    keys = storage.list_keys(buckets.raw, "incoming/")
+    return {key: storage.read(buckets.raw, key) for key in keys}
+
+
+def subjects(objects: dict[str, bytes]) -> list[str]:
+    return sorted(
+        line.decode().removeprefix("Subject: ")
+        for raw in objects.values()
+        for line in raw.splitlines()
+        if line.startswith(b"Subject: ")
+    )
+
+
+def flags_in(dovecot: Dovecot, folder: str = "INBOX") -> dict[int, tuple]:
+    with dovecot.client() as client:
+        client.select_folder(folder, readonly=True)
+        answer = client.fetch(client.search(), ["FLAGS"])
+        return {uid: data[b"FLAGS"] for uid, data in answer.items()}
+
+
+def arrives(buckets: Buckets, count: int, within: float) -> bool:
+    """Whether `count` messages are stored within `within` seconds."""
+    deadline = time.monotonic() + within
+    while len(stored(buckets)) < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
