@@ -259,7 +259,7 @@ def lambda_cost(deployment: Deployment, prices: PriceTable) -> LineItem:
         gb_seconds += runs * function.seconds.value * function.memory_mb / 1024
         notes.append(
             f"{function.name}: {function.memory_mb} MB (template), {count(runs)} runs x "
-            f"{function.seconds.value * 1000:.0f} ms ({function.seconds.source})"
+            f"{duration(function.seconds.value)} ({function.seconds.source})"
         )
     names = ", ".join(function.name.removeprefix("postwerk-") for function in deployment.functions)
     return LineItem(

@@ -220,8 +220,8 @@ def show_cost(deployment: cost.Deployment) -> None:
     notes = [note for item in items for note in item.notes]
     notes.append(deployment.workload.describe())
     notes.append(
-        f"prices: {cost.PRICES.name} for {prices.region}, as of {prices.as_of}; list prices "
-        "without free tier; * marks a figure no stored copy of a published page confirmed"
+        f"prices: postwerk/{cost.PRICES.name} for {prices.region}, as of {prices.as_of}; list "
+        "prices without free tier; * marks a figure no stored copy of a published page confirmed"
     )
     listed = Table.grid(padding=(0, 1))
     listed.add_column(no_wrap=True)
