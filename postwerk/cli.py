@@ -10,6 +10,7 @@ is printed); 2 the command could not start (bad input, AWS unreachable or refusi
 import typer
 
 from postwerk import (
+    cost_commands,
     dataset_commands,
     deploy_commands,
     local_commands,
@@ -25,6 +26,7 @@ GROUPS = (
     local_commands,
     pipeline_commands,
     deploy_commands,
+    cost_commands,
     sagemaker_commands,
     model_commands,
     dataset_commands,

@@ -8,8 +8,8 @@ import boto3
 import typer
 from rich.table import Table
 
+from postwerk import cost_commands, local, sagemaker
 from postwerk import deploy as stack
-from postwerk import local, sagemaker
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console
 from postwerk.reply_commands import rebuild_index_for_new_model
@@ -56,6 +56,9 @@ def deploy(
             help="aws: receive mail for these domains/addresses through SES (comma-separated)",
         ),
     ] = "",
+    emails_per_day: Annotated[
+        float, typer.Option(min=1, help="aws --dry-run: the volume the monthly cost is for")
+    ] = cost_commands.DEFAULT_EMAILS_PER_DAY,
 ) -> None:
     """Deploy the pipeline's stack; with --target aws also push the model image, upload the
     model and create or update the endpoint. The same steps as the local deploy."""
@@ -86,6 +89,8 @@ def deploy(
     }
     if dry_run:
         show_plan(settings, deploy_target, bucket, template, image, model)
+        if target == "aws":
+            show_monthly_cost(settings, template, instances, emails_per_day)
         return
     outputs = stack.deploy_pipeline(
         deploy_target, settings.stack_name, bucket, template, say=console.print
@@ -135,6 +140,15 @@ def show_plan(settings, deploy_target, bucket, template, image, model) -> None:
         console.print(f"  model: upload {model or default_model(settings)} to s3://{bucket}")
         verb = "update" if lifecycle.endpoint_exists(settings.endpoint_name) else "create"
         console.print(f"  endpoint {settings.endpoint_name}: {verb} (blue/green)")
+
+
+def show_monthly_cost(settings, template, instances, emails_per_day) -> None:
+    """What the planned stack would cost a month (postwerk cost, with these parameters)."""
+    region = boto3.Session().region_name or cost_commands.DEFAULT_REGION
+    deployment = cost_commands.describe_deployment(
+        settings, template, region, emails_per_day, instances=instances
+    )
+    cost_commands.show_cost(deployment)
 
 
 def show_outputs(stack_name: str, outputs: dict[str, str]) -> None:

@@ -529,6 +529,9 @@ def test_deploy_to_aws_is_the_same_path_and_its_dry_run_changes_nothing(local_st
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "plan for aws (nothing was changed)" in plan.stdout
     assert "Modify" in plan.stdout and f"endpoint {ENDPOINT}: update" in plan.stdout
+    cost = " ".join(plan.stdout.split())  # the table and its notes, unwrapped
+    assert "monthly cost at 3,000 e-mails/day" in cost and "Lambda (4)" in cost
+    assert "measured: BillableTimeInSeconds of the last job" in cost, "the training job's"
     assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == before
     parameters = boto3.client("cloudformation").describe_stacks(StackName="postwerk")["Stacks"][0]
     assert {"ParameterKey": "EmulatorMapping", "ParameterValue": "true"} in parameters["Parameters"]

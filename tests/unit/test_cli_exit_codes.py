@@ -21,6 +21,7 @@ CALLS = {
     "results": ([], 2),
     "monitor": ([], 2),
     "deploy": ([], 2),  # --target local: the local AWS is not running
+    "cost": ([], 0),  # an estimate: stated defaults where AWS has no figures
     "train": (["{data}"], 2),
     "tune": (["{config}", "{data}"], 2),
     "predict": (["my invoice is wrong"], 2),
