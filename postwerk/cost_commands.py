@@ -9,7 +9,6 @@ import statistics
 import time
 from typing import Annotated
 
-import boto3
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
@@ -19,7 +18,7 @@ from postwerk.deploy import TEMPLATE
 from postwerk.errors import CommandError
 from postwerk.output import console
 from postwerk.settings import CliSettings
-from services import lifecycle
+from services import clients, lifecycle
 
 DEFAULT_EMAILS_PER_DAY = 3000
 DEFAULT_REGION = "eu-central-1"
@@ -66,7 +65,7 @@ def cost_report(
     running = local.find(settings.state_dir)
     if running is not None:
         os.environ.update(running.env)
-    region = region or boto3.Session().region_name or DEFAULT_REGION
+    region = region or clients.region() or DEFAULT_REGION
     parameters = {
         "MailRecipients": "on" if ses else "",
         "MailboxSchedule": settings.mailbox_schedule,
@@ -138,7 +137,7 @@ def model_latency(endpoint: str) -> cost.Figure | None:
     """The endpoint's average ModelLatency over the last 7 days, from CloudWatch."""
     now = datetime.datetime.now(datetime.UTC)
     try:
-        points = boto3.client("cloudwatch").get_metric_statistics(
+        points = clients.client("cloudwatch").get_metric_statistics(
             Namespace="AWS/SageMaker",
             MetricName="ModelLatency",
             Dimensions=[
@@ -188,7 +187,7 @@ def last_training_job() -> cost.Figure | None:
     """The billable time of the newest completed training job (for a spot job its training
     time: the on-demand figure, from which the spot line subtracts the saving)."""
     try:
-        sm = boto3.client("sagemaker")
+        sm = clients.client("sagemaker")
         jobs = sm.list_training_jobs(
             SortBy="CreationTime", SortOrder="Descending", StatusEquals="Completed", MaxResults=1
         )["TrainingJobSummaries"]

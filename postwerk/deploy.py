@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
@@ -29,7 +28,7 @@ from postwerk import compose
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.sagemaker import ensure_bucket
 from postwerk.settings import REPO_ROOT, CliSettings
-from services import waits
+from services import clients, waits
 from services.settings import RoutingTable
 
 TEMPLATE = REPO_ROOT / "infra" / "template.yaml"
@@ -234,7 +233,7 @@ def package_key(archive: Path) -> str:
 def upload_package(archive: Path, bucket: str) -> str:
     ensure_bucket(bucket)
     key = package_key(archive)
-    boto3.client("s3").upload_file(str(archive), bucket, key)
+    clients.client("s3").upload_file(str(archive), bucket, key)
     return key
 
 
@@ -249,7 +248,7 @@ def stack_arguments(name: str, parameters: dict[str, str]) -> dict:
 
 def stack_exists(name: str) -> bool:
     try:
-        stack = boto3.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+        stack = clients.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
     except ClientError:
         return False
     return stack["StackStatus"] != "REVIEW_IN_PROGRESS"  # a change set's placeholder
@@ -257,7 +256,7 @@ def stack_exists(name: str) -> bool:
 
 def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
     """Create or update the stack and wait; returns its outputs."""
-    cloudformation = boto3.client("cloudformation")
+    cloudformation = clients.client("cloudformation")
     arguments = stack_arguments(name, parameters)
     delay = 1 if os.environ.get("AWS_ENDPOINT_URL") else 10
     try:
@@ -283,7 +282,7 @@ def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
 def plan_stack(name: str, parameters: dict[str, str]) -> list[str]:
     """What deploying would change, from a change set that is deleted again: one line per
     resource ("Add RawBucket (AWS::S3::Bucket)"). Nothing is created or modified."""
-    cloudformation = boto3.client("cloudformation")
+    cloudformation = clients.client("cloudformation")
     exists = stack_exists(name)
     change_set = f"postwerk-plan-{int(time.time())}"
     cloudformation.create_change_set(
@@ -310,14 +309,14 @@ def plan_stack(name: str, parameters: dict[str, str]) -> list[str]:
 
 def wait_for_change_set(stack: str, change_set: str) -> dict:
     """The change set's description once it is created, or failed."""
-    cloudformation = boto3.client("cloudformation")
+    cloudformation = clients.client("cloudformation")
     waits.until(cloudformation, "change_set_create_complete", f"change set {change_set}",
                 CHANGE_SET_TIMEOUT_S, 1, StackName=stack, ChangeSetName=change_set)  # fmt: skip
     return cloudformation.describe_change_set(StackName=stack, ChangeSetName=change_set)
 
 
 def stack_outputs(name: str) -> dict[str, str]:
-    stack = boto3.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+    stack = clients.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
@@ -327,13 +326,13 @@ def activate_mail_receiving(outputs: dict[str, str]) -> str | None:
     rule_set = outputs.get("MailRuleSet")
     if not rule_set:
         return None
-    ses = boto3.client("ses")
+    ses = clients.client("ses")
     ses.set_active_receipt_rule_set(RuleSetName=rule_set)
     return f"10 inbound-smtp.{ses.meta.region_name}.amazonaws.com"
 
 
 def stack_failure(name: str) -> str:
-    events = boto3.client("cloudformation").describe_stack_events(StackName=name)["StackEvents"]
+    events = clients.client("cloudformation").describe_stack_events(StackName=name)["StackEvents"]
     failed = [
         f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}"
         for e in events
@@ -348,7 +347,7 @@ def upload_model(archive: Path, bucket: str) -> str:
         raise CommandError(f"no model archive at {archive} (make up writes one; or pass --model)")
     ensure_bucket(bucket)
     key = f"models/uploaded/{digest(archive.read_bytes())[:16]}/model.tar.gz"
-    boto3.client("s3").upload_file(str(archive), bucket, key)
+    clients.client("s3").upload_file(str(archive), bucket, key)
     return f"s3://{bucket}/{key}"
 
 
@@ -368,7 +367,7 @@ def push_image(repository: str, say: Callable[[str], None] = print) -> str:
             "and pass --image URI"
         )
     project, _ = compose.prepare(dict(os.environ), ports={}, gpus=True)
-    ecr = boto3.client("ecr")
+    ecr = clients.client("ecr")
     try:
         uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0][
             "repositoryUri"

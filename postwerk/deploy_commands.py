@@ -4,7 +4,6 @@ image and endpoint too (the calls are in postwerk/deploy.py)."""
 from pathlib import Path
 from typing import Annotated
 
-import boto3
 import typer
 from rich.table import Table
 
@@ -14,7 +13,7 @@ from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console
 from postwerk.reply_commands import rebuild_index_for_new_model
 from postwerk.settings import CliSettings
-from services import lifecycle
+from services import clients, lifecycle
 from services.settings import FunctionSettings
 
 
@@ -67,7 +66,7 @@ def deploy(
     if target not in ("local", "aws"):
         raise CommandError(f"--target {target}: choose local or aws")
     if region or profile:
-        boto3.setup_default_session(region_name=region, profile_name=profile)
+        clients.use(region, profile)
     if target == "local":
         running = local.find(settings.state_dir)
         if running is None:
@@ -144,7 +143,7 @@ def show_plan(settings, deploy_target, bucket, template, image, model) -> None:
 
 def show_monthly_cost(settings, template, instances, emails_per_day) -> None:
     """What the planned stack would cost a month (postwerk cost, with these parameters)."""
-    region = boto3.Session().region_name or cost_commands.DEFAULT_REGION
+    region = clients.region() or cost_commands.DEFAULT_REGION
     deployment = cost_commands.describe_deployment(
         settings, template, region, emails_per_day, instances=instances
     )

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import boto3
 import typer
 from rich.live import Live
 from rich.table import Table
@@ -33,7 +32,7 @@ from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console, follow_training_job, shell_command
 from postwerk.reply_commands import seed_example_templates
 from postwerk.settings import REPO_ROOT, CliSettings
-from services import lifecycle
+from services import clients, lifecycle
 
 SAMPLE_EMAILS = REPO_ROOT / "examples" / "emails"
 DEFAULT_JOB_PREFIX = "postwerk-default"
@@ -171,7 +170,7 @@ def ensure_model(settings: CliSettings, hyperparameters: dict[str, str]) -> None
 
 
 def last_default_job() -> str | None:
-    jobs = boto3.client("sagemaker").list_training_jobs(
+    jobs = clients.client("sagemaker").list_training_jobs(
         NameContains=DEFAULT_JOB_PREFIX,
         StatusEquals="Completed",
         SortBy="CreationTime",
@@ -200,10 +199,10 @@ def train_default_model(settings: CliSettings, hyperparameters: dict[str, str]) 
     definition = sagemaker.training_definition(
         settings, inputs, DEFAULT_HYPERPARAMETERS | hyperparameters
     )
-    boto3.client("sagemaker").create_training_job(TrainingJobName=job, **definition)
+    clients.client("sagemaker").create_training_job(TrainingJobName=job, **definition)
     status = follow_training_job(job)
     if status != "Completed":
-        described = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+        described = clients.client("sagemaker").describe_training_job(TrainingJobName=job)
         reason = described.get("FailureReason")
         raise CommandError(f"training job {job} {status.lower()}: {reason}", RAN_AND_FAILED)
     keep_model(job, settings.state_dir / "models" / "model.tar.gz")
@@ -211,10 +210,10 @@ def train_default_model(settings: CliSettings, hyperparameters: dict[str, str]) 
 
 
 def keep_model(job: str, archive: Path) -> None:
-    described = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+    described = clients.client("sagemaker").describe_training_job(TrainingJobName=job)
     bucket, _, key = described["ModelArtifacts"]["S3ModelArtifacts"][5:].partition("/")
     archive.parent.mkdir(parents=True, exist_ok=True)
-    boto3.client("s3").download_file(bucket, key, str(archive))
+    clients.client("s3").download_file(bucket, key, str(archive))
 
 
 def watch(outputs: dict[str, str]) -> None:
@@ -285,7 +284,7 @@ def env() -> None:
 
 def aws_configured() -> bool:
     """A region and credentials from the standard chain: there is an AWS to look at."""
-    session = boto3.Session()
+    session = clients.session()
     return session.region_name is not None and session.get_credentials() is not None
 
 
@@ -313,7 +312,9 @@ def status() -> None:
     console.print(f"stack [bold]{settings.stack_name}[/]: deployed")
     console.print(f"review page: {pipeline.review_url(outputs)}")
     if lifecycle.endpoint_exists(settings.endpoint_name):
-        endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=settings.endpoint_name)
+        endpoint = clients.client("sagemaker").describe_endpoint(
+            EndpointName=settings.endpoint_name
+        )
         console.print(
             f"endpoint [bold]{settings.endpoint_name}[/]: {endpoint['EndpointStatus']} "
             f"({endpoint['EndpointConfigName']})"

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 from model.contract import METRIC_DEFINITIONS
@@ -58,7 +57,7 @@ def artifact_bucket(configured: str) -> str:
     if configured:
         return configured
     account = clients.client("sts").get_caller_identity()["Account"]
-    return f"postwerk-artifacts-{account}-{boto3.session.Session().region_name}"
+    return f"postwerk-artifacts-{account}-{clients.region()}"
 
 
 def upload_channels(settings: CliSettings, name: str, channels: dict[str, Path]) -> list[dict]:

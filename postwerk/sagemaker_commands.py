@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import boto3
 import typer
 from botocore.exceptions import ClientError
 from rich.live import Live
@@ -17,7 +16,7 @@ from postwerk.deploy import image_tag
 from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console, follow_training_job
 from postwerk.settings import CliSettings, EndpointOption
-from services import registry
+from services import clients, registry
 from services.lifecycle import job_name
 
 DataPath = Annotated[
@@ -73,7 +72,7 @@ def train(
     files = {"train": data, "validation": validation, "test": test}
     inputs = training_inputs(settings, job, files, dataset)
     definition = sagemaker.training_definition(settings, inputs, hyperparameters)
-    boto3.client("sagemaker").create_training_job(TrainingJobName=job, **definition)
+    clients.client("sagemaker").create_training_job(TrainingJobName=job, **definition)
     console.print(f"training job [bold]{job}[/] created")
     if not wait:
         return
@@ -87,7 +86,7 @@ def train(
 
 
 def show_metrics(job: str) -> None:
-    description = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+    description = clients.client("sagemaker").describe_training_job(TrainingJobName=job)
     table = Table(title=f"{job}: {description['TrainingJobStatus']}")
     table.add_column("metric")
     table.add_column("final value", justify="right")
@@ -99,7 +98,7 @@ def show_metrics(job: str) -> None:
 
 
 def failure_reason(job: str) -> str:
-    description = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+    description = clients.client("sagemaker").describe_training_job(TrainingJobName=job)
     return description.get("FailureReason", "no reason given")
 
 
@@ -127,7 +126,7 @@ def tune(
     definition = sagemaker.training_definition(settings, inputs, {})
     definition["StaticHyperParameters"] = sagemaker.parse_hyperparameters(hyperparameter)
     del definition["HyperParameters"]
-    boto3.client("sagemaker").create_hyper_parameter_tuning_job(
+    clients.client("sagemaker").create_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=job,
         HyperParameterTuningJobConfig=tuning_config,
         TrainingJobDefinition=definition,
