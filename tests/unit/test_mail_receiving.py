@@ -30,7 +30,7 @@ def test_deploy_activates_the_rule_set_and_names_the_mx_record(monkeypatch):
     ses = boto3.client(
         "ses", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
-    monkeypatch.setattr(deploy.boto3, "client", lambda name: ses)
+    monkeypatch.setattr(deploy.clients, "client", lambda name: ses)
     with Stubber(ses) as stubbed:
         stubbed.add_response(
             "set_active_receipt_rule_set", {}, {"RuleSetName": "postwerk-receiving"}
