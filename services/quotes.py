@@ -42,6 +42,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 MAX_MARKER_LINE = 300  # longer lines are text: no marker or attribution is that long
 MAX_MESSAGES = 8  # messages read, at most: the sender's, forwarded ones, quoted ones
+MAX_QUOTE_LEVELS = 2  # quote levels taken off a forward sent quoted, at most
 MAX_LOOK = 20  # lines looked ahead past quoted ones, at most
 MAX_HEADER_BLOCK = 40  # lines of a forward's header block, at most
 
@@ -206,8 +207,33 @@ def strip_history(text: str) -> str:
 
 def strip(text: str, subject: str = "") -> Stripped:
     """The sender's text, forwarded messages included; `subject` tells Outlook's forwards
-    (whose header block looks like a reply's) by "FW:", "WG:", …"""
+    (whose header block looks like a reply's) by "FW:", "WG:", …; a forward that its
+    client sent quoted ("> Begin forwarded message:", iOS) is read without the quote marks."""
     lines = text.split("\n")
+    for _ in range(MAX_QUOTE_LEVELS):
+        stripped = strip_lines(lines, subject)
+        if stripped.text or not any(is_forward_line(unquote(line)) for line in lines):
+            return stripped
+        lines = [unquote(line) for line in lines]
+    return strip_lines(lines, subject)
+
+
+def unquote(line: str) -> str:
+    """A line without its first quote mark ("> text" -> "text")."""
+    stripped = line.lstrip()
+    if not stripped.startswith(">"):
+        return line
+    return stripped[2:] if stripped.startswith("> ") else stripped[1:]
+
+
+def is_forward_line(line: str) -> bool:
+    line = line.strip().strip("*").strip()
+    return len(line) <= MAX_MARKER_LINE and any(
+        marker.kind == "forward" and marker.pattern.match(line) for marker in MARKERS
+    )
+
+
+def strip_lines(lines: list[str], subject: str) -> Stripped:
     forward_subject = FORWARD_SUBJECT.match(subject) is not None
     messages: list[list[str]] = []
     forwarded = False  # the message being read came in a forward
@@ -420,9 +446,4 @@ def strip_html_history(tree: LexborHTMLParser) -> None:
 
 
 def holds_forward(text: str) -> bool:
-    lines = [line.strip() for line in text.split("\n") if line.strip()][:4]
-    return any(
-        marker.kind == "forward" and marker.pattern.match(line)
-        for line in lines
-        for marker in MARKERS
-    )
+    return any(is_forward_line(line) for line in text.split("\n")[:8])

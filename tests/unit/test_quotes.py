@@ -118,9 +118,10 @@ def replies(draw):
 
 
 def in_order(output: str, text: str) -> bool:
-    """Each line of the output is a line of the text, in the text's order."""
-    lines = iter(line.strip() for line in text.split("\n"))
-    own = [line.strip() for line in output.split("\n") if line.strip()]
+    """Each line of the output is a line of the text (a quoted one may lose its quote
+    marks: a forward sent quoted), in the text's order."""
+    lines = iter(line.strip().lstrip("> ") for line in text.split("\n"))
+    own = [line.strip().lstrip("> ") for line in output.split("\n") if line.strip()]
     return all(any(line == other for other in lines) for line in own)
 
 
@@ -274,3 +275,14 @@ def test_every_marker_line_is_known(line):
 )
 def test_signatures_and_disclaimers(text, expected):
     assert strip(text).text == expected
+
+
+def test_a_forward_sent_quoted_is_read_without_its_quote_marks():
+    text = (
+        "\n> Anfang der weitergeleiteten Nachricht:\n>\n> Von: Ina <ina@example.de>\n"
+        "> Betreff: Angebot\n> An: vertrieb@example.de\n>\n"
+        "> Bitte schicken Sie mir ein Angebot für 3 Geräte.\n"
+    )
+    assert strip(text) == ("Bitte schicken Sie mir ein Angebot für 3 Geräte.", True)
+    reply = "Am 30.11.2026 um 10:00 schrieb Service <s@x.com>:\n> Anbei unser Angebot."
+    assert strip(reply).text == "", "a reply that only quotes: nothing of its own (as before)"
