@@ -450,6 +450,40 @@ def ingest_verdict(results: list[Result]) -> list[str]:
     ]
 
 
+def quotes_tables(results: list[Result]) -> list[Table]:
+    [result] = results
+    ways = [
+        way for way in ("raw", "before", "now") if all(way in s for s in result["sets"].values())
+    ]
+    rows = [
+        [
+            name,
+            str(found["emails"]),
+            *(f"{100 * found[way]['sender_share']:.1f} %" for way in ways),
+            *(f"{found[way]['sender_tokens_read']:.1f}" for way in ways),
+            *(f"{found[way]['exact']}/{found['emails']}" for way in ways),
+        ]
+        for name, found in result["sets"].items()
+    ]
+    headers = [
+        "samples",
+        "e-mails",
+        *(f"sender's share, {way}" for way in ways),
+        *(f"sender's tokens, {way}" for way in ways),
+        *(f"as expected, {way}" for way in ways),
+    ]
+    return [(headers, rows)]
+
+
+def quotes_verdict(results: list[Result]) -> list[str]:
+    [result] = results
+    return [
+        f'Of the first {result["max_length"]} tokens; "before" is services/quotes.py at '
+        f"`{result['before']}`. The fixtures were written with the rules, so their figures "
+        "show the rules do what they were written for, not how they fare on unseen mail."
+    ]
+
+
 def smtp_tables(results: list[Result]) -> list[Table]:
     [result] = results
     smtp, upload = result["smtp"], result["s3_upload"]
@@ -704,6 +738,18 @@ BENCHMARKS = (
         "the smallest size, since it grows super-linearly on some shapes.",
         ingest_tables,
         ingest_verdict,
+    ),
+    Benchmark(
+        "quotes",
+        "What the model reads",
+        ("quotes.json",),
+        "The share of the first 128 tokens the model reads (subject and body, the bundled "
+        "MiniLM's tokenizer) that is the sender's text, reading each e-mail raw, with the "
+        "quote rules before and now: forwards and replies of each mail client (fixtures with "
+        "their expected text) and the bundled samples (whose reference is the rules before); "
+        "also the sender's tokens read, and how many e-mails come out as expected.",
+        quotes_tables,
+        quotes_verdict,
     ),
     Benchmark(
         "smtp",

@@ -9,8 +9,9 @@ The standard library's parser does the MIME structure, with the compat32 policy 
 header values: its modern header parser raises on real-world defects and grows
 super-linearly with a header's size, so headers are decoded here (RFC 2047 and raw 8-bit
 bytes, with the same charset repair as bodies). Added: the body part with the text,
-HTML to text (selectolax), charset repair (charset-normalizer), dropping quoted replies
-and signatures (services.quotes), size bounds, and the language (services.language).
+HTML to text (selectolax), charset repair (charset-normalizer), dropping quoted replies,
+forward headers, signatures and disclaimers (services.quotes), size bounds, and the
+language (services.language).
 """
 
 import codecs
@@ -31,7 +32,7 @@ from charset_normalizer import from_bytes
 from selectolax.lexbor import LexborHTMLParser
 
 from services.language import language
-from services.quotes import strip_history, strip_html_history
+from services.quotes import strip, strip_html_history
 from services.records import Attachment, EmailV1, Flag, Source
 
 MAX_BODY_CHARS = 20_000  # more is truncated (and flagged): the model reads 128 tokens anyway
@@ -88,7 +89,7 @@ def parse_email(raw: bytes, bucket: str, key: str) -> EmailV1:
     if not any(name in message for name in MAIL_HEADERS):
         raise NotAnEmail("no e-mail headers (From, To, Subject, Date or Message-ID)")
     subject = cut(header(message, "Subject", flags), MAX_SUBJECT_CHARS, "subject_truncated", flags)
-    body = cut(body_text(message, flags), MAX_BODY_CHARS, "body_truncated", flags)
+    body = cut(body_text(message, subject, flags), MAX_BODY_CHARS, "body_truncated", flags)
     senders = addresses(message, "From", flags)
     recipients = addresses(message, "To", flags) + addresses(message, "Cc", flags)
     digest = hashlib.sha256(raw).hexdigest()
@@ -362,9 +363,10 @@ def is_attachment(part: Message) -> bool:
     )
 
 
-def body_text(message: Message, flags: set[Flag]) -> str:
+def body_text(message: Message, subject: str, flags: set[Flag]) -> str:
     """The first text part with text, not attached (an inline one may have a file name):
-    plain text (HTML-looking plain text turned into text), else the first HTML part's text."""
+    plain text (HTML-looking plain text turned into text), else the first HTML part's text;
+    what the sender wrote of it (`sender_text`)."""
     html, plain = None, 0
     for part in parts(message):
         if part.is_multipart() or disposition(part) == "attachment":
@@ -378,12 +380,21 @@ def body_text(message: Message, flags: set[Flag]) -> str:
             if HTML_DOCUMENT.match(text):
                 text = html_text(text)
             if text.strip():
-                return normalise_whitespace(strip_history(text))
+                return sender_text(text, subject, flags)
         elif kind == "text/html" and html is None:
             html = part
     if html is None:
         return ""
-    return normalise_whitespace(strip_history(html_text(part_text(html, MAX_HTML_BYTES, flags))))
+    return sender_text(html_text(part_text(html, MAX_HTML_BYTES, flags)), subject, flags)
+
+
+def sender_text(text: str, subject: str, flags: set[Flag]) -> str:
+    """Without quoted history, forward headers, signatures and disclaimers
+    (services.quotes); a forwarded message's text kept is flagged `forwarded`."""
+    stripped = strip(text.replace("\r\n", "\n"), subject)
+    if stripped.forwarded:
+        flags.add("forwarded")
+    return normalise_whitespace(stripped.text)
 
 
 def part_text(part: Message, limit: int, flags: set[Flag]) -> str:

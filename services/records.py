@@ -19,6 +19,7 @@ Flag = Literal[
     "charset_unknown",  # text in a charset nobody could tell: replacement characters
     "mime_defect",  # the MIME structure was broken (missing boundary, nesting too deep)
     "parts_truncated",  # more MIME parts than ingest reads: the rest was not parsed
+    "forwarded",  # the text holds a forwarded message, its forward header block dropped
 ]
 
 
@@ -43,7 +44,7 @@ class EmailV1(BaseModel):
     sender: str
     recipients: list[str]
     subject: str
-    body_text: str  # quoted history and signature removed; what the model reads
+    body_text: str  # quoted history, forward headers, signature, disclaimer removed; the model's
     body_truncated: bool = False
     language: Language
     attachments: list[Attachment]

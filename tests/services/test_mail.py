@@ -225,6 +225,19 @@ def test_replies_keep_what_the_sender_wrote(path):
     assert parse(simple(path.read_text())).body_text == expected
 
 
+FORWARDS = sorted((MAIL_FIXTURES / "forwards").glob("*.eml"))
+
+
+@pytest.mark.parametrize("path", FORWARDS, ids=lambda p: p.stem)
+def test_forwards_keep_the_forwarded_text_without_its_headers(path):
+    """One sample per client and language (Outlook, Lotus Notes, Gmail, Apple Mail,
+    Thunderbird; English, German, a French one); "fwd-" ones are forwards, "re-" replies."""
+    record = parse(path.read_bytes())
+    expected = path.with_suffix(".expected.txt").read_text().strip()
+    assert record.body_text == expected
+    assert ("forwarded" in record.flags) == path.name.startswith("fwd-")
+
+
 def one_part(content_type: str, body: bytes, headers: bytes = b"") -> bytes:
     return (
         b"From: a@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
@@ -337,3 +350,25 @@ def test_host_name_codecs_are_not_charsets():
     # punycode's decoding grows quadratically: 80 KB labelled so took 1.5 s to fail
     record = parse(one_part("text/plain; charset=punycode", b"Hallo Welt, die Rechnung fehlt."))
     assert record.body_text == "Hallo Welt, die Rechnung fehlt."
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        b'<div dir="ltr">Bitte pr\xc3\xbcfen.<br><br><div class="gmail_quote"><div dir="ltr"'
+        b' class="gmail_attr">---------- Forwarded message ---------<br>From: <strong>Kunde'
+        b"</strong> &lt;k@example.de&gt;<br>Date: Mon, Nov 30, 2026 at 10:00 AM<br>"
+        b"Subject: Heizung<br>To: &lt;service@example.com&gt;<br></div><br><br>"
+        b"<div>Die Heizung ist wieder kalt.</div></div></div>",
+        b'<div>Bitte pr\xc3\xbcfen.<br><div><br><blockquote type="cite"><div>Begin forwarded'
+        b" message:</div><br><div><span><b>From: </b></span><span>Kunde &lt;k@example.de&gt;"
+        b"</span></div><div><span><b>Subject: </b></span><span>Heizung</span></div><div><span>"
+        b"<b>Date: </b></span><span>30 November 2026 at 10:00:00 CET</span></div><br>"
+        b"<div>Die Heizung ist wieder kalt.</div></blockquote></div></div>",
+    ],
+    ids=["gmail", "apple-mail"],
+)
+def test_html_forwards_keep_the_forwarded_text(html):
+    record = parse(one_part("text/html; charset=utf-8", html))
+    assert record.body_text == "Bitte prüfen.\n\nDie Heizung ist wieder kalt."
+    assert "forwarded" in record.flags
