@@ -10,6 +10,7 @@ from rich.table import Table
 from postwerk import cost_commands, local, sagemaker
 from postwerk import deploy as stack
 from postwerk.errors import RAN_AND_FAILED, CommandError
+from postwerk.local_commands import remember_stack
 from postwerk.output import console
 from postwerk.reply_commands import rebuild_index_for_new_model
 from postwerk.settings import CliSettings
@@ -95,6 +96,8 @@ def deploy(
         deploy_target, settings.stack_name, bucket, template, say=console.print
     )
     show_outputs(settings.stack_name, outputs)
+    if target == "local":
+        remember_stack(settings, bucket, outputs)
     if target == "aws":
         serve_on_aws(settings, outputs, bucket, image, model, instances)
         if mx := stack.activate_mail_receiving(outputs):

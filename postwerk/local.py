@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulation.processes import (
@@ -44,6 +44,7 @@ class LocalAws:
     backend: str
     env: dict[str, str]  # what boto3 and the aws CLI need to reach it
     pids: list[int]  # embedded: the launcher first, then MiniStack and the SageMaker service
+    stacks: dict[str, dict[str, str]] = field(default_factory=dict)  # name: its exports
 
 
 def choose_backend(requested: str | None) -> tuple[str, str]:
@@ -67,7 +68,8 @@ def find(state_dir: Path) -> LocalAws | None:
         recorded = json.loads(ready_file(state_dir).read_text())
     except (OSError, ValueError):
         return None
-    found = LocalAws(recorded["backend"], recorded["env"], recorded["pids"])
+    stacks = recorded.get("stacks", {})
+    found = LocalAws(recorded["backend"], recorded["env"], recorded["pids"], stacks)
     if found.backend == "embedded" and not alive(found.pids[0]):
         ready_file(state_dir).unlink(missing_ok=True)
         return None
@@ -75,6 +77,14 @@ def find(state_dir: Path) -> LocalAws | None:
         ready_file(state_dir).unlink(missing_ok=True)
         return None
     return found
+
+
+def remember_stack(state_dir: Path, name: str, exports: dict[str, str]) -> None:
+    """What `env` prints for a stack deployed to the running local AWS (its bucket and role):
+    kept in the ready file, so `env` answers without asking AWS."""
+    recorded = json.loads(ready_file(state_dir).read_text())
+    recorded["stacks"] = recorded.get("stacks", {}) | {name: exports}
+    write_atomically(ready_file(state_dir), json.dumps(recorded, indent=2))
 
 
 def ensure_free(ports: Iterable[int]) -> None:

@@ -104,15 +104,17 @@ def make_ready(
     """Deploy the stack, make sure a model serves, seed the example reply templates, send the
     samples; the stack's outputs."""
     os.environ.update(running.env)  # every boto3 client from here on talks to it
+    bucket = sagemaker.artifact_bucket(settings.bucket)
     outputs = stack.deploy_pipeline(
         stack.target_for(running.backend),
         settings.stack_name,
-        sagemaker.artifact_bucket(settings.bucket),
+        bucket,
         stack.stack_settings(settings, on_aws=False),
         say=console.print,
     )
+    remember_stack(settings, bucket, outputs)
     ensure_model(settings, sagemaker.parse_hyperparameters(hyperparameter))
-    seed_example_templates(sagemaker.artifact_bucket(settings.bucket))
+    seed_example_templates(bucket)
     console.print(f"[green]ready[/] in {time.monotonic() - started:.1f} s")
     console.print(f"review page: [bold]{pipeline.review_url(outputs)}[/]")
     if send_samples:
@@ -272,14 +274,20 @@ def env() -> None:
         "POSTWERK_STACK_NAME": settings.stack_name,
     }
     # The SageMaker SDKs ask STS on the public endpoint for the role and the default bucket,
-    # so notebooks pass both explicitly: these are the stack's role and artifacts bucket.
-    os.environ.update(running.env)
-    exports["POSTWERK_BUCKET"] = sagemaker.artifact_bucket(settings.bucket)
-    if stack.stack_exists(settings.stack_name):
-        outputs = stack.stack_outputs(settings.stack_name)
-        exports["POSTWERK_ROLE_ARN"] = outputs.get("SageMakerRoleArn", settings.role_arn)
+    # so notebooks pass both explicitly: the stack's, recorded when it was deployed.
+    deployed = running.stacks.get(settings.stack_name)
+    if deployed is None:
+        print(f"# no stack {settings.stack_name} deployed here yet: `postwerk deploy`")
+    exports |= deployed or {}
     for name, value in exports.items():
         print(f"export {name}={value}")
+
+
+def remember_stack(settings: CliSettings, bucket: str, outputs: dict[str, str]) -> None:
+    """The stack's bucket and role, for `env` (see local.remember_stack)."""
+    role = outputs.get("SageMakerRoleArn", settings.role_arn)
+    exports = {"POSTWERK_BUCKET": bucket, "POSTWERK_ROLE_ARN": role}
+    local.remember_stack(settings.state_dir, settings.stack_name, exports)
 
 
 def aws_configured() -> bool:
