@@ -26,6 +26,7 @@ from emulation.sagemaker.tags import Tags
 from emulation.sagemaker.training import TrainingJobs
 from emulation.sagemaker.transform import TransformJobs
 from emulation.sagemaker.tuning import TuningJobs
+from emulation.sagemaker.validation import check, check_invocation
 
 JSON_1_1 = "application/x-amz-json-1.1"
 FORWARDED_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
@@ -92,6 +93,27 @@ def operations(
     return table | {"AddTags": tags.add, "ListTags": tags.list, "DeleteTags": tags.delete}
 
 
+def keep_stored(store: Store, operation: str, request: dict[str, Any], members: list[str]):
+    """A Create call's members stored without effect (validation.FIELDS), in the new
+    resource's Describe document: CreateTrainingJob -> TrainingJob <TrainingJobName>."""
+    kind = operation.removeprefix("Create")
+    if not members or kind == operation or store.get(kind, request[f"{kind}Name"]) is None:
+        return
+    store.update(kind, request[f"{kind}Name"], lambda document: document.update(
+        {member: request[member] for member in members}
+    ))  # fmt: skip
+
+
+def runtime_error(error: SageMakerError) -> Response:
+    """restJson1: the code in x-amzn-ErrorType."""
+    return Response(
+        json.dumps({"message": error.message, **error.fields}),
+        error.status,
+        headers={"x-amzn-ErrorType": error.code},
+        media_type="application/json",
+    )
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     store = Store(settings.state_dir / "sagemaker.db")
@@ -130,7 +152,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 payload = json.loads(await request.body() or b"{}")
             except json.JSONDecodeError as error:
                 raise SageMakerError("SerializationException", str(error)) from error
+            if not isinstance(payload, dict):
+                raise SageMakerError("SerializationException", "the request is not a JSON object")
+            stored = check(name, payload)
             result = await run_in_threadpool(operation, payload)
+            await run_in_threadpool(keep_stored, store, name, payload, stored)
         except SageMakerError as error:
             return Response(json.dumps(error.body()), error.status, media_type=JSON_1_1)
         return Response(json.dumps(result), media_type=JSON_1_1)
@@ -139,17 +165,29 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def invoke_endpoint(name: str, request: Request) -> Response:
         headers = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k)) is not None}
         try:
+            check_invocation("InvokeEndpoint", dict(request.headers))
             body, answer_headers = await endpoints.invocations.invoke(
                 name, await request.body(), headers
             )
         except SageMakerError as error:
-            return Response(
-                json.dumps({"message": error.message, **error.fields}),
-                error.status,
-                headers={"x-amzn-ErrorType": error.code},
-                media_type="application/json",
-            )
+            return runtime_error(error)
         return Response(body, headers=answer_headers)
+
+    @app.post("/endpoints/{name}/async-invocations")
+    async def invoke_endpoint_async(name: str, request: Request) -> Response:
+        try:
+            check_invocation("InvokeEndpointAsync", dict(request.headers))
+        except SageMakerError as error:
+            return runtime_error(error)
+        raise AssertionError("validation.FIELDS refuses InvokeEndpointAsync")
+
+    @app.post("/endpoints/{name}/invocations-response-stream")
+    async def invoke_endpoint_with_response_stream(name: str, request: Request) -> Response:
+        try:
+            check_invocation("InvokeEndpointWithResponseStream", dict(request.headers))
+        except SageMakerError as error:
+            return runtime_error(error)
+        raise AssertionError("validation.FIELDS refuses InvokeEndpointWithResponseStream")
 
     @app.get("/_postwerk/health")
     async def health() -> dict[str, str]:

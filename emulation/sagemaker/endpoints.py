@@ -169,6 +169,15 @@ class Endpoints:
             )
         if any(int(d.get("DesiredInstanceCount", 1)) < 1 for d in desired.values()):
             raise validation("DesiredInstanceCount must be at least 1")
+        weights = [
+            float(desired.get(variant, {}).get("DesiredWeight", weight))
+            for variant, weight, _ in fleet.variants
+        ]
+        if all(weight == 0 for weight in weights):
+            raise validation(
+                "The weight of at least one production variant must be greater than 0; "
+                "all would be 0"
+            )
         self._change(name, EndpointStatus="Updating")
         self._in_background(self._resize, name, fleet, desired)
         return {"EndpointArn": endpoint["EndpointArn"]}

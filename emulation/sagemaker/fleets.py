@@ -101,7 +101,8 @@ class Fleet:
         candidates = [
             (weight, ready)
             for _, weight, replicas in self.variants
-            if (ready := [r for r in replicas if r.ready and id(r) not in excluded])
+            if weight > 0  # AWS sends a variant of weight 0 no traffic
+            and (ready := [r for r in replicas if r.ready and id(r) not in excluded])
         ]
         if not candidates:
             return None
