@@ -301,6 +301,8 @@ def machine_info() -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
+        "cpu_vendor": cpu_vendor(),
+        "cpu_features": _cpu_features(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
@@ -312,13 +314,36 @@ def machine_info() -> dict[str, Any]:
 
 
 def _cpu_model() -> str | None:
+    return _cpuinfo_field("model name") or platform.processor() or None
+
+
+# The instruction sets an inference engine's speed depends on (OpenVINO picks its kernels by
+# them): AVX-512, VNNI for int8, BF16, and AMX on Intel since Sapphire Rapids.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                "amx_int8")  # fmt: skip
+VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+
+
+def _cpuinfo_field(name: str) -> str:
+    """The first processor's field in /proc/cpuinfo ("" where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == name:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or None
+    return ""
+
+
+def cpu_vendor() -> str:
+    """intel, amd, or what /proc/cpuinfo says (other where it says nothing)."""
+    vendor = _cpuinfo_field("vendor_id")
+    return VENDORS.get(vendor, vendor.lower() or "other")
+
+
+def _cpu_features() -> list[str]:
+    flags = set(_cpuinfo_field("flags").split())
+    return [feature for feature in CPU_FEATURES if feature in flags]
 
 
 def _git_commit() -> str | None:
@@ -335,14 +360,16 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def write_results(name: str, results: dict[str, Any], quick: bool) -> Path:
+def write_results(name: str, results: dict[str, Any], quick: bool, per_cpu: bool) -> Path:
     """bench/results/<name>.json (bench/work/results/ for --quick), with machine info;
-    <name>-cuda.json on a GPU machine, so that CPU and GPU figures live side by side."""
+    <name>-cuda.json on a GPU machine, so that CPU and GPU figures live side by side, and
+    <name>-intel.json, <name>-amd.json with `per_cpu`, for figures that depend on the CPU."""
     import torch
 
     folder = QUICK_RESULTS_DIR if quick else RESULTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}{'-cuda' if torch.cuda.is_available() else ''}.json"
+    variant = "-cuda" if torch.cuda.is_available() else f"-{cpu_vendor()}" if per_cpu else ""
+    path = folder / f"{name}{variant}.json"
     document = {
         "benchmark": name,
         "command": reproduce_command(name),
@@ -373,8 +400,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def finish(name: str, results: dict[str, Any], quick: bool) -> None:
-    path = write_results(name, results, quick)
+def finish(name: str, results: dict[str, Any], quick: bool, per_cpu: bool = False) -> None:
+    path = write_results(name, results, quick, per_cpu)
     print(f"\nresults: {path.relative_to(REPO_ROOT)}")
     print(f"reproduce: {reproduce_command(name)}")
     if quick:

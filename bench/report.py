@@ -31,7 +31,7 @@ Table = tuple[list[str], list[list[str]]]  # header, rows
 class Benchmark:
     name: str  # bench/<name>.py
     title: str
-    files: tuple[str, ...]  # under bench/results/
+    files: tuple[str, ...]  # under bench/results/; a pattern stands for every file it matches
     about: str  # what it measures, against what; no figures
     tables: Callable[[list[Result]], list[Table]]
     verdict: Callable[[list[Result]], list[str]] = lambda results: []
@@ -73,11 +73,19 @@ def machine(result: Result) -> str:
     found = result["machine"]
     when = datetime.fromisoformat(found["date"]).strftime("%Y-%m-%d %H:%M UTC")
     gpu = found["cuda"] or "no GPU"
+    features = ", ".join(found.get("cpu_features", [])) or "not recorded"
     return (
-        f"{when}, {found['cpu_count']} cores ({found['cpu_model']}), {gpu}; Python "
+        f"{when}, {found['cpu_count']} cores ({found['cpu_model']}; {features}), {gpu}; Python "
         f"{found['python']}, torch {found['torch']}; commit `{found['git_commit']}`; "
         f"`{result['command']}`"
     )
+
+
+def cpu_family(result: Result) -> str:
+    """The processor family a result was measured on (Intel, AMD), from its CPU model."""
+    found = result["machine"]
+    vendor = found.get("cpu_vendor") or found["cpu_model"].split()[0].removesuffix("(R)")
+    return {"intel": "Intel", "amd": "AMD"}.get(vendor.lower(), vendor)
 
 
 def hardware(result: Result) -> str:
@@ -203,8 +211,13 @@ WORKLOADS = {"short": "short texts (Banking77 test)", "email": "e-mail-length te
 
 
 def serving_tables(results: list[Result]) -> list[Table]:
-    [result] = results
+    return [table for result in results for table in serving_tables_of(result)]
+
+
+def serving_tables_of(result: Result) -> list[Table]:
+    cpu = cpu_family(result)
     servers = [
+        "CPU",
         "workload",
         "server",
         "req/s (median)",
@@ -221,6 +234,7 @@ def serving_tables(results: list[Result]) -> list[Table]:
             low, high = figures["requests_per_second_range"]
             rows.append(
                 [
+                    cpu,
                     WORKLOADS[workload],
                     server,
                     number(figures["requests_per_second"], 1),
@@ -234,9 +248,10 @@ def serving_tables(results: list[Result]) -> list[Table]:
             )
     engines = list(result["workloads"]["short"]["engines"])
     ceilings = (
-        ["engine, in process (texts/s)", *[WORKLOADS[w] for w in result["workloads"]]],
+        ["CPU", "engine, in process (texts/s)", *[WORKLOADS[w] for w in result["workloads"]]],
         [
             [
+                cpu,
                 engine,
                 *[
                     number(found["engines"][engine]["texts_per_second"])
@@ -250,13 +265,16 @@ def serving_tables(results: list[Result]) -> list[Table]:
 
 
 def serving_verdict(results: list[Result]) -> list[str]:
-    [result] = results
+    return [line for result in results for line in serving_verdict_of(result)]
+
+
+def serving_verdict_of(result: Result) -> list[str]:
     load = result["load"]
     lines = [
-        f"Load: {load['generator']}; {load['concurrency']} connections, medians of "
-        f"{load['repeats']} interleaved {load['duration_seconds']} s runs per server; e-mail-"
-        f"length texts are a subject and about {load['email_words']} words at max length "
-        f"{load['email_max_length']}. Model: "
+        f"{cpu_family(result)}: load: {load['generator']}; {load['concurrency']} connections, "
+        f"medians of {load['repeats']} interleaved {load['duration_seconds']} s runs per "
+        f"server; e-mail-length texts are a subject and about {load['email_words']} words at "
+        f"max length {load['email_max_length']}. Model: "
         + (
             "trained."
             if result["trained_model"]
@@ -686,7 +704,7 @@ BENCHMARKS = (
     Benchmark(
         "serving",
         "Serving",
-        ("serving.json",),
+        ("serving-*.json",),
         "The serving container under wrk, one server process each, against what a user "
         "would write instead: `transformers.pipeline` called per request from an async "
         "FastAPI handler, truncating at the same max length, same model and threads "
@@ -825,7 +843,8 @@ why they changed, in the [changelog](../CHANGELOG.md).
 def render(results_dir: Path = RESULTS_DIR) -> str:
     sections = [INTRO]
     for benchmark in BENCHMARKS:
-        results = [json.loads((results_dir / name).read_text()) for name in benchmark.files]
+        paths = [path for name in benchmark.files for path in sorted(results_dir.glob(name))]
+        results = [json.loads(path.read_text()) for path in paths]
         parts = [
             f"## {benchmark.title}",
             prose(f"`python -m bench.{benchmark.name}`. {benchmark.about}"),

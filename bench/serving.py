@@ -540,6 +540,7 @@ def main() -> None:
             "rss_target_mb_per_worker": RSS_TARGET_MB,
         },
         args.quick,
+        per_cpu=True,  # the engine's advantage depends on the processor family
     )
 
 

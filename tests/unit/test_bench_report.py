@@ -12,7 +12,12 @@ def test_the_page_is_what_the_script_writes_from_the_results():
 
 
 def test_every_results_file_has_its_section():
-    reported = {name for benchmark in BENCHMARKS for name in benchmark.files}
+    reported = {
+        path.name
+        for benchmark in BENCHMARKS
+        for pattern in benchmark.files
+        for path in RESULTS_DIR.glob(pattern)
+    }
     assert reported == {path.name for path in RESULTS_DIR.glob("*.json")}
 
 
@@ -24,3 +29,15 @@ def test_a_new_figure_in_a_results_file_shows_on_the_page(tmp_path):
     (results / "pipeline.json").write_text(json.dumps(pipeline))
     assert "| 123.5 |" in render(results)
     assert "| 123.5 |" not in render()
+
+
+def test_serving_figures_of_each_processor_family_have_rows_of_their_own(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS_DIR, results)
+    other = json.loads((results / "serving-intel.json").read_text())
+    other["machine"] |= {"cpu_model": "AMD EPYC 9R14", "cpu_vendor": "amd"}
+    (results / "serving-amd.json").write_text(json.dumps(other))
+    page = render(results)
+    assert "| AMD | short texts (Banking77 test) |" in page
+    assert "| Intel | short texts (Banking77 test) |" in page
+    assert "| AMD | short texts (Banking77 test) |" not in render()
