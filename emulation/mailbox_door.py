@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from emulation.processes import process_tree, stop_processes
 from emulation.smtp import StackBucket
 
 LOOK_SECONDS = 2.0  # how often to look for the stack, and to wait before a restart
@@ -61,12 +62,7 @@ class DoorLauncher:
         self.stopping.set()
         self.thread.join()
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_processes(process_tree(self.process), timeout)
 
 
 def main() -> None:
