@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.common import base_parser, finish, print_table, work_dir
-from emulation.processes import free_port
+from emulation.processes import free_ports
 
 POSTWERK = str(Path(sys.executable).parent / "postwerk")
 TARGETS = {"--help": 0.5, "env": 0.5, "status": 1.5}
@@ -34,12 +34,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
+    aws_port, sagemaker_port, smtp_port = free_ports(3)
     environment = os.environ | {
         "BACKEND": "embedded",
         "POSTWERK_STATE_DIR": str(work_dir("cli", clean=True)),
-        "POSTWERK_AWS_PORT": str(free_port()),
-        "POSTWERK_SAGEMAKER_PORT": str(free_port()),
-        "POSTWERK_SMTP_PORT": str(free_port()),
+        "POSTWERK_AWS_PORT": str(aws_port),
+        "POSTWERK_SAGEMAKER_PORT": str(sagemaker_port),
+        "POSTWERK_SMTP_PORT": str(smtp_port),
     }
     up = [POSTWERK, "up", "--detach", "--no-send-samples", "-p", "max_steps=1"]
     print("bringing up a stack for the benchmark (one training step) ...", flush=True)

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -29,9 +29,17 @@ class StartError(Exception):
 
 def free_port() -> int:
     """A port nobody listens on now (the OS picks it)."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on now, all different: each probe stays bound until all are
+    picked (one after another, the OS may hand out the same port twice)."""
+    with ExitStack() as probes:
+        bound = [probes.enter_context(socket.socket()) for _ in range(count)]
+        for probe in bound:
+            probe.bind((HOST, 0))
+        return [probe.getsockname()[1] for probe in bound]
 
 
 def port_in_use(port: int) -> bool:

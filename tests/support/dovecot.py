@@ -25,7 +25,7 @@ from pathlib import Path
 import trustme
 from imapclient import IMAPClient
 
-from emulation.processes import HOST, free_port
+from emulation.processes import HOST, free_ports
 
 PASSWORD = "dovecot-test-password"
 
@@ -37,7 +37,7 @@ class Dovecot:
         self.idle = idle
         self.user = "dovecot" if os.geteuid() == 0 else getpass.getuser()
         self.folder = Path(tempfile.mkdtemp(prefix="postwerk-dovecot-"))
-        self.port, self.imaps_port = free_port(), free_port()
+        self.port, self.imaps_port = free_ports(2)
         self.oauth2_introspection = ""  # set before start: tokens are checked there
         self.process: subprocess.Popen | None = None
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from emulation.processes import free_port
+from emulation.processes import free_ports
 from postwerk import local
 from postwerk import pipeline as operations
 from tests.support.aws import with_ministack_venv
@@ -69,12 +69,13 @@ def local_stack(tiny_bert, ministack_venv, tmp_path_factory) -> Iterator[LocalSt
     venv that the run installed once (as `up` does into its state folder); `postwerk down`
     once the module's tests are done."""
     state_dir = with_ministack_venv(tmp_path_factory.mktemp("up"), ministack_venv)
+    aws_port, sagemaker_port, smtp_port = free_ports(3)
     environment = os.environ | {
         "BACKEND": "embedded",
         "POSTWERK_STATE_DIR": str(state_dir),
-        "POSTWERK_AWS_PORT": str(free_port()),
-        "POSTWERK_SAGEMAKER_PORT": str(free_port()),
-        "POSTWERK_SMTP_PORT": str(free_port()),
+        "POSTWERK_AWS_PORT": str(aws_port),
+        "POSTWERK_SAGEMAKER_PORT": str(sagemaker_port),
+        "POSTWERK_SMTP_PORT": str(smtp_port),
         "COLUMNS": "200",
     }
     hyperparameters = tiny_hyperparameters(tiny_bert, epochs=4)  # 420 e-mails: 4 epochs do
