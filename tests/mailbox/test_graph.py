@@ -236,3 +236,39 @@ def test_the_watcher_polls_a_graph_mailbox(graph, buckets):
         watcher.stop(timeout=10)
     assert not watcher.thread.is_alive()
     assert isinstance(watcher.door, graph_door.GraphDoor)
+
+
+def test_postwerk_mailbox_add_graph_and_the_scheduled_function_reads_it(graph, buckets):
+    from typer.testing import CliRunner
+
+    from postwerk.cli import app
+    from services.mailbox import handler
+    from tests.support.lambdas import LambdaContext
+
+    def postwerk(*arguments: str):
+        return CliRunner().invoke(app, list(arguments))
+
+    common = ["--user", "support@contoso.com", "--secret", "env:POSTWERK_TEST_MAILBOX_SECRET"]
+    without_tenant = postwerk("mailbox", "add", "support", "--graph", *common)
+    added = postwerk(
+        *("mailbox", "add", "support", "--graph", *common, "--graph-url", graph.url),
+        *("--tenant", "contoso.onmicrosoft.com", "--client-id", "postwerk-door"),
+    )
+    no_host = postwerk("mailbox", "add", "other", *common)
+    listed = postwerk("mailbox", "list")
+    [mailbox] = state.mailboxes(buckets.artifacts)
+    state.save_mailbox(  # Entra ID: the local identity provider
+        buckets.artifacts, mailbox.model_copy(update={"authority": graph.identity.url})
+    )
+    graph.deliver(message(1), message(2))
+
+    answer = handler.handler({}, LambdaContext(remaining_ms=30_000))
+
+    assert without_tenant.exit_code == 2 and "tenant" in without_tenant.output
+    assert added.exit_code == 0, added.output
+    assert "through Microsoft Graph" in added.output
+    assert no_host.exit_code == 2 and "needs its server" in no_host.output
+    assert "Microsoft" in listed.output and "mark" in listed.output  # the cells wrap
+    assert (mailbox.kind, mailbox.auth, mailbox.folders) == ("graph", "microsoft", ["inbox"])
+    assert answer == {"support": {"stored": 2, "backlog": 0, "error": ""}}
+    assert all(m.is_read for m in graph.in_folder())
