@@ -34,6 +34,7 @@ class GraphError(Exception):
         super().__init__(f"HTTP {status} {code}: {message}".strip())
         self.status = status
         self.code = code
+        self.detail = message
 
 
 class DeltaExpired(GraphError):
@@ -114,6 +115,12 @@ class Graph:
                 if len(raw) > limit:
                     return Mime(bytes(raw[:CHUNK]), too_big=True)
             return Mime(bytes(raw))
+
+    def folder(self, folder: str) -> dict:
+        """The folder (a well-known name or an id): its id and displayName; Gone when the
+        mailbox has none such."""
+        url = f"{self.user}/mailFolders/{quote(folder, safe='')}?$select=id,displayName"
+        return self.request("GET", url).json()
 
     def mark_read(self, message_id: str) -> None:
         self.request("PATCH", self.message(message_id), json={"isRead": True}).close()

@@ -61,6 +61,7 @@ class GraphDoor:
         self.mailbox = mailbox
         self.buckets = buckets
         self.opened: Graph | None = None
+        self.destination = ""  # move: the folder's id, once it is known to be there
 
     @property
     def graph(self) -> Graph:
@@ -72,6 +73,7 @@ class GraphDoor:
         if self.opened is not None:
             self.opened.close()
             self.opened = None
+            self.destination = ""
 
     def sync(self, deadline: float | None = None) -> Tally:
         """Every folder up to its newest message, or until the deadline (time.monotonic());
@@ -92,6 +94,9 @@ class GraphDoor:
         while True:
             try:
                 page = self.graph.page(link)
+            except Gone as error:  # the folder (or the user) is not there
+                reason = f"no folder {folder!r} in the mailbox: {error.detail}"
+                raise GraphError(error.status, error.code, reason) from None
             except DeltaExpired:
                 if link == start:
                     raise
@@ -162,9 +167,11 @@ class GraphDoor:
         """What the mailbox's owner wants done with stored messages; one gone meanwhile (an
         earlier try moved or deleted it) is done."""
         graph = self.graph
+        if ids and self.mailbox.action == "move" and not self.destination:
+            self.destination = self.folder_to_move_to()
         do = {
             "keep": graph.mark_read,
-            "move": lambda message: graph.move(message, self.mailbox.move_to),
+            "move": lambda message: graph.move(message, self.destination),
             "delete": graph.delete,
         }[self.mailbox.action]
 
@@ -173,6 +180,15 @@ class GraphDoor:
                 do(message)
 
         list(storers.map(act_on, ids))
+
+    def folder_to_move_to(self) -> str:
+        """Its id; a folder that is not there fails the fetch before anything is moved (a
+        move to nowhere would answer 404, as a message moved already does)."""
+        try:
+            return self.graph.folder(self.mailbox.move_to)["id"]
+        except Gone as error:
+            reason = f"no folder {self.mailbox.move_to!r} to move to: {error.detail}"
+            raise GraphError(error.status, error.code, reason) from None
 
     def set_aside(self, folder: str, message: str, raw: bytes, reason: str) -> None:
         """rejected/mailbox/<mailbox>/<folder digest>/graph-<id digest> (steps.set_aside)."""

@@ -272,3 +272,34 @@ def test_postwerk_mailbox_add_graph_and_the_scheduled_function_reads_it(graph, b
     assert (mailbox.kind, mailbox.auth, mailbox.folders) == ("graph", "microsoft", ["inbox"])
     assert answer == {"support": {"stored": 2, "backlog": 0, "error": ""}}
     assert all(m.is_read for m in graph.in_folder())
+
+
+def test_a_folder_that_is_not_there_fails_the_fetch_before_anything_is_moved(graph, buckets):
+    graph.deliver(message(1))
+    reads_nowhere = graph_mailbox(graph, folders=["Kundenanfragen"])
+    moves_nowhere = graph_mailbox(graph, action="move", move_to="Erledigt")
+
+    reading = recorded(reads_nowhere, buckets, lambda: fetch_once(reads_nowhere, buckets))
+    moving = recorded(moves_nowhere, buckets, lambda: fetch_once(moves_nowhere, buckets))
+
+    assert reading.last_error == (
+        "GraphError: HTTP 404 ErrorItemNotFound: no folder 'Kundenanfragen' in the mailbox: "
+        "The specified object was not found in the store."
+    )
+    assert moving.last_error.startswith("GraphError: HTTP 404 ErrorItemNotFound: no folder")
+    assert len(stored(buckets)) == 1  # stored, not moved: the next fetch moves it
+    assert len(graph.in_folder("inbox")) == 1 and graph.asked("POST") == []
+
+
+def test_a_wrong_client_secret_is_refused_by_entra_id(graph, buckets, monkeypatch):
+    monkeypatch.setenv("POSTWERK_TEST_MAILBOX_SECRET", "not-the-secret")
+    graph.deliver(message(1))
+    mailbox = graph_mailbox(graph)
+
+    health = recorded(mailbox, buckets, lambda: fetch_once(mailbox, buckets))
+
+    assert health.login_refused
+    assert health.last_error == (
+        "login refused: Microsoft Entra ID: AADSTS7000215: Invalid client secret provided."
+    )
+    assert graph.requests == []

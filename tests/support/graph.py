@@ -197,6 +197,11 @@ class FakeGraph:
             if folder is None:
                 return 404, {}, recorded("error-item-not-found")
             return self.delta(folder, query, headers.get("Prefer", ""))
+        if method == "GET" and parts[0] == "mailFolders" and len(parts) == 2:
+            folder = self.folder_id(parts[1])
+            if folder is None:
+                return 404, {}, recorded("error-item-not-found")
+            return 200, {}, {"id": folder, "displayName": self.folders[folder]}
         if parts[0] != "messages" or len(parts) < 2 or parts[1] not in self.messages:
             return 404, {}, recorded("error-item-not-found")
         message = self.messages[parts[1]]
