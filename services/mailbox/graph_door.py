@@ -8,7 +8,8 @@ page (at most 100 messages each, Prefer: odata.maxpagesize). Each page is:
 1. stored: each message's MIME ($value), raw and unchanged, with the same key and the same
    conditional put as the IMAP door's, so a message that came in through either door, or in
    an earlier try, is a no-op; one whose Message-ID (internetMessageId) is stored already is
-   not downloaded again. They are read STORERS at a time and stored 32 MB at a time;
+   not downloaded again. They are read 4 at a time (Outlook's limit: 4 concurrent requests
+   per app and mailbox; more are answered 429) and stored 32 MB at a time;
 2. acted on, and only once stored: marked read (PATCH isRead), moved (POST move), or deleted
    (into Deleted Items); a message gone meanwhile (404) is left be;
 3. checkpointed: the folder's link moves to the page's @odata.nextLink, or at the round's end
@@ -28,6 +29,7 @@ one line and a health record (door.recorded), the next try after the backoff.
 import contextlib
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from services import storage
 from services.mailbox import state
@@ -37,7 +39,6 @@ from services.mailbox.graph import DeltaExpired, Gone, Graph, GraphError
 from services.mailbox.steps import (
     BATCH_BYTES,
     SES_SIZE_LIMIT,
-    STORERS,
     Buckets,
     Fetched,
     Tally,
@@ -47,10 +48,10 @@ from services.mailbox.steps import (
     oversized,
     set_aside,
     store_then_act,
-    storers,
 )
 
 KNOWN, GONE, SET_ASIDE = "known", "gone", "set aside"
+CONCURRENT = 4  # Outlook's limit of concurrent requests per app and mailbox
 
 
 class GraphDoor:
@@ -62,6 +63,7 @@ class GraphDoor:
         self.buckets = buckets
         self.opened: Graph | None = None
         self.destination = ""  # move: the folder's id, once it is known to be there
+        self.callers: ThreadPoolExecutor | None = None  # Graph's calls, with the client
 
     @property
     def graph(self) -> Graph:
@@ -69,11 +71,18 @@ class GraphDoor:
             self.opened = Graph(self.mailbox, graph_tokens(self.mailbox))
         return self.opened
 
+    def calls(self) -> ThreadPoolExecutor:
+        if self.callers is None:
+            self.callers = ThreadPoolExecutor(CONCURRENT, f"graph-{self.mailbox.name}")
+        return self.callers
+
     def close(self) -> None:
+        if self.callers is not None:
+            self.callers.shutdown()
+            self.callers = None
         if self.opened is not None:
             self.opened.close()
-            self.opened = None
-            self.destination = ""
+            self.opened, self.destination = None, ""
 
     def sync(self, deadline: float | None = None) -> Tally:
         """Every folder up to its newest message, or until the deadline (time.monotonic());
@@ -121,11 +130,10 @@ class GraphDoor:
         fetched: dict[str, Fetched] = {}
         known: list[str] = []
         weight = 0
-        for start in range(0, len(messages), STORERS):
-            group = messages[start : start + STORERS]
-            for item, (outcome, message) in zip(
-                group, storers.map(lambda item: self.take(folder, item), group), strict=True
-            ):
+        for start in range(0, len(messages), CONCURRENT):
+            group = messages[start : start + CONCURRENT]
+            taken = self.calls().map(lambda item: self.take(folder, item), group)
+            for item, (outcome, message) in zip(group, taken, strict=True):
                 if outcome == KNOWN:
                     known.append(item["id"])
                 elif outcome == SET_ASIDE:
@@ -179,7 +187,7 @@ class GraphDoor:
             with contextlib.suppress(Gone):
                 do(message)
 
-        list(storers.map(act_on, ids))
+        list(self.calls().map(act_on, ids))
 
     def folder_to_move_to(self) -> str:
         """Its id; a folder that is not there fails the fetch before anything is moved (a

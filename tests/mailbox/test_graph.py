@@ -303,3 +303,13 @@ def test_a_wrong_client_secret_is_refused_by_entra_id(graph, buckets, monkeypatc
         "login refused: Microsoft Entra ID: AADSTS7000215: Invalid client secret provided."
     )
     assert graph.requests == []
+
+
+def test_at_most_four_requests_at_a_time_as_outlook_allows(graph, buckets):
+    graph.deliver(*(message(n) for n in range(40)))
+
+    tally = fetch_once(graph_mailbox(graph), buckets)
+
+    assert tally.stored == 40
+    assert graph.most_in_flight == 4
+    assert [r for r in graph.requests if r.status == 429] == []

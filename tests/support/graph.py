@@ -14,6 +14,7 @@ What it serves, under /v1.0/users/<user>:
   an id; the message gets a new id, as in Exchange), DELETE messages/<id> (into Deleted
   Items).
 Folders are named by id or by their well-known names (inbox, archive, deleteditems).
+As Outlook does, a request beyond 4 at a time answers 429 (MailboxConcurrency);
 `throttle` answers the next requests 429 with Retry-After; `refuse` answers every request
 401 or 403; `hold_on` keeps a method's requests waiting (a door killed meanwhile). `requests`
 lists what was asked, and when.
@@ -39,7 +40,9 @@ from tests.support.identity import GRAPH_SCOPE, IdentityProvider
 
 ANSWERS = Path(__file__).with_name("graph_answers")
 WELL_KNOWN = ("inbox", "archive", "deleteditems")
+CONCURRENT_LIMIT = 4  # Outlook's, per app and mailbox
 DEFAULT_PAGE = 10  # Graph's page size for messages without a Prefer header
+LATENCY = 0.01  # seconds per request: requests overlap as they do over a network
 
 
 def recorded(name: str) -> dict:
@@ -81,6 +84,8 @@ class FakeGraph:
         self.hold_on = ""  # a method whose requests wait for `released` (then answer 503)
         self.held, self.released = threading.Event(), threading.Event()
         self.requests: list[Request] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
         self.https = ThreadingHTTPServer((HOST, 0), self.handler())
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ca.issue_cert(HOST).configure_cert(context)
@@ -180,6 +185,8 @@ class FakeGraph:
         if self.throttled:
             seconds = self.throttled.pop(0)
             return 429, {"Retry-After": str(seconds)}, recorded("error-too-many-requests")
+        if self.in_flight > CONCURRENT_LIMIT:
+            return 429, {"Retry-After": "1"}, recorded("error-too-many-requests")
         token = headers.get("Authorization", "").removeprefix("Bearer ")
         if not self.identity.valid(token, GRAPH_SCOPE):
             return 401, {}, recorded("error-invalid-token")
@@ -278,6 +285,17 @@ class FakeGraph:
 
             def respond(self, method: str) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with graph.lock:
+                    graph.in_flight += 1
+                    graph.most_in_flight = max(graph.most_in_flight, graph.in_flight)
+                try:
+                    time.sleep(LATENCY)
+                    self.answer(method, body)
+                finally:
+                    with graph.lock:
+                        graph.in_flight -= 1
+
+            def answer(self, method: str, body: bytes) -> None:
                 status, extra, document = graph.answer(method, self.path, self.headers, body)
                 graph.requests.append(Request(method, unquote(self.path), time.monotonic(), status))
                 content = document if isinstance(document, bytes) else json.dumps(document).encode()
