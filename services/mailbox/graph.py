@@ -91,7 +91,7 @@ class Graph:
         what Graph needs to know which is which travels in the links it answers."""
         return (
             f"{self.user}/mailFolders/{quote(folder, safe='')}/messages/delta"
-            "?changeType=created&$select=id,internetMessageId"
+            "?changeType=created&$select=id,internetMessageId,isRead"
         )
 
     def page(self, link: str) -> Page:

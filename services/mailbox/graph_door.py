@@ -63,6 +63,7 @@ class GraphDoor:
         self.buckets = buckets
         self.opened: Graph | None = None
         self.destination = ""  # move: the folder's id, once it is known to be there
+        self.read: set[str] = set()  # keep: the page's messages that are read already
         self.callers: ThreadPoolExecutor | None = None  # Graph's calls, with the client
 
     @property
@@ -130,6 +131,8 @@ class GraphDoor:
         fetched: dict[str, Fetched] = {}
         known: list[str] = []
         weight = 0
+        if self.mailbox.action == "keep":  # read already: no PATCH (a new round lists them all)
+            self.read = {item["id"] for item in messages if item.get("isRead")}
         for start in range(0, len(messages), CONCURRENT):
             group = messages[start : start + CONCURRENT]
             taken = self.calls().map(lambda item: self.take(folder, item), group)
@@ -187,7 +190,7 @@ class GraphDoor:
             with contextlib.suppress(Gone):
                 do(message)
 
-        list(self.calls().map(act_on, ids))
+        list(self.calls().map(act_on, [i for i in ids if i not in self.read]))
 
     def folder_to_move_to(self) -> str:
         """Its id; a folder that is not there fails the fetch before anything is moved (a

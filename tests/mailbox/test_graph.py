@@ -113,6 +113,8 @@ def test_an_expired_delta_token_reads_the_folder_again_without_duplicates(graph,
     assert len(gone) == 1 and "$deltatoken" in gone[0].path
     assert (tally.stored, tally.duplicates) == (1, 2)
     assert (after.stored, after.duplicates) == (0, 0)
+    assert len(graph.asked("PATCH")) == 3  # those read already are not marked read again
+    assert len(graph.asked("GET", "$value")) == 4  # again: only the one without a Message-ID
     assert subjects(stored(buckets)) == ["Rechnung 1", "Rechnung 2", "Rechnung 3"]
     assert "$deltatoken=" in state.checkpoints(buckets.artifacts, "support").deltas["inbox"]
 

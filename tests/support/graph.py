@@ -250,7 +250,8 @@ class FakeGraph:
         document = recorded("message-delta")
         template = document["value"][0]
         document["value"] = [
-            copy.deepcopy(template) | {"id": m.id, "internetMessageId": m.internet_message_id}
+            copy.deepcopy(template)
+            | {"id": m.id, "internetMessageId": m.internet_message_id, "isRead": m.is_read}
             for m in page
         ]
         base = f"{self.url}/users/{quote(self.user)}/mailFolders/{quote(folder)}/messages/delta"
