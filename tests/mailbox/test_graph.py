@@ -315,3 +315,32 @@ def test_at_most_four_requests_at_a_time_as_outlook_allows(graph, buckets):
     assert tally.stored == 40
     assert graph.most_in_flight == 4
     assert [r for r in graph.requests if r.status == 429] == []
+
+
+def test_a_crash_before_a_page_is_checkpointed_reads_it_again_storing_nothing_twice(
+    graph, buckets, monkeypatch
+):
+    page_size(monkeypatch, 2)
+    graph.deliver(*(message(n) for n in range(5)))
+    mailbox = graph_mailbox(graph)
+    advance = state.advance_delta
+    checkpoints = []
+
+    def crash_on_the_second(*arguments):
+        if len(checkpoints) == 1:
+            raise SystemExit("killed")
+        checkpoints.append(arguments[-1])
+        return advance(*arguments)
+
+    monkeypatch.setattr(state, "advance_delta", crash_on_the_second)
+    with pytest.raises(SystemExit):
+        fetch_once(mailbox, buckets)
+    monkeypatch.setattr(state, "advance_delta", advance)
+    assert "$skiptoken=" in state.checkpoints(buckets.artifacts, "support").deltas["inbox"]
+    assert len(stored(buckets)) == 4
+
+    tally = fetch_once(mailbox, buckets)
+
+    assert (tally.stored, tally.duplicates) == (1, 2)  # the second page again, then the third
+    assert subjects(stored(buckets)) == [f"Rechnung {n}" for n in range(5)]
+    assert all(m.is_read for m in graph.in_folder())
