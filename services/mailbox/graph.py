@@ -5,7 +5,8 @@ and Graph's answers turned into what the door acts on:
   pass the fetch's deadline or MAX_WAIT_SECONDS: then Throttled, which the door records so
   the next fetch waits that long;
 - 401 and 403: LoginRefused, at once (a refused token is never retried in a loop);
-- 410 Gone, or the error code syncStateNotFound: DeltaExpired (the delta token is gone);
+- 410 Gone, or the error codes syncStateNotFound, syncStateInvalid, resyncRequired:
+  DeltaExpired (the delta token is gone);
 - 404: Gone (the message was moved or deleted meanwhile);
 - any other error: GraphError, with Graph's code and message.
 Error bodies are Graph's: {"error": {"code": ..., "message": ...}}.
@@ -27,6 +28,8 @@ MAX_TRIES = 4  # a throttled request: the first and three more
 MAX_WAIT_SECONDS = 60.0  # one Retry-After longer than this is the next fetch's to wait out
 CHUNK = 1024 * 1024
 THROTTLED = {429, 503, 504}
+# The delta token is no more (Graph answers them with 410, some with 400): read it all again
+RESYNC_CODES = {"syncstatenotfound", "syncstateinvalid", "resyncrequired"}
 
 
 class GraphError(Exception):
@@ -174,7 +177,7 @@ def error_of(answer: requests.Response) -> tuple[str, str]:
 def error_for(status: int, code: str, message: str) -> Exception:
     if status in (401, 403):
         return LoginRefused(f"Microsoft Graph: HTTP {status} {code}: {message}".strip(": "))
-    if status == 410 or code.lower() == "syncstatenotfound":
+    if status == 410 or code.lower() in RESYNC_CODES:
         return DeltaExpired(status, code, message)
     if status == 404:
         return Gone(status, code, message)
