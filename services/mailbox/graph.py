@@ -15,13 +15,15 @@ Error bodies are Graph's: {"error": {"code": ..., "message": ...}}.
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-import requests
 
 from services.mailbox.config import Mailbox
 from services.mailbox.credentials import LoginRefused
 from services.mailbox.steps import BATCH_MESSAGES, logger
+
+if TYPE_CHECKING:
+    import requests
 
 TIMEOUT_SECONDS = 30  # connecting, and each wait for bytes: within a scheduled run's 45 s
 MAX_TRIES = 4  # a throttled request: the first and three more
@@ -82,6 +84,8 @@ class Graph:
         self.token = token
         self.base = mailbox.graph_url.rstrip("/")
         self.user = f"{self.base}/users/{quote(mailbox.user, safe='@')}"
+        import requests  # on use: only Graph mailboxes need it (0.04-0.1 s to import)
+
         self.http = requests.Session()
         self.deadline: float | None = None  # time.monotonic(): no Retry-After waited past it
 
@@ -139,7 +143,7 @@ class Graph:
     def message(self, message_id: str) -> str:
         return f"{self.user}/messages/{quote(message_id, safe='')}"
 
-    def request(self, method: str, url: str, **arguments) -> requests.Response:
+    def request(self, method: str, url: str, **arguments) -> "requests.Response":
         extra = arguments.pop("headers", {})
         for attempt in range(1, MAX_TRIES + 1):
             headers = extra | {"Authorization": f"Bearer {self.token()}"}
@@ -163,7 +167,7 @@ class Graph:
         raise AssertionError("unreachable")
 
 
-def error_of(answer: requests.Response) -> tuple[str, str]:
+def error_of(answer: "requests.Response") -> tuple[str, str]:
     """Graph's error code and message ({"error": {"code", "message"}}), or the status's."""
     try:
         error = answer.json().get("error", {})
@@ -184,7 +188,7 @@ def error_for(status: int, code: str, message: str) -> Exception:
     return GraphError(status, code, message)
 
 
-def retry_after(answer: requests.Response, attempt: int) -> float:
+def retry_after(answer: "requests.Response", attempt: int) -> float:
     """The seconds Graph asked for (Retry-After), or an exponential backoff without one."""
     try:
         return max(0.0, float(answer.headers["Retry-After"]))
