@@ -17,7 +17,7 @@ from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.output import console, handled
 from postwerk.settings import CliSettings
 from services.mailbox import state
-from services.mailbox.config import Action, Auth, Mailbox, Security
+from services.mailbox.config import GRAPH_URL, Action, Auth, Mailbox, Security
 
 
 def choices(literal) -> str:
@@ -26,13 +26,23 @@ def choices(literal) -> str:
 
 def add(
     name: Annotated[str, typer.Argument(help="a short name: lower-case letters, digits, -")],
-    host: Annotated[str, typer.Option(help="the IMAP server, e.g. outlook.office365.com")],
     user: Annotated[str, typer.Option(help="the mailbox's login, e.g. support@example.com")],
     secret: Annotated[
         str,
         typer.Option(help="where the secret lives: env:NAME or secretsmanager:NAME (never it)"),
     ],
-    auth: Annotated[str, typer.Option(help=choices(Auth))] = "password",
+    host: Annotated[str, typer.Option(help="the IMAP server, e.g. outlook.office365.com")] = "",
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph",
+            help="Microsoft 365 through Microsoft Graph, where IMAP is off: needs --tenant, "
+            "--client-id and the app's secret (login microsoft); folders are well-known "
+            "names (inbox, archive) or ids",
+        ),
+    ] = False,
+    graph_url: Annotated[str, typer.Option(help="--graph: the API's base URL")] = GRAPH_URL,
+    auth: Annotated[str, typer.Option(help=f"{choices(Auth)} (--graph: microsoft)")] = "",
     security: Annotated[str, typer.Option(help=choices(Security))] = "imaps",
     port: Annotated[int, typer.Option(help="0: 993 for imaps, 143 otherwise")] = 0,
     folder: Annotated[
@@ -51,11 +61,13 @@ def add(
     try:
         mailbox = Mailbox(
             name=name,
+            kind="graph" if graph else "imap",
+            graph_url=graph_url,
             host=host,
             port=port,
             security=security,
             user=user,
-            auth=auth,
+            auth=auth or ("microsoft" if graph else "password"),
             secret=secret,
             tenant=tenant,
             client_id=client_id,
@@ -71,7 +83,9 @@ def add(
     bucket = sagemaker.artifact_bucket(CliSettings().bucket)
     sagemaker.ensure_bucket(bucket)
     state.save_mailbox(bucket, mailbox)
-    console.print(f"mailbox [bold]{name}[/] saved: the door reads {', '.join(mailbox.folders)}")
+    door = " through Microsoft Graph" if graph else ""
+    folders = ", ".join(mailbox.folders)
+    console.print(f"mailbox [bold]{name}[/] saved: the door reads {folders}{door}")
 
 
 def first_problem(error: ValidationError) -> str:
@@ -92,10 +106,16 @@ def list_mailboxes() -> None:
     for column in ("name", "server", "user", "login", "folders", "then"):
         table.add_column(column)
     for mailbox in found:
-        then = {"keep": f"flag {mailbox.flag}", "move": f"move to {mailbox.move_to}"}
+        flag = "mark read" if mailbox.kind == "graph" else f"flag {mailbox.flag}"
+        then = {"keep": flag, "move": f"move to {mailbox.move_to}"}
+        server = f"{mailbox.host}:{mailbox.server_port} ({mailbox.security})"
+        if mailbox.kind == "graph":
+            server = "Microsoft Graph" + (
+                "" if mailbox.graph_url == GRAPH_URL else f" ({mailbox.graph_url})"
+            )
         table.add_row(
             mailbox.name,
-            f"{mailbox.host}:{mailbox.server_port} ({mailbox.security})",
+            server,
             mailbox.user,
             f"{mailbox.auth} ({mailbox.secret})",
             ", ".join(mailbox.folders),

@@ -16,12 +16,14 @@ No secret and no token ever goes into a log or an error message.
 import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services import clients
 from services.mailbox.config import Mailbox
 
 OUTLOOK_SCOPE = "https://outlook.office365.com/.default"  # IMAP.AccessAsApp, granted by an admin
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"  # Mail.ReadWrite (application), by an admin
 GMAIL_SCOPE = "https://mail.google.com/"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 
@@ -47,6 +49,14 @@ def login_for(mailbox: Mailbox) -> Login:
     return Login(mailbox.user, access_token=access_token(mailbox, secret))
 
 
+def graph_tokens(mailbox: Mailbox) -> Callable[[], str]:
+    """App-only access tokens for Microsoft Graph, with the secret read now (a session's
+    worth, as an IMAP login reads it); msal's cache makes asking before each request cheap."""
+    secret = secret_value(mailbox.secret)
+    identity = (mailbox.authority, mailbox.tenant, mailbox.client_id, secret)
+    return lambda: microsoft_token(*identity, scope=GRAPH_SCOPE)
+
+
 def secret_value(reference: str) -> str:
     scheme, _, name = reference.partition(":")
     if scheme == "env":
@@ -63,11 +73,13 @@ def access_token(mailbox: Mailbox, secret: str) -> str:
     return google_token(mailbox.auth, mailbox.user, secret)
 
 
-def microsoft_token(authority: str, tenant: str, client_id: str, secret: str) -> str:
-    """Client credentials for Exchange Online's IMAP (msal keeps the token until it is about
-    to expire, then asks for a new one)."""
+def microsoft_token(
+    authority: str, tenant: str, client_id: str, secret: str, scope: str = OUTLOOK_SCOPE
+) -> str:
+    """Client credentials for Exchange Online's IMAP, or (GRAPH_SCOPE) for Microsoft Graph
+    (msal keeps the token until it is about to expire, then asks for a new one)."""
     answer = microsoft_app(authority, tenant, client_id, secret).acquire_token_for_client(
-        scopes=[OUTLOOK_SCOPE]
+        scopes=[scope]
     )
     if "access_token" not in answer:
         reason = answer.get("error_description") or answer.get("error") or "no token"

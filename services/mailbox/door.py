@@ -1,9 +1,10 @@
-"""Exactly once, from a mailbox to the raw bucket.
+"""Exactly once, from a mailbox to the raw bucket: the IMAP door, and the one pass over
+every mailbox, of either kind (`open_door`: this IMAP door, or graph_door.GraphDoor).
 
 For each folder: select it, compare its UIDVALIDITY with the checkpoint's (a changed one
 means its UIDs were renumbered: the folder is read again from the start), and take the
 messages above the checkpoint's last UID, oldest first, in bounded batches (100 messages,
-32 MB). Each batch is:
+32 MB). Each batch takes the steps in steps.py:
 1. stored: each message, raw and unchanged, to incoming/mailbox-<digest> with a conditional
    put (S3 If-None-Match), the digest of its Message-ID (of its bytes when it has none), so a
    message that is there already is a no-op, never a second object;
@@ -21,56 +22,44 @@ reject, as for every other source.
 """
 
 import functools
-import hashlib
-import json
-import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 
-from aws_lambda_powertools import Logger
 from imapclient.exceptions import IMAPClientError
 
-from services import storage
 from services.mailbox import state
 from services.mailbox.config import Mailbox
 from services.mailbox.credentials import LoginRefused, login_for
-from services.mailbox.imap import CONNECTION_ERRORS, Fetched, Session, server_text
+from services.mailbox.graph import Throttled
+from services.mailbox.graph_door import GraphDoor
+from services.mailbox.imap import CONNECTION_ERRORS, Session, server_text
+from services.mailbox.steps import (  # noqa: F401 (what the door's users import from here)
+    BATCH_BYTES,
+    BATCH_MESSAGES,
+    INCOMING,
+    REJECTED,
+    SES_SIZE_LIMIT,
+    Buckets,
+    Fetched,
+    Tally,
+    digest,
+    logger,
+    message_id,
+    oversized,
+    rejected_prefix,
+    set_aside,
+    store,
+    store_then_act,
+)
 
-SES_SIZE_LIMIT = 40 * 1024 * 1024  # what SES receiving and the SMTP door take
-BATCH_MESSAGES = 100
-BATCH_BYTES = 32 * 1024 * 1024
-INCOMING = "incoming/"
-REJECTED = "rejected/"
-STORERS = 8  # concurrent puts: a batch's messages are stored side by side
 LOGIN_BACKOFF = (timedelta(minutes=1), timedelta(hours=1))  # first, longest
 CONNECTION_BACKOFF = (timedelta(seconds=5), timedelta(minutes=5))
-
-logger = Logger(service="mailbox")
-storers = ThreadPoolExecutor(STORERS)
-
-
-@dataclass(frozen=True)
-class Buckets:
-    raw: str  # where messages go (incoming/) or are set aside (rejected/)
-    artifacts: str  # where the door's state lives (mailboxes/)
 
 
 class RenumberedMeanwhile(Exception):
     """The folder's UIDVALIDITY changed while the door read it: the next fetch reads it
     again from the start."""
-
-
-@dataclass
-class Tally:
-    """What one fetch did."""
-
-    stored: int = 0
-    duplicates: int = 0
-    set_aside: int = 0
-    backlog: int = 0
 
 
 class Door:
@@ -120,19 +109,17 @@ class Door:
 
     def handle(self, folder: str, uidvalidity: int, batch: dict[int, int], tally: Tally) -> None:
         """Store the batch's messages, then act on them; set aside what cannot be stored."""
-        oversized = {uid: size for uid, size in batch.items() if size > SES_SIZE_LIMIT}
-        for uid, size in oversized.items():
-            reason = f"{size} bytes, over SES's limit of {SES_SIZE_LIMIT}: left in the mailbox"
-            self.set_aside(folder, uidvalidity, uid, header_or_nothing(self.session, uid), reason)
-        wanted = [uid for uid in batch if uid not in oversized]
+        too_big = {uid: size for uid, size in batch.items() if size > SES_SIZE_LIMIT}
+        for uid, size in too_big.items():
+            header = header_or_nothing(self.session, uid)
+            self.set_aside(folder, uidvalidity, uid, header, oversized(size))
+        wanted = [uid for uid in batch if uid not in too_big]
         fetched, unreadable = self.fetch_readable(folder, uidvalidity, wanted)
         for uid, reason in unreadable.items():
             self.set_aside(folder, uidvalidity, uid, b"", reason)
-        new = list(storers.map(self.store, fetched.values()))
-        self.session.act(sorted(fetched))
-        tally.stored += sum(new)
-        tally.duplicates += len(new) - sum(new)
-        tally.set_aside += len(oversized) + len(unreadable)
+        in_order = {uid: fetched[uid] for uid in sorted(fetched)}
+        store_then_act(self.buckets.raw, in_order, self.session.act, tally)
+        tally.set_aside += len(too_big) + len(unreadable)
 
     def fetch_readable(
         self, folder: str, uidvalidity: int, uids: list[int], tries: int = 2
@@ -160,29 +147,10 @@ class Door:
             unreadable |= why
         return fetched, unreadable
 
-    def store(self, message: Fetched) -> bool:
-        """True when stored now, False when it was there already."""
-        key = f"{INCOMING}mailbox-{digest(message)}"
-        return storage.put_if(self.buckets.raw, key, message.raw, ContentType="message/rfc822")
-
     def set_aside(self, folder: str, uidvalidity: int, uid: int, raw: bytes, reason: str):
-        """rejected/mailbox/<mailbox>/<folder digest>/<UIDVALIDITY>-<UID>: the bytes there
-        are (a header, or none), and <that>.reason.json with why, as ingest writes them."""
-        key = rejected_key(self.mailbox.name, folder, uidvalidity, uid)
-        if raw:
-            storage.write(self.buckets.raw, key, raw)
-        explanation = {
-            "reason": reason,
-            "key": key if raw else "",
-            "mailbox": self.mailbox.name,
-            "folder": folder,
-            "uidvalidity": uidvalidity,
-            "uid": uid,
-            "rejected_at": state.now().isoformat(),
-        }
-        body = json.dumps(explanation, ensure_ascii=False).encode()
-        storage.write(self.buckets.raw, f"{key}.reason.json", body)
-        logger.warning("set aside", mailbox=self.mailbox.name, uid=uid, reason=reason)
+        """rejected/mailbox/<mailbox>/<folder digest>/<UIDVALIDITY>-<UID> (steps.set_aside)."""
+        item, where = f"{uidvalidity}-{uid}", {"uidvalidity": uidvalidity, "uid": uid}
+        set_aside(self.buckets, self.mailbox.name, folder, item, raw, reason, **where)
 
     def reopen(self, folder: str, uidvalidity: int) -> None:
         self.close()
@@ -215,8 +183,7 @@ def batches(
 
 
 def rejected_key(mailbox: str, folder: str, uidvalidity: int, uid: int) -> str:
-    folder_key = hashlib.sha256(folder.encode()).hexdigest()[:16]
-    return f"{REJECTED}mailbox/{mailbox}/{folder_key}/{uidvalidity}-{uid}"
+    return f"{rejected_prefix(mailbox, folder)}{uidvalidity}-{uid}"
 
 
 def header_or_nothing(session: Session, uid: int) -> bytes:
@@ -228,25 +195,15 @@ def header_or_nothing(session: Session, uid: int) -> bytes:
         return b""
 
 
-def digest(message: Fetched) -> str:
-    """Of the Message-ID as ingest reads it (whitespace and angle brackets dropped), or of
-    the bytes when there is none: the same e-mail gets the same key wherever it comes from."""
-    identifier = message_id(message.message_id_header)
-    return hashlib.sha256(identifier.encode() if identifier else message.raw).hexdigest()
-
-
-def message_id(header: bytes) -> str:
-    unfolded = re.sub(rb"\r?\n[ \t]+", b" ", header)
-    for line in unfolded.splitlines():
-        name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() == b"message-id":
-            return re.sub(r"\s+", "", value.decode("ascii", "replace")).strip("<>")
-    return ""
+def open_door(mailbox: Mailbox, buckets: Buckets) -> "Door | GraphDoor":
+    """The mailbox's door: IMAP, or Microsoft Graph (graph_door.py); both log in when first
+    needed and take the same steps (steps.py)."""
+    return GraphDoor(mailbox, buckets) if mailbox.kind == "graph" else Door(mailbox, buckets)
 
 
 def fetch_once(mailbox: Mailbox, buckets: Buckets, deadline: float | None = None) -> Tally:
     """Log in, every folder, log out."""
-    door = Door(mailbox, buckets)
+    door = open_door(mailbox, buckets)
     try:
         return door.sync(deadline)
     finally:
@@ -256,7 +213,8 @@ def fetch_once(mailbox: Mailbox, buckets: Buckets, deadline: float | None = None
 def recorded(mailbox: Mailbox, buckets: Buckets, fetch: Callable[[], Tally]) -> state.Health:
     """Run one fetch and record its health: when, how many, the backlog, or why it failed
     and when to try again (a refused login waits 1 minute, then twice as long each time up
-    to an hour; a failed connection 5 s up to 5 minutes: backoff, not a retry storm).
+    to an hour; a failed connection 5 s up to 5 minutes; a service that throttles the door
+    (Graph: HTTP 429) as long as it asked: backoff, not a retry storm).
     A failure is one log line naming the mailbox and the reason, never the secret."""
     health = state.health(buckets.artifacts, mailbox.name)
     started = state.now()
@@ -266,6 +224,9 @@ def recorded(mailbox: Mailbox, buckets: Buckets, fetch: Callable[[], Tally]) -> 
         tally = fetch()
     except LoginRefused as error:
         failed(health, f"login refused: {error}", LOGIN_BACKOFF, login_refused=True)
+    except Throttled as error:
+        failed(health, f"throttled: {error}", CONNECTION_BACKOFF)
+        health.retry_after = health.last_error_at + timedelta(seconds=error.seconds)
     except (*CONNECTION_ERRORS, IMAPClientError) as error:
         reason = f"connection: {type(error).__name__}: {server_text(error)}"
         failed(health, reason, CONNECTION_BACKOFF)

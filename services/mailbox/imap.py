@@ -10,28 +10,19 @@ import re
 import socket
 import ssl
 import time
-from dataclasses import dataclass
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from services.mailbox.config import Mailbox
 from services.mailbox.credentials import Login, LoginRefused
+from services.mailbox.steps import Fetched
 
 TIMEOUT_SECONDS = 30  # any single network wait: within a scheduled run's 45 s
 BODY = b"BODY[]"
 MESSAGE_ID = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 # What a dropped or broken connection raises, whichever layer notices it first.
 CONNECTION_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.abort)
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """A message as the server holds it: its bytes, and its Message-ID header (read by the
-    server, so no parsing of ours can trip over a malformed message)."""
-
-    raw: bytes
-    message_id_header: bytes
 
 
 class Session:

@@ -3,12 +3,14 @@ the scheduled function on AWS, the local door and `postwerk mailbox` share it wi
 but S3 (this module is the prefix's one writer):
 
 mailboxes/<name>/mailbox.json     the configuration (config.Mailbox; no secret in it)
-mailboxes/<name>/checkpoint.json  per folder: UIDVALIDITY and the last UID done
+mailboxes/<name>/checkpoint.json  per folder: UIDVALIDITY and the last UID done (IMAP), or
+                                  the delta link to read next (Microsoft Graph)
 mailboxes/<name>/health.json      the last fetch: when, how many, what failed, the backlog
 
 A checkpoint only moves forward: it is written with S3's conditional writes against the
 version it was read from, so a second door running at the same time (an overlapping
-scheduled run) can never move it back.
+scheduled run) can never move it back. A delta link has no order of its own: it is replaced
+only when it is still the one the door started the page from.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -30,7 +32,10 @@ class Checkpoint(BaseModel):
 
 
 class Checkpoints(BaseModel):
-    folders: dict[str, Checkpoint] = {}
+    folders: dict[str, Checkpoint] = {}  # IMAP
+    # Graph, per folder: the link that reads on from what is done (an @odata.nextLink in the
+    # middle of a round, the round's @odata.deltaLink at its end)
+    deltas: dict[str, str] = {}
 
 
 class Health(BaseModel):
@@ -102,8 +107,21 @@ def advance(bucket: str, name: str, folder: str, position: Checkpoint) -> bool:
     same_numbering = stored and stored.uidvalidity == position.uidvalidity
     if same_numbering and stored.last_uid >= position.last_uid:
         return False
-    updated = (current or Checkpoints()).folders | {folder: position}
-    body = Checkpoints(folders=updated).model_dump_json().encode()
+    current = current or Checkpoints()
+    updated = current.model_copy(update={"folders": current.folders | {folder: position}})
+    body = updated.model_dump_json().encode()
+    return storage.put_if(bucket, key(name, "checkpoint"), body, found.etag if found else None)
+
+
+def advance_delta(bucket: str, name: str, folder: str, read_from: str, link: str) -> bool:
+    """Replace the folder's delta link with `link`, unless it is no longer `read_from` (the
+    one the door read the page from; "" for none): False when another door moved it first."""
+    found = storage.get(bucket, key(name, "checkpoint"))
+    current = Checkpoints.model_validate_json(found.body) if found else Checkpoints()
+    if current.deltas.get(folder, "") != read_from:
+        return False
+    updated = current.model_copy(update={"deltas": current.deltas | {folder: link}})
+    body = updated.model_dump_json().encode()
     return storage.put_if(bucket, key(name, "checkpoint"), body, found.etag if found else None)
 
 

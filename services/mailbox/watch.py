@@ -1,7 +1,8 @@
 """The door that never stops (`python -m services.mailbox`): what the local stack runs, and
 what an always-on task would run. One thread per mailbox keeps a session open: it fetches
 every folder, then waits for news with IDLE on the first folder where the server has IDLE
-(new mail is stored within seconds), or sleeps the mailbox's poll interval where it has not;
+(new mail is stored within seconds), or sleeps the mailbox's poll interval where it has not
+(and for a Microsoft Graph mailbox, which is polled with delta queries);
 an IDLE wait also ends after the poll interval, so the other folders are polled and the
 health stays fresh. A failure closes the session and waits out the backoff that
 door.recorded chose. The configurations are read again every RELOAD_SECONDS, so a mailbox
@@ -14,7 +15,7 @@ from imapclient.exceptions import IMAPClientError
 
 from services.mailbox import state
 from services.mailbox.config import Mailbox
-from services.mailbox.door import Buckets, Door, logger, recorded
+from services.mailbox.door import Buckets, logger, open_door, recorded
 from services.mailbox.imap import CONNECTION_ERRORS
 
 RELOAD_SECONDS = 30.0
@@ -27,7 +28,7 @@ class Watcher:
     def __init__(self, mailbox: Mailbox, buckets: Buckets):
         self.mailbox = mailbox
         self.buckets = buckets
-        self.door = Door(mailbox, buckets)
+        self.door = open_door(mailbox, buckets)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.run, name=f"mailbox-{mailbox.name}")
 
@@ -58,10 +59,10 @@ class Watcher:
     def wait_for_news(self) -> None:
         """Until the server reports news, or the poll interval is over. A connection lost
         meanwhile is found and recorded by the next fetch, which opens a new one."""
-        session = self.door.session
-        if not session.can_idle():
+        if self.mailbox.kind == "graph" or not self.door.session.can_idle():
             self.stopping.wait(self.mailbox.poll_seconds)
             return
+        session = self.door.session
         try:
             session.open(self.mailbox.folders[0])
             session.wait_for_news(self.mailbox.poll_seconds, self.stopping.is_set)

@@ -3,7 +3,8 @@
 good (over HTTP, token introspection, RFC 7662).
 
 - Microsoft Entra ID's shape: GET /<tenant>/v2.0/.well-known/openid-configuration and
-  POST /<tenant>/oauth2/v2.0/token (client credentials, checked against CLIENT_SECRET);
+  POST /<tenant>/oauth2/v2.0/token (client credentials, checked against CLIENT_SECRET, for
+  Exchange Online's IMAP or for Microsoft Graph: `valid` says which a token is for);
 - Google's token endpoint, POST /google/token: a service account's signed JWT (checked
   with its public key: issuer, subject, scope) or an OAuth client's refresh token;
 - POST /introspect for Dovecot: active, and the mailbox user the token was made for.
@@ -27,6 +28,7 @@ CLIENT_ID = "postwerk-door"
 CLIENT_SECRET = "entra-client-secret"
 REFRESH_TOKEN = "google-refresh-token"
 OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 GMAIL_SCOPE = "https://mail.google.com/"
 GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"
 
@@ -37,6 +39,7 @@ class IdentityProvider:
         self.service_account_key = service_account_key  # cryptography RSA private key
         self.expires_in = 3600
         self.tokens: dict[str, float] = {}  # token -> expiry (time.time())
+        self.scopes: dict[str, str] = {}  # token -> what it was asked for
         self.token_requests = 0
         self.https = ThreadingHTTPServer((HOST, 0), self.handler())
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -59,11 +62,16 @@ class IdentityProvider:
             server.shutdown()
             server.server_close()
 
-    def issue(self) -> dict:
+    def issue(self, scope: str = "") -> dict:
         self.token_requests += 1
         token = secrets.token_urlsafe(24)
         self.tokens[token] = time.time() + self.expires_in
+        self.scopes[token] = scope
         return {"token_type": "Bearer", "access_token": token, "expires_in": self.expires_in}
+
+    def valid(self, token: str, scope: str) -> bool:
+        """Whether the token is one this provider issued for `scope`, and not expired."""
+        return self.tokens.get(token, 0) > time.time() and self.scopes.get(token) == scope
 
     def answer(self, path: str, form: dict[str, str]) -> tuple[int, dict]:
         if path.endswith("/v2.0/.well-known/openid-configuration"):
@@ -75,10 +83,10 @@ class IdentityProvider:
             }
         if path.endswith("/oauth2/v2.0/token"):
             good = (form.get("client_id"), form.get("client_secret")) == (CLIENT_ID, CLIENT_SECRET)
-            if form.get("scope") != OUTLOOK_SCOPE or not good:
+            if form.get("scope") not in (OUTLOOK_SCOPE, GRAPH_SCOPE) or not good:
                 reason = "AADSTS7000215: Invalid client secret provided."
                 return 401, {"error": "invalid_client", "error_description": reason}
-            return 200, self.issue()
+            return 200, self.issue(form["scope"])
         if path == "/google/token":
             return self.google(form)
         if path == "/introspect":

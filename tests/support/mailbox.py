@@ -1,6 +1,7 @@
-"""The mailbox door's fixtures: a real Dovecot per test, the door's two buckets on the
-embedded AWS, and a mailbox configuration pointing at that Dovecot; what the tests read
-back (the stored messages, their subjects, the flags on the server)."""
+"""The mailbox door's fixtures: a real Dovecot per test (or a small Microsoft Graph with its
+identity provider, for the Graph door), the door's two buckets on the embedded AWS, and a
+mailbox configuration pointing at that server; what the tests read back (the stored
+messages, their subjects, the flags on the server)."""
 
 import time
 
@@ -9,11 +10,15 @@ import pytest
 import trustme
 
 from services import storage
+from services.mailbox import credentials
 from services.mailbox.config import Mailbox
 from services.mailbox.door import Buckets
 from tests.support.dovecot import PASSWORD, Dovecot
+from tests.support.graph import FakeGraph
+from tests.support.identity import CLIENT_ID, CLIENT_SECRET, IdentityProvider
 
 SECRET_VARIABLE = "POSTWERK_TEST_MAILBOX_SECRET"
+GRAPH_USER = "support@contoso.com"
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +51,37 @@ def buckets(aws, ca, tmp_path, monkeypatch) -> Buckets:
     monkeypatch.setenv("POSTWERK_ARTIFACTS_BUCKET", names.artifacts)
     monkeypatch.setenv("POSTWERK_BUCKET", names.artifacts)  # `postwerk`'s
     return names
+
+
+@pytest.fixture
+def graph(ca, buckets, tmp_path, monkeypatch):
+    """Microsoft Graph for GRAPH_USER's mailbox, and Entra ID (the local identity provider)
+    for its tokens, both trusted by requests through the test CA; the secret in the door's
+    environment is the Entra ID app's."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv(SECRET_VARIABLE, CLIENT_SECRET)
+    identity = IdentityProvider(ca, user=GRAPH_USER)
+    server = FakeGraph(ca, identity, GRAPH_USER)
+    yield server
+    server.close()
+    identity.close()
+    credentials.microsoft_app.cache_clear()
+
+
+def graph_mailbox(graph: FakeGraph, **settings) -> Mailbox:
+    """The support mailbox, through this Graph, logging in as the Entra ID app."""
+    defaults = {
+        "name": "support",
+        "kind": "graph",
+        "user": GRAPH_USER,
+        "auth": "microsoft",
+        "tenant": "contoso.onmicrosoft.com",
+        "client_id": CLIENT_ID,
+        "authority": graph.identity.url,
+        "graph_url": graph.url,
+        "secret": f"env:{SECRET_VARIABLE}",
+    }
+    return Mailbox(**defaults | settings)
 
 
 def mailbox_of(dovecot: Dovecot, **settings) -> Mailbox:
