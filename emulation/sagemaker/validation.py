@@ -78,7 +78,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "CreateTrainingJob.InputDataConfig.DataSource.FileSystemDataSource": (REFUSED, "no EFS/FSx"),
     "CreateTrainingJob.OutputDataConfig.S3OutputPath": (EMULATED, ""),
     "CreateTrainingJob.OutputDataConfig.KmsKeyId": (STORED, NO_KMS),
-    "CreateTrainingJob.OutputDataConfig.CompressionType": (REFUSED, "always GZIP locally"),
+    "CreateTrainingJob.OutputDataConfig.CompressionType": (EMULATED, "GZIP only, as archived"),
     "CreateTrainingJob.ResourceConfig.InstanceCount": (EMULATED, "1 to 8 hosts"),
     "CreateTrainingJob.ResourceConfig.InstanceType": (STORED, INSTANCE),
     "CreateTrainingJob.ResourceConfig.VolumeSizeInGB": (STORED, VOLUME),
@@ -538,12 +538,28 @@ def variant_rules(request: dict[str, Any]) -> None:
         )
 
 
+def output_rules(definition: dict[str, Any]) -> None:
+    """The model and output archives are always .tar.gz locally: GZIP (what the SageMaker
+    Python SDK 3 sends) is what happens, NONE is not emulated."""
+    compression = (definition.get("OutputDataConfig") or {}).get("CompressionType", "GZIP")
+    if compression != "GZIP":
+        raise validation(
+            f"OutputDataConfig.CompressionType {compression} is not emulated by the local "
+            "SageMaker service (its archives are always GZIP); leave it out"
+        )
+
+
+def training_rules(definition: dict[str, Any]) -> None:
+    spot_rules(definition)
+    output_rules(definition)
+
+
 def tuning_rules(request: dict[str, Any]) -> None:
-    spot_rules(request.get("TrainingJobDefinition") or {})
+    training_rules(request.get("TrainingJobDefinition") or {})
 
 
 RULES: dict[str, Callable[[dict[str, Any]], None]] = {
-    "CreateTrainingJob": spot_rules,
+    "CreateTrainingJob": training_rules,
     "CreateHyperParameterTuningJob": tuning_rules,
     "CreateEndpointConfig": variant_rules,
 }

@@ -148,6 +148,22 @@ def test_spot_training_follows_aws_rules_and_is_described(sagemaker):
     assert job["StoppingCondition"] == wait
 
 
+def test_output_compression_gzip_is_what_happens_and_none_is_refused(sagemaker):
+    """The SageMaker Python SDK 3 sends CompressionType GZIP: what the local archives are."""
+    sm, _, _ = sagemaker
+    output = {"S3OutputPath": f"s3://{BUCKET}/archives/out"}
+    message = refused(
+        sm.create_training_job,
+        **spot_job("no-compression", OutputDataConfig=output | {"CompressionType": "NONE"}),
+    )
+    assert message.startswith("OutputDataConfig.CompressionType NONE is not emulated")
+    sm.create_training_job(
+        **spot_job("gzip", OutputDataConfig=output | {"CompressionType": "GZIP"})
+    )
+    described = sm.describe_training_job(TrainingJobName="gzip")["OutputDataConfig"]
+    assert described["CompressionType"] == "GZIP"
+
+
 def test_serverless_config_is_bounded_as_on_aws(sagemaker):
     sm, _, _ = sagemaker
     sm.create_model(ModelName="serverless", ExecutionRoleArn=ROLE, PrimaryContainer=CONTAINER)
