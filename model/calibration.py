@@ -53,7 +53,7 @@ def fit_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
     """The T > 0 that minimises the NLL of softmax(logits / T): a grid over log T, then a
     golden-section search around the best point (the NLL is smooth and unimodal in log T)."""
     truth = np.asarray(truth)
-    grid = np.linspace(np.log(0.05), np.log(20.0), 61)
+    grid = np.linspace(np.log(1e-3), np.log(100.0), 81)
     losses = [negative_log_likelihood(logits, truth, np.exp(t)) for t in grid]
     best = int(np.argmin(losses))
     low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
