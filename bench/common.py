@@ -335,9 +335,12 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def write_results(name: str, results: dict[str, Any], quick: bool) -> Path:
+def write_results(
+    name: str, results: dict[str, Any], quick: bool, module: str | None = None
+) -> Path:
     """bench/results/<name>.json (bench/work/results/ for --quick), with machine info;
-    <name>-cuda.json on a GPU machine, so that CPU and GPU figures live side by side."""
+    <name>-cuda.json on a GPU machine, so that CPU and GPU figures live side by side.
+    `module`: the benchmark's module, where it is not bench.<name>."""
     import torch
 
     folder = QUICK_RESULTS_DIR if quick else RESULTS_DIR
@@ -345,7 +348,7 @@ def write_results(name: str, results: dict[str, Any], quick: bool) -> Path:
     path = folder / f"{name}{'-cuda' if torch.cuda.is_available() else ''}.json"
     document = {
         "benchmark": name,
-        "command": reproduce_command(name),
+        "command": reproduce_command(module or name),
         "quick": quick,
         "machine": machine_info(),
         **results,
@@ -373,10 +376,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def finish(name: str, results: dict[str, Any], quick: bool) -> None:
-    path = write_results(name, results, quick)
+def finish(name: str, results: dict[str, Any], quick: bool, module: str | None = None) -> None:
+    path = write_results(name, results, quick, module)
     print(f"\nresults: {path.relative_to(REPO_ROOT)}")
-    print(f"reproduce: {reproduce_command(name)}")
+    print(f"reproduce: {reproduce_command(module or name)}")
     if quick:
         print("(--quick: a smoke run on tiny data; the numbers mean little)")
 

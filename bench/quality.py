@@ -350,6 +350,7 @@ def main() -> None:
             "models": models,
         },
         args.quick,
+        module=NAME,
     )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ def test_quick_run_compares_the_model_and_the_baseline(tiny_bert, tmp_path):
     results = json.loads(path.read_text())
     path.unlink()
     assert set(results["models"]) == {"tfidf_logreg", "minilm", "minilm_unweighted"}
+    assert results["command"].startswith("python -m bench.quality --dataset")
     assert results["splits"]["test"]["rows"] == 15
     for scores in results["models"].values():
         assert 0 <= scores["macro_f1"] <= 1 and 0 <= scores["ece"] <= 1
