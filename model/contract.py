@@ -84,6 +84,11 @@ METRIC_NAMES = (
     "validation_macro_f1",
     "test_accuracy",
     "test_macro_f1",
+    "temperature",  # fitted on validation after training (model/calibration.py)
+    "test_ece",  # expected calibration error, 15 bins, before and after the temperature
+    "test_calibrated_ece",
+    "validation_ece",  # instead of test_*, when there is no test channel
+    "validation_calibrated_ece",
 )
 METRIC_DEFINITIONS = [
     {"Name": name, "Regex": rf"{name}=([-+0-9.eE]+|nan);"} for name in METRIC_NAMES

@@ -119,6 +119,15 @@ def model_card(info: dict, report: dict, split: str, train_label_counts: dict[st
         "Weakest classes by F1: "
         + ", ".join(f"{label} ({scores['f1']:.2f})" for label, scores in worst),
         "",
+        "| label | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
+            f"| {s['support']} |"
+            for label, s in report["per_class"].items()
+        ),
+        "",
+        *calibration_lines(report.get("calibration")),
         f"## Training data ({sum(train_label_counts.values())} e-mails)",
         "",
         "| label | count |",
@@ -133,3 +142,20 @@ def model_card(info: dict, report: dict, split: str, train_label_counts: dict[st
         "",
     ]
     return "\n".join(lines)
+
+
+def calibration_lines(calibration: dict | None) -> list[str]:
+    """The model card's calibration section (calibration.json beside the weights)."""
+    if not calibration:
+        return []
+    return [
+        "## Calibration",
+        "",
+        f"Temperature {calibration['temperature']:.3f}, fitted on validation. Expected "
+        f"calibration error ({calibration['ece_bins']} bins): {calibration['ece']:.4f} before, "
+        f"{calibration['calibrated_ece']:.4f} after.",
+        "",
+        f"Review thresholds (precision {calibration['review_precision']:g} on validation): "
+        + ", ".join(f"{label} {t:.3f}" for label, t in calibration["review_thresholds"].items()),
+        "",
+    ]

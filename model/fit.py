@@ -1,6 +1,13 @@
 """The training loop: fine-tune a BERT-family encoder on checked inputs (model/train.py).
 
-Reads top to bottom: train() -> fit() (the epoch loop) -> evaluate() -> finish() -> save_model().
+Reads top to bottom: train() -> fit() (the epoch loop) -> evaluate() -> finish() (calibrate,
+test, reports) -> save_model().
+
+Imbalance: the loss is weighted n/(k*count) per label when the labels are imbalanced
+(hp.class_weighting, model/calibration.py), and the best epoch is the one with the best
+validation macro-F1 (model/checkpoint.py), so a model that ignores the rare labels loses.
+Calibration: after training, one temperature is fitted on the validation logits, and
+per-label review thresholds are chosen there; both go to calibration.json for serving.
 """
 
 import hashlib
@@ -22,7 +29,7 @@ from transformers import (
     DataCollatorWithPadding,
 )
 
-from model import checkpoint
+from model import calibration, checkpoint
 from model.contract import InputError, SageMakerPaths, format_metrics
 from model.data import Datasets, encode, label_counts, length_grouped_batches
 from model.distributed import Process, start_process, stop_process
@@ -58,10 +65,10 @@ def load_base_model(hp: Hyperparameters, labels: list[str]):
 
 @torch.inference_mode()
 def evaluate(model, features, collate, batch_size, device, precision) -> tuple[float, np.ndarray]:
-    """Mean loss and predicted label ids, batched by length for speed."""
+    """Mean (unweighted) loss and the logits, batched by length for speed."""
     model.eval()
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    predictions = np.empty(len(features), dtype=np.int64)
+    logits = np.empty((len(features), model.config.num_labels), dtype=np.float32)
     total_loss = 0.0
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
@@ -69,8 +76,8 @@ def evaluate(model, features, collate, batch_size, device, precision) -> tuple[f
         with precision.autocast():
             output = model(**batch)
         total_loss += output.loss.float().item() * len(chunk)
-        predictions[chunk] = output.logits.argmax(dim=-1).cpu().numpy()
-    return total_loss / len(features), predictions
+        logits[chunk] = output.logits.float().cpu().numpy()
+    return total_loss / len(features), logits
 
 
 def train(paths: SageMakerPaths, hp: Hyperparameters, data: Datasets) -> None:
@@ -102,8 +109,14 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, data: Datasets, process: Pro
     total_steps = min(
         hp.epochs * batches_per_epoch // process.world_size, hp.max_steps or sys.maxsize
     )
+    counts = label_counts(data.train)
+    weights = calibration.class_weights(
+        [counts.get(label, 0) for label in data.labels], hp.class_weighting, hp.imbalance_ratio
+    )
+    if weights is not None:
+        say("class weights (%s): %s", hp.class_weighting, np.round(weights, 3).tolist())
     model.to(device)
-    opt = Optimization.create(model, hp, total_steps, device)
+    opt = Optimization.create(model, hp, total_steps, device, weights)
     progress, best_model = checkpoint.Progress(), None
     fingerprint = job_fingerprint(hp, data)
     saved = checkpoint.load(paths.checkpoint_dir, fingerprint)
@@ -137,10 +150,10 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, data: Datasets, process: Pro
                 break
         elapsed = time.perf_counter() - started
 
-        validation_loss, predicted = evaluate(
+        validation_loss, logits = evaluate(
             model, validation_features, collate, hp.eval_batch_size, device, opt.precision
         )
-        scores = classification_metrics(validation_truth, predicted)
+        scores = classification_metrics(validation_truth, logits.argmax(axis=1))
         progress.epoch = epoch
         if progress.record_validation(scores["macro_f1"], validation_loss):
             best_model = checkpoint.contiguous(model.state_dict())
@@ -206,17 +219,59 @@ def progress_bar(batches: list, epoch: int, hp: Hyperparameters, process: Proces
 
 
 def finish(paths, hp, data, tokenizer, model, collate, device, precision, validation_features):
-    """Evaluate the best model on test (or validation), write the model and its reports."""
+    """Calibrate the best model on validation, evaluate it on test (or validation), write the
+    model, its calibration and its reports."""
+    _, validation_logits = evaluate(
+        model, validation_features, collate, hp.eval_batch_size, device, precision
+    )
+    validation_truth = np.array([f["labels"] for f in validation_features])
+    temperature = calibration.fit_temperature(validation_logits, validation_truth)
+    thresholds = calibration.review_thresholds(
+        calibration.softmax(validation_logits, temperature),
+        validation_truth,
+        data.labels,
+        hp.review_precision,
+    )
     if data.test:
         split, features = "test", encode(tokenizer, data.test, data.labels, hp.max_length)
+        _, logits = evaluate(model, features, collate, hp.eval_batch_size, device, precision)
     else:
-        split, features = "validation", validation_features
-    _, predicted = evaluate(model, features, collate, hp.eval_batch_size, device, precision)
+        split, features, logits = "validation", validation_features, validation_logits
     truth = np.array([f["labels"] for f in features])
-    report = evaluation_report(truth, predicted, data.labels)
-    scores = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+    report = evaluation_report(truth, logits.argmax(axis=1), data.labels)
+    report["calibration"] = {
+        "temperature": temperature,
+        "ece_bins": calibration.ECE_BINS,
+        "ece": calibration.expected_calibration_error(calibration.softmax(logits), truth),
+        "calibrated_ece": calibration.expected_calibration_error(
+            calibration.softmax(logits, temperature), truth
+        ),
+        "review_precision": hp.review_precision,
+        "review_thresholds": thresholds,
+    }
+    scores = {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "ece": report["calibration"]["ece"],
+        "calibrated_ece": report["calibration"]["calibrated_ece"],
+    }
     if split == "test":
-        print(format_metrics({f"test_{name}": value for name, value in scores.items()}), flush=True)
+        print(
+            format_metrics(
+                {"test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"]}
+            ),
+            flush=True,
+        )
+    ece = {f"{split}_{name}": scores[name] for name in ("ece", "calibrated_ece")}
+    print(format_metrics({"temperature": temperature, **ece}), flush=True)
+    calibration.write_calibration(
+        paths.model_dir,
+        {
+            "temperature": temperature,
+            "review_precision": hp.review_precision,
+            "review_thresholds": thresholds,
+        },
+    )
     info = save_model(paths, hp, data, tokenizer, model, {split: scores})
     write_reports(report, split, paths.output_data_dir)
     # Beside the reports too: output.tar.gz is small, so the model registry reads it there.

@@ -1,7 +1,7 @@
 """Training hyperparameters: SageMaker passes them as strings in hyperparameters.json."""
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
@@ -35,6 +35,12 @@ class Hyperparameters(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     seed: int = 42
     early_stopping_patience: int = Field(2, ge=0)  # epochs without improvement; 0 = off
+    # Loss weights n/(k*count) per category: always (balanced), never (none), or when the
+    # largest category has more than imbalance_ratio times the e-mails of the smallest (auto).
+    class_weighting: Literal["auto", "none", "balanced"] = "auto"
+    imbalance_ratio: float = Field(3.0, ge=1)
+    # Per-category review thresholds are chosen on validation to reach this precision.
+    review_precision: float = Field(0.9, gt=0, le=1)
     validation_split: float = Field(0.1, gt=0, lt=1)  # used when there is no validation channel
     text_column: str = "text"
     label_column: str = "label"

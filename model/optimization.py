@@ -1,4 +1,5 @@
-"""The optimizer side of training: AdamW, warm-up/decay schedule, mixed precision."""
+"""The optimizer side of training: AdamW, warm-up/decay schedule, mixed precision, and the
+loss (cross-entropy, weighted per label when the labels are imbalanced)."""
 
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -36,9 +37,12 @@ class Optimization:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     precision: Precision
+    class_weights: torch.Tensor | None = None  # None: the model's own (unweighted) loss
 
     @classmethod
-    def create(cls, model, hp: Hyperparameters, total_steps: int, device: torch.device):
+    def create(
+        cls, model, hp: Hyperparameters, total_steps: int, device: torch.device, class_weights=None
+    ):
         optimizer = torch.optim.AdamW(
             parameter_groups(model, hp.weight_decay),
             lr=hp.learning_rate,
@@ -46,12 +50,22 @@ class Optimization:
         )
         warmup_steps = round(hp.warmup_ratio * total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
-        return cls(optimizer, scheduler, Precision(device))
+        if class_weights is not None:
+            class_weights = torch.as_tensor(class_weights, dtype=torch.float32, device=device)
+        return cls(optimizer, scheduler, Precision(device), class_weights)
+
+    def loss(self, model, batch) -> torch.Tensor:
+        output = model(**batch)
+        if self.class_weights is None:
+            return output.loss
+        return torch.nn.functional.cross_entropy(
+            output.logits.float(), batch["labels"], weight=self.class_weights
+        )
 
     def step(self, model, batch) -> float:
         """One optimizer step on one batch; returns the batch's mean loss."""
         with self.precision.autocast():
-            loss = model(**batch).loss
+            loss = self.loss(model, batch)
         scaler = self.precision.scaler
         scaler.scale(loss).backward()
         scaler.unscale_(self.optimizer)

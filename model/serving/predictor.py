@@ -12,6 +12,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from model.archive import ArchiveError, unpack
+from model.calibration import read_temperature
 from model.serving.engine import EngineError, OpenVinoEngine, TorchEngine
 
 TRIM_EVERY_PASSES = 10
@@ -84,6 +85,10 @@ class Predictor:
                 f"no model.safetensors in {model_dir} (only safetensors is loaded)"
             )
         self.info = read_model_info(model_dir)
+        try:  # fitted by training on validation; 1.0 for models trained before it existed
+            self.temperature = read_temperature(model_dir)
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            raise ModelLoadError(f"cannot read calibration.json in {model_dir}: {error}") from error
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.engine = load_engine(model_dir, engine, quantize_int8, threads)
         return_free_heap_to_os()  # the fp32 weights that quantization or conversion left
@@ -120,7 +125,7 @@ class Predictor:
         logits, embeddings = self.engine.forward(inputs)
         k = min(top_k, len(self.labels))
         indices = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
-        probabilities = softmax(logits)
+        probabilities = softmax(logits / self.temperature)  # calibrated scores
         predictions = []
         for row, row_indices, embedding in zip(
             probabilities, indices.tolist(), embeddings, strict=True

@@ -49,3 +49,31 @@ def test_refuses_a_model_without_its_info(trained_job, tmp_path):
     (model_dir / "model_info.json").unlink()
     with pytest.raises(ModelLoadError, match=r"cannot read model_info\.json"):
         Predictor(model_dir, max_batch_size=8)
+
+
+def test_scores_are_softmax_of_the_logits_over_the_fitted_temperature(trained_job, tmp_path):
+    """calibration.json's temperature is applied at serving; without the file, T = 1."""
+    import json
+
+    import numpy as np
+
+    from model.calibration import softmax
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained_job / "model", model_dir)
+    text = "Please cancel my contract at the end of the month."
+    (model_dir / "calibration.json").unlink()
+    plain = Predictor(model_dir, max_batch_size=8)
+    inputs = plain.tokenizer([text], return_tensors="np")
+    logits, _ = plain.engine.forward({k: v.astype(np.int64) for k, v in inputs.items()})
+    assert plain.predict([text], top_k=1)[0].score == pytest.approx(
+        softmax(logits)[0].max(), abs=1e-5
+    )
+
+    (model_dir / "calibration.json").write_text(json.dumps({"temperature": 4.0}))
+    calibrated = Predictor(model_dir, max_batch_size=8)
+    expected = softmax(logits, 4.0)[0].max()
+    assert calibrated.predict([text], top_k=1)[0].score == pytest.approx(expected, abs=1e-5)
+    (model_dir / "calibration.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match=r"calibration\.json"):
+        Predictor(model_dir, max_batch_size=8)

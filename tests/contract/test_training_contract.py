@@ -38,6 +38,12 @@ def test_writes_every_artifact(trained_job):
     assert sum(map(sum, matrix)) == 15, "every test e-mail is in the confusion matrix"
     assert (reports / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (trained_job / "checkpoints" / "LATEST").is_file()
+    calibration = json.loads((model_dir / "calibration.json").read_text())
+    assert calibration["temperature"] > 0
+    assert set(calibration["review_thresholds"]) == set(LABELS)
+    assert evaluation["calibration"]["temperature"] == calibration["temperature"]
+    assert 0 <= evaluation["calibration"]["calibrated_ece"] <= 1
+    assert all("recall" in scores for scores in evaluation["per_class"].values())
     assert not (trained_job / "output" / "failure").exists()
 
 
@@ -59,6 +65,7 @@ def test_metric_lines_match_the_metric_definitions(tiny_bert, tmp_path):
     assert len(metrics["validation_accuracy"]) == 2 and len(metrics["train_loss"]) == 2
     assert len(metrics["test_accuracy"]) == 1 and len(metrics["test_macro_f1"]) == 1
     assert all(0 <= v <= 1 for v in metrics["validation_macro_f1"])
+    assert len(metrics["temperature"]) == 1 and len(metrics["test_calibrated_ece"]) == 1
     assert "batches" in result.stdout, "plain progress lines when not on a terminal"
 
 

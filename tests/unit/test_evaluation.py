@@ -79,3 +79,23 @@ def test_the_counts_agree_with_scikit_learn(case):
         assert ours["recall"] == pytest.approx(recall[i])
         assert ours["f1"] == pytest.approx(f1[i])
         assert ours["support"] == support[i]
+
+
+def test_model_card_shows_recall_per_category_and_the_calibration():
+    from model.evaluation import model_card
+
+    labels = ["a", "b"]
+    report = evaluation_report(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), labels)
+    report["calibration"] = {
+        "temperature": 1.5,
+        "ece_bins": 15,
+        "ece": 0.2,
+        "calibrated_ece": 0.05,
+        "review_precision": 0.9,
+        "review_thresholds": {"a": 0.8, "b": 1.0},
+    }
+    info = {"name": "m", "version": "v", "base_model": "x", "labels": labels,
+            "created_at": "today", "hyperparameters": {}}  # fmt: skip
+    card = model_card(info, report, "test", {"a": 2, "b": 2})
+    assert "| a | 1.000 | 0.500 | 0.667 | 2 |" in card
+    assert "0.2000 before, 0.0500 after" in card and "a 0.800, b 1.000" in card
