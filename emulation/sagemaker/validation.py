@@ -231,6 +231,10 @@ FIELDS: dict[str, tuple[str, str]] = {
     "UpdateEndpoint.DeploymentConfig": (REFUSED, "deployments are blue/green, all at once"),
     "UpdateEndpoint.RetainDeploymentConfig": (REFUSED, ""),
     "UpdateEndpointWeightsAndCapacities": (EMULATED, ""),
+    "UpdateEndpointWeightsAndCapacities.DesiredWeightsAndCapacities.ServerlessUpdateConfig": (
+        REFUSED,
+        "a new endpoint config changes a serverless variant",
+    ),
     # --- batch transform ---
     "CreateTransformJob.TransformJobName": (EMULATED, ""),
     "CreateTransformJob.ModelName": (EMULATED, ""),
