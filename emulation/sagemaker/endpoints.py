@@ -38,6 +38,7 @@ class Endpoints:
     def __init__(self, store: Store, settings: ServiceSettings, containers: Containers):
         self.store, self.settings, self.containers = store, settings, containers
         self._fleets: dict[str, Fleet] = {}
+        self._retiring: set[Fleet] = set()  # swapped out or deleted, being drained
         self.invocations = Invocations(self._fleets, settings, self._not_serving)
         self._stopped = threading.Event()
         self._restore()
@@ -292,7 +293,7 @@ class Endpoints:
             FailureReason=None,
         )
         if previous is not None:
-            previous.drain()
+            self._retire(previous)
 
     def _start_fleet(self, name: str, config: Document) -> Fleet:
         """Each variant's replicas started and answering /ping. A serverless variant starts
@@ -350,8 +351,17 @@ class Endpoints:
 
     def _remove(self, name: str, fleet: Fleet | None) -> None:
         if fleet is not None:
-            fleet.drain()
+            self._retire(fleet)
         self.store.delete(ENDPOINT, name)
+
+    def _retire(self, fleet: Fleet) -> None:
+        """Drain and stop a fleet that no longer takes traffic; until it is stopped,
+        shutdown() stops it too (a service stopped meanwhile leaves no replica behind)."""
+        self._retiring.add(fleet)
+        try:
+            fleet.drain()
+        finally:
+            self._retiring.discard(fleet)
 
     def _supervise(self) -> None:
         """Notice replicas that died; report them and start them again."""
@@ -420,7 +430,8 @@ class Endpoints:
 
     def shutdown(self) -> None:
         self._stopped.set()
-        replicas = [replica for fleet in self._fleets.values() for replica in fleet.close()]
+        fleets = [*self._fleets.values(), *self._retiring]
+        replicas = [replica for fleet in fleets for replica in fleet.close()]
         self._fleets.clear()
         with ThreadPoolExecutor() as pool:  # together: one grace period, not one per replica
             list(pool.map(Replica.stop, replicas))
