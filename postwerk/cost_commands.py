@@ -17,12 +17,11 @@ from postwerk import cost, local, sagemaker
 from postwerk.deploy import TEMPLATE
 from postwerk.errors import CommandError
 from postwerk.output import console
-from postwerk.settings import CliSettings
+from postwerk.settings import SERVERLESS_MEMORY_MB, CliSettings
 from services import clients, lifecycle
 
 DEFAULT_EMAILS_PER_DAY = 3000
 DEFAULT_REGION = "eu-central-1"
-SERVERLESS_MEMORY_MB = 2048  # the serving container's RSS is 543 MB (docs/benchmarks.md)
 DEFAULT_SERVERLESS_SECONDS = cost.Figure(
     0.12,
     "default 120 ms: the p50 of e-mail-length texts on the serving container, 2 cores, "

@@ -13,7 +13,13 @@ from postwerk.errors import RAN_AND_FAILED, CommandError
 from postwerk.local_commands import remember_stack
 from postwerk.output import console
 from postwerk.reply_commands import rebuild_index_for_new_model
-from postwerk.settings import CliSettings
+from postwerk.settings import (
+    SERVERLESS_MAX_CONCURRENCY,
+    SERVERLESS_MEMORY_MB,
+    CliSettings,
+    MaxConcurrencyOption,
+    MemoryOption,
+)
 from services import clients, lifecycle
 from services.settings import FunctionSettings
 
@@ -26,6 +32,11 @@ def deploy(
     image: Annotated[str | None, typer.Option(help="aws: a pushed model image URI")] = None,
     model: Annotated[Path | None, typer.Option(help="aws: model.tar.gz to serve")] = None,
     instances: Annotated[int, typer.Option(min=1, help="aws: endpoint replicas")] = 1,
+    serverless: Annotated[
+        bool, typer.Option(help="aws: a serverless endpoint (nothing to pay while idle)")
+    ] = False,
+    memory: MemoryOption = SERVERLESS_MEMORY_MB,
+    max_concurrency: MaxConcurrencyOption = SERVERLESS_MAX_CONCURRENCY,
     review_threshold: Annotated[
         float | None, typer.Option(min=0, max=1, help="default: the functions' setting")
     ] = None,
@@ -90,7 +101,7 @@ def deploy(
     if dry_run:
         show_plan(settings, deploy_target, bucket, template, image, model)
         if target == "aws":
-            show_monthly_cost(settings, template, instances, emails_per_day)
+            show_monthly_cost(settings, template, instances, emails_per_day, serverless)
         return
     outputs = stack.deploy_pipeline(
         deploy_target, settings.stack_name, bucket, template, say=console.print
@@ -99,16 +110,21 @@ def deploy(
     if target == "local":
         remember_stack(settings, bucket, outputs)
     if target == "aws":
-        serve_on_aws(settings, outputs, bucket, image, model, instances)
+        config = sagemaker.serverless_config(memory, max_concurrency) if serverless else None
+        serve_on_aws(settings, outputs, bucket, image, model, instances, config)
         if mx := stack.activate_mail_receiving(outputs):
             console.print(f"mail receiving is on: set the MX record of {mail_to} to {mx}")
 
 
-def serve_on_aws(settings, outputs, bucket, image, model, instances) -> None:
+def serve_on_aws(settings, outputs, bucket, image, model, instances, serverless=None) -> None:
+    """serverless: a ServerlessConfig, or None for `instances` replicas."""
     image = image or stack.push_image("postwerk-model", say=console.print)
     model_url = stack.upload_model(model or default_model(settings), bucket)
     console.print(f"serving {model_url} with {image} on [bold]{settings.endpoint_name}[/] ...")
-    serving = sagemaker.serving(settings, instances, image, outputs["SageMakerRoleArn"])
+    serving = sagemaker.serving(
+        settings, instances, image, outputs["SageMakerRoleArn"], serverless=serverless
+    )
+    console.print(f"  {serving.describe()}")
     lifecycle.serve(settings.endpoint_name, model_url, serving, name="postwerk")
     description = lifecycle.wait_for_endpoint(settings.endpoint_name)
     if description["EndpointStatus"] != "InService":
@@ -144,11 +160,11 @@ def show_plan(settings, deploy_target, bucket, template, image, model) -> None:
         console.print(f"  endpoint {settings.endpoint_name}: {verb} (blue/green)")
 
 
-def show_monthly_cost(settings, template, instances, emails_per_day) -> None:
+def show_monthly_cost(settings, template, instances, emails_per_day, serverless=False) -> None:
     """What the planned stack would cost a month (postwerk cost, with these parameters)."""
     region = clients.region() or cost_commands.DEFAULT_REGION
     deployment = cost_commands.describe_deployment(
-        settings, template, region, emails_per_day, instances=instances
+        settings, template, region, emails_per_day, serverless=serverless, instances=instances
     )
     cost_commands.show_cost(deployment)
 

@@ -193,14 +193,27 @@ def tuning_trials(name: str) -> list[dict]:
     return [summary for page in pages for summary in page["TrainingJobSummaries"]]
 
 
-def serving(settings: CliSettings, instances: int, image: str = "", role_arn: str = "") -> Serving:
-    """What serves a model, from the settings unless given."""
+def serving(
+    settings: CliSettings,
+    instances: int,
+    image: str = "",
+    role_arn: str = "",
+    serverless: dict | None = None,
+) -> Serving:
+    """What serves a model, from the settings unless given: `instances` replicas, or
+    serverless (`serverless`: its ServerlessConfig, see serverless_config)."""
     return Serving(
         image or settings.serving_image,
         role_arn or settings.role_arn,
         settings.serving_instance_type,
         instances,
+        serverless=serverless,
     )
+
+
+def serverless_config(memory_mb: int, max_concurrency: int) -> dict:
+    """A ServerlessConfig: no ProvisionedConcurrency, so it costs nothing while idle."""
+    return {"MemorySizeInMB": memory_mb, "MaxConcurrency": max_concurrency}
 
 
 def predict(endpoint: str, instances: list[dict]) -> dict:

@@ -46,3 +46,14 @@ EndpointOption = Annotated[
     typer.Option("--endpoint", help="the endpoint (default: POSTWERK_ENDPOINT_NAME)"),
 ]
 InstancesOption = Annotated[int, typer.Option(min=1, help="replicas")]
+ServerlessOption = Annotated[
+    bool, typer.Option(help="a serverless endpoint: no replica while idle, cold starts")
+]
+MemoryOption = Annotated[
+    int, typer.Option("--memory", min=1024, max=6144, help="serverless: MB, a multiple of 1024")
+]
+MaxConcurrencyOption = Annotated[
+    int, typer.Option(min=1, max=200, help="serverless: requests at once (more are throttled)")
+]
+SERVERLESS_MEMORY_MB = 2048  # the serving container's RSS is 543 MB (docs/benchmarks.md)
+SERVERLESS_MAX_CONCURRENCY = 5

@@ -8,6 +8,9 @@ out) leaves the mark, its record fails, and the retry finds the result stored an
 routes it. So no event is lost, and one repeats only when a mark could not be cleared and
 the record comes again.
 
+A throttled InvokeEndpoint (ThrottlingException: a serverless endpoint at its
+MaxConcurrency, or AWS's own limits) is retried with backoff, botocore's retries and then
+THROTTLE_BACKOFF_S here; still throttled, that chunk's records fail, and only those.
 Records that could not be classified (endpoint error, throttling, a malformed record) are
 returned as batchItemFailures, so the event source mapping retries only those and sends what
 keeps failing to the dead-letter queue. When every record fails, the function raises
@@ -15,6 +18,8 @@ keeps failing to the dead-letter queue. When every record fails, the function ra
 """
 
 import json
+import random
+import time
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
@@ -31,6 +36,9 @@ from services.records import ClassificationV1, EmailV1, InvocationAnswer, chunke
 from services.settings import FunctionSettings
 
 MAX_REQUEST_BYTES = 5 * 1024 * 1024  # InvokeEndpoint takes 6 MB; leave room for the envelope
+# The pauses before classify's own retries of a throttled call (each with jitter, half to
+# one and a half of it), after botocore's: short, as the function's time runs meanwhile.
+THROTTLE_BACKOFF_S = (0.5, 1.0, 2.0)
 
 logger = Logger(service="classify")
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
@@ -83,9 +91,7 @@ def invoke(endpoint: str, threshold: float, items: list[Item]) -> None:
     ):
         body = json.dumps({"instances": [item.email.model_text() for item in chunk]})
         try:
-            answer = runtime.invoke_endpoint(
-                EndpointName=endpoint, Body=body, ContentType="application/json"
-            )
+            answer = invoke_with_backoff(runtime, endpoint, body)
             document = InvocationAnswer.model_validate_json(answer["Body"].read())
         except (ClientError, ValidationError) as error:
             reason = (
@@ -105,6 +111,26 @@ def invoke(endpoint: str, threshold: float, items: list[Item]) -> None:
                 item.result = ClassificationV1.from_prediction(
                     item.email, prediction, document.model, threshold
                 )
+
+
+def invoke_with_backoff(runtime, endpoint: str, body: str) -> dict:
+    """InvokeEndpoint, retried while it is throttled (THROTTLE_BACKOFF_S); its last
+    ClientError otherwise."""
+    for wait in (*THROTTLE_BACKOFF_S, None):
+        try:
+            return runtime.invoke_endpoint(
+                EndpointName=endpoint, Body=body, ContentType="application/json"
+            )
+        except ClientError as error:
+            if wait is None or error.response["Error"].get("Code") != "ThrottlingException":
+                raise
+            logger.info("endpoint throttled; retrying", after_s=wait)
+            pause(wait * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
+
+
+def pause(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def store(settings: FunctionSettings, items: list[Item]) -> None:

@@ -38,29 +38,77 @@ def s3_channel(name: str, uri: str) -> dict:
 # --- serving ------------------------------------------------------------------------------
 
 
+# The members of a production variant that say how it serves, kept when a new model takes
+# the endpoint over (serving_like): its name, weight and capacity, instances or serverless.
+VARIANT_SHAPE = (
+    "VariantName",
+    "InitialVariantWeight",
+    "InstanceType",
+    "InitialInstanceCount",
+    "ServerlessConfig",
+    "VolumeSizeInGB",
+    "ModelDataDownloadTimeoutInSeconds",
+    "ContainerStartupHealthCheckTimeoutInSeconds",
+)
+
+
 @dataclass(frozen=True)
 class Serving:
-    """What serves a model besides the model itself."""
+    """What serves a model besides the model itself: one variant of `instances` x
+    `instance_type`, or a serverless one (`serverless`: its ServerlessConfig); or, copied
+    from an endpoint (serving_like), `variants`: each of its variants' shape, which the
+    new model takes over one for one (A/B weights and serverless kept)."""
 
     image: str
     role_arn: str
-    instance_type: str
+    instance_type: str = ""
     instances: int = 1
+    serverless: dict | None = None
+    variants: tuple[dict, ...] = ()
+
+    def production_variants(self, model: str) -> list[dict]:
+        """CreateEndpointConfig's ProductionVariants, every one serving `model`."""
+        if self.variants:
+            return [dict(shape, ModelName=model) for shape in self.variants]
+        variant = {"VariantName": "primary", "ModelName": model, "InitialVariantWeight": 1.0}
+        if self.serverless:
+            return [variant | {"ServerlessConfig": dict(self.serverless)}]
+        return [variant | {"InitialInstanceCount": self.instances,
+                           "InstanceType": self.instance_type}]  # fmt: skip
+
+    def describe(self) -> str:
+        """In words, for the operator: '1 x ml.m5.large', 'serverless 2048 MB, 5 at once'."""
+        shapes = self.production_variants("")
+        return ", ".join(describe_variant(shape) for shape in shapes)
+
+
+def describe_variant(variant: dict) -> str:
+    serverless = variant.get("ServerlessConfig")
+    if serverless:
+        words = (
+            f"serverless {serverless['MemorySizeInMB']} MB, {serverless['MaxConcurrency']} at once"
+        )
+    else:
+        words = f"{variant.get('InitialInstanceCount', 1)} x {variant.get('InstanceType', '?')}"
+    return f"{variant['VariantName']}: {words}"
 
 
 def serving_like(endpoint: str) -> Serving:
-    """The image, role and instances that serve the endpoint now."""
+    """The image, role and variants that serve the endpoint now: one variant or several
+    (A/B), on instances or serverless. A model promoted with it takes every variant over."""
     sm = clients.client("sagemaker")
     config = sm.describe_endpoint_config(
         EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
     )
-    [variant] = config["ProductionVariants"]
-    model = sm.describe_model(ModelName=variant["ModelName"])
+    variants = config["ProductionVariants"]
+    model = sm.describe_model(ModelName=variants[0]["ModelName"])
     return Serving(
         image=model["PrimaryContainer"]["Image"],
         role_arn=model["ExecutionRoleArn"],
-        instance_type=variant["InstanceType"],
-        instances=variant["InitialInstanceCount"],
+        instance_type=variants[0].get("InstanceType", ""),
+        instances=variants[0].get("InitialInstanceCount", 1),
+        serverless=variants[0].get("ServerlessConfig"),
+        variants=tuple({k: v[k] for k in VARIANT_SHAPE if k in v} for v in variants),
     )
 
 
@@ -72,8 +120,9 @@ def endpoint_exists(endpoint: str) -> bool:
 def serve(
     endpoint: str, model_data_url: str, serving: Serving, name: str, must_exist: bool = False
 ) -> None:
-    """A model and an endpoint config for the archive, then create the endpoint or update
-    it (blue/green: the old fleet serves until the new one answers)."""
+    """A model and an endpoint config for the archive (every variant of `serving` serves
+    it), then create the endpoint or update it (blue/green: the old fleet serves until the
+    new one answers)."""
     sm = clients.client("sagemaker")
     exists = endpoint_exists(endpoint)
     if must_exist and not exists:
@@ -85,16 +134,7 @@ def serve(
         PrimaryContainer={"Image": serving.image, "ModelDataUrl": model_data_url},
     )
     sm.create_endpoint_config(
-        EndpointConfigName=model,
-        ProductionVariants=[
-            {
-                "VariantName": "primary",
-                "ModelName": model,
-                "InitialInstanceCount": serving.instances,
-                "InstanceType": serving.instance_type,
-                "InitialVariantWeight": 1.0,
-            }
-        ],
+        EndpointConfigName=model, ProductionVariants=serving.production_variants(model)
     )
     if exists:
         sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=model)

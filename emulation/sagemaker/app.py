@@ -167,7 +167,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         try:
             check_invocation("InvokeEndpoint", dict(request.headers))
             body, answer_headers = await endpoints.invocations.invoke(
-                name, await request.body(), headers
+                name,
+                await request.body(),
+                headers,
+                target=request.headers.get("x-amzn-sagemaker-target-variant", ""),
             )
         except SageMakerError as error:
             return runtime_error(error)

@@ -4,7 +4,9 @@ An endpoint is a name that stays put while what serves it changes: CreateEndpoin
 fleet (each production variant's InitialInstanceCount replicas of the serving container),
 UpdateEndpoint starts the new config's fleet next to the old one, switches traffic once every
 new replica answers /ping, and stops the old fleet when its requests have drained (blue/green:
-no request fails during the swap). A supervisor restarts replicas that die.
+no request fails during the swap). A supervisor restarts replicas that die, and stops the
+replicas of a serverless variant that has been idle (POSTWERK_SAGEMAKER_SERVERLESS_IDLE_SECONDS):
+its next request starts one again and waits for it, as AWS's cold start (fleets.Serverless).
 
 The replicas and fleets are fleets.py, their files model_files.py, InvokeEndpoint's hop to
 them invocations.py; this module is the control plane and the deploying.
@@ -20,7 +22,7 @@ from typing import Any
 
 from emulation.sagemaker.artifacts import ArtifactError
 from emulation.sagemaker.containers import Containers
-from emulation.sagemaker.fleets import DRAIN_SECONDS, Fleet, Replica, ReplicaError
+from emulation.sagemaker.fleets import DRAIN_SECONDS, Fleet, Replica, ReplicaError, Serverless
 from emulation.sagemaker.invocations import Invocations
 from emulation.sagemaker.model_files import model_folder, replica_folder
 from emulation.sagemaker.protocol import now, paginate, required, resource_arn, validation
@@ -36,6 +38,7 @@ class Endpoints:
     def __init__(self, store: Store, settings: ServiceSettings, containers: Containers):
         self.store, self.settings, self.containers = store, settings, containers
         self._fleets: dict[str, Fleet] = {}
+        self._retiring: set[Fleet] = set()  # swapped out or deleted, being drained
         self.invocations = Invocations(self._fleets, settings, self._not_serving)
         self._stopped = threading.Event()
         self._restore()
@@ -79,7 +82,10 @@ class Endpoints:
         variants = required(request, "ProductionVariants")
         for variant in variants:
             self._get(MODEL, required(variant, "ModelName"), "model")
-            if int(variant.get("InitialInstanceCount", 1)) < 1:
+            if (
+                "ServerlessConfig" not in variant
+                and int(variant.get("InitialInstanceCount", 1)) < 1
+            ):
                 raise validation("InitialInstanceCount must be at least 1")
         arn = resource_arn(self.settings, "endpoint-config", name)
         document = {
@@ -169,6 +175,8 @@ class Endpoints:
             )
         if any(int(d.get("DesiredInstanceCount", 1)) < 1 for d in desired.values()):
             raise validation("DesiredInstanceCount must be at least 1")
+        if any("DesiredInstanceCount" in desired[v] for v in set(desired) & set(fleet.serverless)):
+            raise validation("DesiredInstanceCount cannot be set for a serverless variant")
         weights = [
             float(desired.get(variant, {}).get("DesiredWeight", weight))
             for variant, weight, _ in fleet.variants
@@ -190,20 +198,29 @@ class Endpoints:
                 continue
             weight = float(wanted.get("DesiredWeight", weight))
             fleet.variants[index] = (variant, weight, replicas)
+            if variant in fleet.serverless:
+                continue  # its replicas come and go with its requests
             try:
                 self._scale(name, replicas, int(wanted.get("DesiredInstanceCount", len(replicas))))
             except ReplicaError as error:
                 failure = f"ClientError: {error}"
-        summaries = [
-            {
-                "VariantName": variant,
-                "CurrentWeight": weight,
-                "DesiredWeight": weight,
-                "CurrentInstanceCount": sum(r.ready for r in replicas),
-                "DesiredInstanceCount": len(replicas),
-            }
-            for variant, weight, replicas in fleet.variants
-        ]
+        config = self.store.get(CONFIG, fleet.config_name) or {"ProductionVariants": []}
+        serverless = {
+            v["VariantName"]: v["ServerlessConfig"]
+            for v in config["ProductionVariants"]
+            if "ServerlessConfig" in v
+        }
+        summaries = []
+        for variant, weight, replicas in fleet.variants:
+            summary = {"VariantName": variant, "CurrentWeight": weight, "DesiredWeight": weight}
+            if variant in serverless:
+                summary |= serverless_summary(serverless[variant])
+            else:
+                summary |= {
+                    "CurrentInstanceCount": sum(r.ready for r in replicas),
+                    "DesiredInstanceCount": len(replicas),
+                }
+            summaries.append(summary)
         self._change(
             name, EndpointStatus="InService", ProductionVariants=summaries, FailureReason=failure
         )
@@ -266,6 +283,8 @@ class Endpoints:
             return
         previous = self._fleets.get(name)
         self._fleets[name] = fleet
+        for pool in fleet.serverless.values():
+            pool.touch()  # its idle time starts now, not when its replica began to start
         self._change(
             name,
             EndpointStatus="InService",
@@ -274,16 +293,21 @@ class Endpoints:
             FailureReason=None,
         )
         if previous is not None:
-            previous.drain()
+            self._retire(previous)
 
     def _start_fleet(self, name: str, config: Document) -> Fleet:
-        variants = []
+        """Each variant's replicas started and answering /ping. A serverless variant starts
+        with one too (the container is checked as AWS checks it at creation), which stops
+        once the variant has been idle unless it is provisioned."""
+        variants, pools = [], {}
         for variant in config["ProductionVariants"]:
             model = self.describe_model(variant["ModelName"])
             model_dir = model_folder(self.settings.state_dir, model)
             environment = model["PrimaryContainer"].get("Environment", {})
-            replicas = [
-                Replica(
+
+            def replica(number, variant=variant, model=model, model_dir=model_dir,
+                        environment=environment) -> Replica:  # fmt: skip
+                return Replica(
                     name,
                     variant["VariantName"],
                     number,
@@ -291,12 +315,22 @@ class Endpoints:
                     replica_folder(self.settings.state_dir, name, model_dir),
                     environment,
                 )
-                for number in range(int(variant.get("InitialInstanceCount", 1)))
-            ]
+
+            serverless = variant.get("ServerlessConfig")
+            count = 1 if serverless else int(variant.get("InitialInstanceCount", 1))
+            replicas = [replica(number) for number in range(count)]
+            if serverless:
+                pools[variant["VariantName"]] = Serverless(
+                    serverless,
+                    replicas,
+                    replica,
+                    self._start_replica,
+                    self.settings.serverless_idle_seconds,
+                )
             variants.append(
                 (variant["VariantName"], float(variant.get("InitialVariantWeight", 1.0)), replicas)
             )
-        fleet = Fleet(config["EndpointConfigName"], variants)
+        fleet = Fleet(config["EndpointConfigName"], variants, pools)
         try:
             for replica in fleet.replicas:
                 replica.start(self.containers)
@@ -307,16 +341,47 @@ class Endpoints:
             raise
         return fleet
 
+    def _start_replica(self, replica: Replica) -> None:
+        try:
+            replica.start(self.containers)
+            replica.wait_ready(self.settings.replica_start_timeout)
+        except BaseException:
+            replica.stop()
+            raise
+
     def _remove(self, name: str, fleet: Fleet | None) -> None:
         if fleet is not None:
-            fleet.drain()
+            self._retire(fleet)
         self.store.delete(ENDPOINT, name)
+
+    def _retire(self, fleet: Fleet) -> None:
+        """Drain and stop a fleet that no longer takes traffic; until it is stopped,
+        shutdown() stops it too (a service stopped meanwhile leaves no replica behind)."""
+        self._retiring.add(fleet)
+        try:
+            fleet.drain()
+        finally:
+            self._retiring.discard(fleet)
 
     def _supervise(self) -> None:
         """Notice replicas that died; report them and start them again."""
         while not self._stopped.wait(0.5):
             for name, fleet in list(self._fleets.items()):
+                for pool in fleet.serverless.values():
+                    if idle := pool.idle_replicas():
+                        log.info("endpoint %s: serverless variant idle; stopping %d replica(s)",
+                                 name, len(idle))  # fmt: skip
+                        for replica in idle:
+                            self._in_background(replica.stop)
+                for variant, _, replicas in fleet.variants:
+                    if variant in fleet.serverless:
+                        for replica in [r for r in replicas if r.died()]:
+                            log.warning("endpoint %s: serverless replica %s exited",
+                                        name, replica.log_stream_name)  # fmt: skip
+                            fleet.serverless[variant].forget(replica)
                 for replica in fleet.replicas:
+                    if replica.variant in fleet.serverless:
+                        continue
                     if replica.died() and not replica.restarting:
                         code = replica.process.returncode
                         log.warning(
@@ -365,7 +430,8 @@ class Endpoints:
 
     def shutdown(self) -> None:
         self._stopped.set()
-        replicas = [replica for fleet in self._fleets.values() for replica in fleet.replicas]
+        fleets = [*self._fleets.values(), *self._retiring]
+        replicas = [replica for fleet in fleets for replica in fleet.close()]
         self._fleets.clear()
         with ThreadPoolExecutor() as pool:  # together: one grace period, not one per replica
             list(pool.map(Replica.stop, replicas))
@@ -407,15 +473,27 @@ class Endpoints:
 
 
 def variant_summaries(config: Document, current: int | None) -> list[Document]:
-    return [
-        {
+    """DescribeEndpoint's ProductionVariants: instance counts, or for a serverless variant
+    its Current/DesiredServerlessConfig (AWS shows no instance count for it)."""
+    summaries = []
+    for v in config["ProductionVariants"]:
+        weight = float(v.get("InitialVariantWeight", 1.0))
+        summary = {
             "VariantName": v["VariantName"],
-            "CurrentWeight": float(v.get("InitialVariantWeight", 1.0)),
-            "DesiredWeight": float(v.get("InitialVariantWeight", 1.0)),
-            "CurrentInstanceCount": int(v.get("InitialInstanceCount", 1))
-            if current is None
-            else current,
-            "DesiredInstanceCount": int(v.get("InitialInstanceCount", 1)),
+            "CurrentWeight": weight,
+            "DesiredWeight": weight,
         }
-        for v in config["ProductionVariants"]
-    ]
+        if "ServerlessConfig" in v:
+            summary |= serverless_summary(v["ServerlessConfig"])
+        else:
+            wanted = int(v.get("InitialInstanceCount", 1))
+            summary |= {
+                "CurrentInstanceCount": wanted if current is None else current,
+                "DesiredInstanceCount": wanted,
+            }
+        summaries.append(summary)
+    return summaries
+
+
+def serverless_summary(serverless: Document) -> Document:
+    return {"CurrentServerlessConfig": serverless, "DesiredServerlessConfig": serverless}

@@ -28,3 +28,6 @@ class ServiceSettings(BaseSettings):
     account_id: str = "000000000000"
     replica_start_timeout: float = 300.0  # seconds from start to the first /ping 200
     invocation_timeout: float = 60.0  # AWS's limit for InvokeEndpoint
+    # A serverless variant without ProvisionedConcurrency stops its replica after this long
+    # without a request; the next request starts one and waits for it (the cold start).
+    serverless_idle_seconds: float = Field(300.0, ge=0)

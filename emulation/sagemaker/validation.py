@@ -197,8 +197,13 @@ FIELDS: dict[str, tuple[str, str]] = {
     "CreateEndpointConfig.ProductionVariants.InstanceType": (STORED, INSTANCE),
     "CreateEndpointConfig.ProductionVariants.VolumeSizeInGB": (STORED, VOLUME),
     "CreateEndpointConfig.ProductionVariants.ServerlessConfig": (
+        EMULATED,
+        "no replica while idle, a cold start on demand, ThrottlingException over "
+        "MaxConcurrency (one replica serves the concurrent requests)",
+    ),
+    "CreateEndpointConfig.ProductionVariants.ServerlessConfig.MemorySizeInMB": (
         STORED,
-        "validated as AWS does; served by one replica",
+        "validated as AWS does; not a memory limit locally",
     ),
     "CreateEndpointConfig.ProductionVariants.ModelDataDownloadTimeoutInSeconds": (
         STORED,
@@ -226,6 +231,10 @@ FIELDS: dict[str, tuple[str, str]] = {
     "UpdateEndpoint.DeploymentConfig": (REFUSED, "deployments are blue/green, all at once"),
     "UpdateEndpoint.RetainDeploymentConfig": (REFUSED, ""),
     "UpdateEndpointWeightsAndCapacities": (EMULATED, ""),
+    "UpdateEndpointWeightsAndCapacities.DesiredWeightsAndCapacities.ServerlessUpdateConfig": (
+        REFUSED,
+        "a new endpoint config changes a serverless variant",
+    ),
     # --- batch transform ---
     "CreateTransformJob.TransformJobName": (EMULATED, ""),
     "CreateTransformJob.ModelName": (EMULATED, ""),
@@ -305,7 +314,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "InvokeEndpoint.Accept": (EMULATED, ""),
     "InvokeEndpoint.CustomAttributes": (EMULATED, ""),
     "InvokeEndpoint.InferenceId": (STORED, "data capture is not emulated"),
-    "InvokeEndpoint.TargetVariant": (REFUSED, "traffic goes by weight"),
+    "InvokeEndpoint.TargetVariant": (EMULATED, ""),
     "InvokeEndpoint.TargetModel": (REFUSED, "no multi-model endpoints"),
     "InvokeEndpoint.TargetContainerHostname": (REFUSED, "no multi-container endpoints"),
     "InvokeEndpoint.InferenceComponentName": (REFUSED, "no inference components"),
@@ -531,6 +540,11 @@ def variant_rules(request: dict[str, Any]) -> None:
                     f"Variant '{variant['VariantName']}' has a ServerlessConfig: "
                     f"{member} must not be set"
                 )
+        if len(variants) > 1:  # one serverless variant per config (CDK's EndpointConfig too)
+            raise validation(
+                f"Variant '{variant['VariantName']}' is a serverless variant: it must be the "
+                "endpoint configuration's only variant"
+            )
     if variants and all(float(v.get("InitialVariantWeight", 1.0)) == 0 for v in variants):
         raise validation(
             "The InitialVariantWeight of at least one production variant must be greater "

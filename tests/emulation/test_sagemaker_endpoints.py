@@ -124,7 +124,7 @@ def test_control_plane_errors(sagemaker, archive):
     deploy_model(sm, s3, "once", archive)
     with pytest.raises(ClientError, match="already existing model"):
         deploy_model(sm, s3, "once", archive)
-    assert "once" in [m["ModelName"] for m in sm.list_models()["Models"]]
+    assert "once" in [m["ModelName"] for m in sm.list_models(NameContains="once")["Models"]]
     sm.delete_model(ModelName="once")
     with pytest.raises(ClientError, match="Could not find model"):
         sm.describe_model(ModelName="once")

@@ -222,5 +222,5 @@ def test_runtime_calls_not_emulated_answer_as_the_runtime_does(sagemaker):
     assert error.value.response["Error"]["Code"] == "ValidationError"
     assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert "InvokeEndpointAsync is not emulated" in error.value.response["Error"]["Message"]
-    with pytest.raises(ClientError, match=r"TargetVariant .* is not emulated"):
-        runtime.invoke_endpoint(EndpointName="anything", Body=b"{}", TargetVariant="a")
+    with pytest.raises(ClientError, match=r"TargetModel .* is not emulated"):
+        runtime.invoke_endpoint(EndpointName="anything", Body=b"{}", TargetModel="a")

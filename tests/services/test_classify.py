@@ -1,6 +1,8 @@
 """The classify function against the embedded backend and a local SageMaker endpoint."""
 
 import json
+import threading
+import time
 from datetime import UTC, datetime
 
 import boto3
@@ -10,7 +12,12 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from services import classify
 from services.records import EmailV1, Source
 from tests.support.lambdas import LambdaContext, kinesis_event
-from tests.support.sagemaker import endpoint_serving
+from tests.support.sagemaker import (
+    PAYLOAD,
+    SERVERLESS_IDLE_SECONDS,
+    endpoint_serving,
+    replica_processes,
+)
 
 RESULTS = "postwerk-results"
 
@@ -33,6 +40,14 @@ def email(message_id: str, subject: str, body: str) -> bytes:
 @pytest.fixture
 def endpoint(sagemaker, trained_job, monkeypatch):
     with endpoint_serving(sagemaker, trained_job, "classify-endpoint"):
+        create_tables(monkeypatch, sagemaker[2])
+        yield
+
+
+@pytest.fixture
+def serverless_endpoint(sagemaker, trained_job, monkeypatch):
+    """A serverless endpoint that takes one request at a time."""
+    with endpoint_serving(sagemaker, trained_job, "classify-endpoint", {"MaxConcurrency": 1}):
         create_tables(monkeypatch, sagemaker[2])
         yield
 
@@ -116,3 +131,46 @@ def test_an_unreachable_endpoint_fails_every_record(endpoint, monkeypatch):
     with pytest.raises(BatchProcessingError, match="All records failed"):
         classify.handler(event, LambdaContext())  # a function error: the mapping retries
     assert stored_results() == {}
+
+
+def test_a_throttled_call_is_retried_and_still_throttled_fails_its_records_alone(
+    serverless_endpoint, sagemaker_service, monkeypatch
+):
+    """MaxConcurrency 1, taken by another caller's cold start: classify's first call stays
+    throttled after its retry and its record fails alone; the second call's retry gets
+    through once the other caller is answered. The mapping's retry stores the first."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's own retries off: see classify's
+    monkeypatch.setattr(classify, "MAX_REQUEST_BYTES", 1)  # one call per e-mail
+    monkeypatch.setattr(classify, "THROTTLE_BACKOFF_S", (0.01,))
+    wait_for_no_replica(sagemaker_service, "classify-endpoint")
+    other = threading.Thread(target=boto3.client("sagemaker-runtime").invoke_endpoint,
+                             kwargs={"EndpointName": "classify-endpoint", "Body": PAYLOAD,
+                                     "ContentType": "application/json"})  # fmt: skip
+    other.start()
+    time.sleep(1)  # it waits for the replica it started, holding the one slot
+    pauses = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:  # the second call's backoff outlasts the other caller
+            other.join()
+
+    monkeypatch.setattr(classify, "pause", pause)
+    event = kinesis_event(
+        email("m1", "Wrong invoice", "my invoice amount is wrong, please correct the bill"),
+        email("m2", "Cancel", "I want to cancel my contract"),
+    )
+    answer = classify.handler(event, LambdaContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "1000"}]}
+    assert len(pauses) == 2 and set(stored_results()) == {"m2"}
+
+    retried = {"Records": event["Records"][:1]}  # the mapping retries the failed record
+    assert classify.handler(retried, LambdaContext()) == {"batchItemFailures": []}
+    assert set(stored_results()) == {"m1", "m2"} and len(result_lines()) == 2
+
+
+def wait_for_no_replica(sagemaker_service, endpoint: str) -> None:
+    deadline = time.monotonic() + SERVERLESS_IDLE_SECONDS + 20
+    while replica_processes(sagemaker_service, endpoint):
+        assert time.monotonic() < deadline, "the idle serverless endpoint keeps a replica"
+        time.sleep(0.2)

@@ -14,6 +14,7 @@ from pathlib import Path
 import boto3
 import botocore.session
 import httpx
+import psutil
 import pytest
 from botocore.exceptions import WaiterError
 from botocore.validate import ParamValidator
@@ -28,13 +29,20 @@ ROLE = "arn:aws:iam::000000000000:role/postwerk"
 FAST_WAITER = {"Delay": 1, "MaxAttempts": 300}
 PAYLOAD = json.dumps({"inputs": ["my invoice is wrong", "thanks for the great service"]})
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
+SERVERLESS_IDLE_SECONDS = 5
 
 
 @pytest.fixture(scope="session")
 def sagemaker_service(ministack, tmp_path_factory):
-    """`python -m emulation.sagemaker` with its jobs and endpoints on the MiniStack backend."""
+    """`python -m emulation.sagemaker` with its jobs and endpoints on the MiniStack backend
+    (a serverless variant idle for SERVERLESS_IDLE_SECONDS stops its replica)."""
     state_dir = tmp_path_factory.mktemp("sagemaker-state")
-    process, url = start_service(ministack, state_dir, POSTWERK_SAGEMAKER_MAX_TRAINING_JOBS="2")
+    process, url = start_service(
+        ministack,
+        state_dir,
+        POSTWERK_SAGEMAKER_MAX_TRAINING_JOBS="2",
+        POSTWERK_SAGEMAKER_SERVERLESS_IDLE_SECONDS=str(SERVERLESS_IDLE_SECONDS),
+    )
     yield process, url, state_dir
     process.terminate()
     process.wait(60)
@@ -137,6 +145,28 @@ def create_config(sm, name: str, model: str, instances: int = 1) -> None:
     )  # fmt: skip
 
 
+def create_serverless_config(sm, name: str, model: str, **serverless: int) -> None:
+    """One serverless variant `primary`: 2048 MB and `serverless` (MaxConcurrency ...)."""
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{"VariantName": "primary", "ModelName": model,
+                             "ServerlessConfig": {"MemorySizeInMB": 2048} | serverless}],
+    )  # fmt: skip
+
+
+def replica_processes(sagemaker_service, endpoint: str) -> list[psutil.Process]:
+    """The serving processes of the endpoint's replicas (children of the service)."""
+    service, _, _ = sagemaker_service
+    found = []
+    for child in psutil.Process(service.pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "serve" in child.cmdline() and f"/replicas/{endpoint}-" in child.environ().get(
+                "SAGEMAKER_BASE_DIR", ""
+            ):
+                found.append(child)
+    return found
+
+
 def wait_in_service(sm, name: str) -> dict:
     with contextlib.suppress(WaiterError):
         sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST_WAITER)
@@ -152,12 +182,18 @@ def invoke(runtime, name: str) -> dict:
 
 
 @contextmanager
-def endpoint_serving(sagemaker, trained_job: Path, endpoint_name: str) -> Iterator[None]:
-    """The trained job's model behind a local SageMaker endpoint, deleted afterwards."""
+def endpoint_serving(
+    sagemaker, trained_job: Path, endpoint_name: str, serverless: dict | None = None
+) -> Iterator[None]:
+    """The trained job's model behind a local SageMaker endpoint (serverless: a serverless
+    variant with this MaxConcurrency ...), deleted afterwards."""
     sm, _, s3 = sagemaker
     name = f"{endpoint_name}-{uuid.uuid4().hex[:8]}"  # the service outlives a backend reset
     deploy_model(sm, s3, name, model_archive(trained_job / "model"))
-    create_config(sm, name, name)
+    if serverless:
+        create_serverless_config(sm, name, name, **serverless)
+    else:
+        create_config(sm, name, name)
     sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
     assert wait_in_service(sm, endpoint_name)["EndpointStatus"] == "InService"
     yield
