@@ -127,7 +127,9 @@ def test_env_status_and_results_reach_the_containers(environment, stack):
     assert "export AWS_ENDPOINT_URL_SAGEMAKER=http://127.0.0.1:4567" in exports.stdout
     status = postwerk(environment, "status")
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "local AWS: compose, containers aws running, mapping-runner running" in status.stdout
+    services = ("aws", "mailbox-door", "mapping-runner", "sagemaker", "smtp")
+    running = ", ".join(f"{service} running" for service in services)
+    assert f"local AWS: compose, containers {running}" in status.stdout
     assert f"endpoint {ENDPOINT}: InService" in status.stdout
     shown = postwerk(with_local_aws(environment), "results", "--limit", "5")
     assert shown.returncode == 0, shown.stdout + shown.stderr
