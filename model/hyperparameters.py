@@ -35,6 +35,8 @@ class Hyperparameters(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     seed: int = 42
     early_stopping_patience: int = Field(2, ge=0)  # epochs without improvement; 0 = off
+    # a checkpoint every so many optimizer steps within an epoch (and on SIGTERM); 0 = off
+    checkpoint_every_steps: int = Field(200, ge=0)
     validation_split: float = Field(0.1, gt=0, lt=1)  # used when there is no validation channel
     text_column: str = "text"
     label_column: str = "label"
