@@ -28,3 +28,9 @@ class ServiceSettings(BaseSettings):
     account_id: str = "000000000000"
     replica_start_timeout: float = 300.0  # seconds from start to the first /ping 200
     invocation_timeout: float = 60.0  # AWS's limit for InvokeEndpoint
+    # Training: SIGTERM to SIGKILL on a stop, a spot interruption, MaxRuntime/MaxWait (AWS: 120)
+    stop_grace_seconds: float = 120.0
+    # Spot jobs: when they are interrupted, unless their tag says (spot.py; "" = never)
+    spot_interruptions: str = ""
+    # How often a training job's checkpoint folder is synced to CheckpointConfig.S3Uri
+    checkpoint_sync_seconds: float = 2.0
