@@ -10,6 +10,7 @@ import pytest
 from safetensors.torch import load
 
 from emulation.sagemaker.spot import INTERRUPTED_MESSAGE, MAX_WAIT_MESSAGE, TAG
+from tests.emulation.test_sagemaker_tuning import trials, tuning_request, wait
 from tests.support.sagemaker import BUCKET, training_request, wait_for_training_job
 from tests.support.tiny_model import tiny_hyperparameters
 
@@ -123,3 +124,28 @@ def test_a_bad_interruption_plan_is_refused(sagemaker, tiny_bert):
         assert "spot interruption plan 'sometimes'" in error.response["Error"]["Message"]
     else:
         raise AssertionError("accepted")
+
+
+def test_tuning_trials_run_on_spot_each_with_its_own_checkpoints(sagemaker, tiny_bert):
+    sm, _, s3 = sagemaker
+    limits = {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 2}
+    config = {"Strategy": "Random", "RandomSeed": 3, "ResourceLimits": limits}
+    request = tuning_request("spot-tune", s3, tiny_bert, config, epochs=1)
+    request["TrainingJobDefinition"] |= {
+        "EnableManagedSpotTraining": True,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 900},
+        "CheckpointConfig": {"S3Uri": f"s3://{BUCKET}/spot-tune/checkpoints/"},
+    }
+    sm.create_hyper_parameter_tuning_job(**request)
+    job = wait(sm, "spot-tune")
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    names = [trial["TrainingJobName"] for trial in trials(sm, "spot-tune")]
+    assert len(names) == 2
+    for name in names:
+        trial = sm.describe_training_job(TrainingJobName=name)
+        assert trial["TrainingJobStatus"] == "Completed", trial.get("FailureReason")
+        assert trial["EnableManagedSpotTraining"] is True
+        uri = f"s3://{BUCKET}/spot-tune/checkpoints/{name}/"
+        assert trial["CheckpointConfig"]["S3Uri"] == uri
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"spot-tune/checkpoints/{name}/")
+        assert any(item["Key"].endswith("/LATEST") for item in listed["Contents"])
