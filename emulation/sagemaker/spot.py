@@ -139,6 +139,12 @@ class CheckpointSync:
         self._s3 = S3()
 
     def __enter__(self) -> "CheckpointSync":
+        # what is there already came from S3 (a restart): not uploaded again
+        for path in self.folder.rglob("*"):
+            if path.is_file():
+                stat = path.stat()
+                key = path.relative_to(self.folder).as_posix()
+                self.uploaded[key] = (stat.st_mtime, stat.st_size)
         self._thread.start()
         return self
 

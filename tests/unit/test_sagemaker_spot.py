@@ -49,3 +49,35 @@ def test_local_path_is_a_folder_of_the_job(tmp_path):
     for outside in ("/tmp/ckpt", "relative", "/opt/ml"):
         with pytest.raises(SageMakerError):
             check_local_path(outside)
+
+
+class FakeS3:
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []
+
+    def upload_file(self, path, uri):
+        self.calls.append(("put", uri.rsplit("/ck/", 1)[1]))
+
+    def delete(self, uri):
+        self.calls.append(("delete", uri.rsplit("/ck/", 1)[1]))
+
+
+def test_checkpoint_sync_uploads_changes_pointer_last_and_mirrors_removals(tmp_path, monkeypatch):
+    import os
+
+    from emulation.sagemaker import spot
+
+    monkeypatch.setattr(spot, "S3", FakeS3)
+    (tmp_path / "epoch-0001").mkdir()
+    (tmp_path / "epoch-0001" / "model.safetensors").write_text("restored from S3")
+    sync = spot.CheckpointSync(tmp_path, "s3://b/ck", interval=3600)
+    with sync:
+        (tmp_path / "LATEST").write_text("epoch-0002")
+        (tmp_path / "epoch-0002").mkdir()
+        (tmp_path / "epoch-0002" / "model.safetensors").write_text("new")
+        os.utime(tmp_path / "LATEST", (1e9, 1e9))  # an older pointer, rewritten below
+        sync.sync()
+        assert sync._s3.calls == [("put", "LATEST"), ("put", "epoch-0002/model.safetensors")]
+        (tmp_path / "LATEST").write_text("epoch-0002")  # newest: after the files it names
+        (tmp_path / "epoch-0001" / "model.safetensors").unlink()
+    assert sync._s3.calls[2:] == [("put", "LATEST"), ("delete", "epoch-0001/model.safetensors")]
