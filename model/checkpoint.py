@@ -1,6 +1,8 @@
 """Checkpoints to resume an interrupted job (SageMaker syncs checkpoints/ to S3).
 
-One folder per finished epoch; the file LATEST names the newest complete one, and is
+One folder per checkpoint: after each epoch (epoch-0003), and within one every
+`checkpoint_every_steps` steps or on SIGTERM (epoch-0003-step-0000412; model/preemption.py).
+The file LATEST names the newest complete one, and is
 replaced atomically after that folder is written, so a crash never leaves a half checkpoint.
 Weights are safetensors; the small trainer state is loaded with torch's weights-only loader.
 """
@@ -23,6 +25,10 @@ class Progress:
     best_macro_f1: float = float("-inf")
     best_validation_loss: float = float("inf")  # breaks ties between equal macro-F1
     epochs_without_improvement: int = 0
+    # within the epoch after `epoch`: batches done, and its running loss (for its metrics)
+    epoch_step: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_seen: int = 0
 
     def record_validation(self, macro_f1: float, loss: float) -> bool:
         """Note an epoch's validation scores; True if they are the best so far."""
@@ -38,15 +44,19 @@ class Progress:
 class Checkpoint:
     progress: Progress
     model: dict[str, torch.Tensor]
-    best_model: dict[str, torch.Tensor]
+    best_model: dict[str, torch.Tensor] | None
     trainer: dict  # optimizer, scheduler, grad scaler, RNG
 
 
 def save(directory: Path, checkpoint: Checkpoint, fingerprint: dict) -> None:
-    folder = directory / f"epoch-{checkpoint.progress.epoch:04d}"
+    progress = checkpoint.progress
+    folder = directory / f"epoch-{progress.epoch:04d}"
+    if progress.epoch_step:
+        folder = folder.with_name(f"{folder.name}-step-{progress.step:07d}")
     folder.mkdir(parents=True, exist_ok=True)
     save_file(contiguous(checkpoint.model), folder / "model.safetensors")
-    save_file(contiguous(checkpoint.best_model), folder / "best_model.safetensors")
+    if checkpoint.best_model is not None:  # none before the first epoch's validation
+        save_file(contiguous(checkpoint.best_model), folder / "best_model.safetensors")
     state = {
         "progress": asdict(checkpoint.progress),
         "fingerprint": fingerprint,
@@ -74,7 +84,8 @@ def load(directory: Path, fingerprint: dict) -> Checkpoint | None:
     try:
         state = torch.load(folder / "trainer_state.pt", weights_only=True)
         model = load_file(folder / "model.safetensors")
-        best_model = load_file(folder / "best_model.safetensors")
+        best = folder / "best_model.safetensors"
+        best_model = load_file(best) if best.exists() else None
     except (OSError, RuntimeError) as error:
         raise InputError(f"checkpoint {folder} is unreadable ({error}); remove it") from error
     differences = fingerprint_differences(state.pop("fingerprint"), fingerprint)

@@ -41,6 +41,7 @@ from model.evaluation import (
 )
 from model.hyperparameters import Hyperparameters
 from model.optimization import Optimization
+from model.preemption import Preemption
 
 log = logging.getLogger("postwerk.train")
 
@@ -126,6 +127,7 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, data: Datasets, process: Pro
         progress, best_model = saved.progress, saved.best_model
         say("resumed from checkpoint: %d epochs, %d steps done", progress.epoch, progress.step)
     trained = DistributedDataParallel(model) if process.world_size > 1 else model
+    preemption = Preemption(hp.checkpoint_every_steps, listen=process.world_size == 1)
     say(
         "training %s on %s x %d (%s), %d steps of %d e-mails per process",
         hp.model_name_or_path, device.type, process.world_size, opt.precision.name, total_steps,
@@ -138,16 +140,18 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, data: Datasets, process: Pro
             lengths, hp.batch_size, hp.seed + epoch, process.world_size
         )
         trained.train()
-        started, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for indices in progress_bar(
-            batches[process.rank :: process.world_size], epoch, hp, process
-        ):
+        started, seen, loss_sum = time.perf_counter(), progress.epoch_seen, progress.epoch_loss_sum
+        mine = batches[process.rank :: process.world_size][progress.epoch_step :]  # resumed
+        for indices in progress_bar(mine, epoch, hp, process):
             batch = collate([train_features[i] for i in indices]).to(device)
             loss_sum += opt.step(trained, batch) * len(indices)
             seen += len(indices)
             progress.step += 1
             if progress.step >= total_steps:
                 break
+            step_checkpoint(paths, process, preemption, progress, model, best_model, opt,
+                            fingerprint, loss_sum, seen)  # fmt: skip
+        progress.epoch_step, progress.epoch_loss_sum, progress.epoch_seen = 0, 0.0, 0
         elapsed = time.perf_counter() - started
 
         validation_loss, logits = evaluate(
@@ -169,6 +173,7 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, data: Datasets, process: Pro
             print(format_metrics(metrics), flush=True)
             snapshot = checkpoint.Checkpoint(progress, model.state_dict(), best_model, opt.state())
             checkpoint.save(paths.checkpoint_dir, snapshot, fingerprint)
+        preemption.check()
 
     model.load_state_dict(best_model)
     if process.is_main:
@@ -184,11 +189,26 @@ def job_fingerprint(hp: Hyperparameters, data: Datasets) -> dict:
         digest.update(f"{example.label}\t{example.text}\n".encode())
     return {
         "hyperparameters": hp.model_dump(
-            exclude={"epochs", "max_steps", "early_stopping_patience"}
+            exclude={"epochs", "max_steps", "early_stopping_patience", "checkpoint_every_steps"}
         ),
         "data": digest.hexdigest(),
         "labels": data.labels,
     }
+
+
+def step_checkpoint(
+    paths, process, preemption, progress, model, best_model, opt, fingerprint, loss_sum, seen
+) -> None:
+    """Within an epoch: a checkpoint every `checkpoint_every_steps` steps and on SIGTERM
+    (model/preemption.py), which then ends the run."""
+    progress.epoch_step += 1
+    if not preemption.due(progress.step):
+        return
+    if process.is_main:
+        progress.epoch_loss_sum, progress.epoch_seen = loss_sum, seen
+        snapshot = checkpoint.Checkpoint(progress, model.state_dict(), best_model, opt.state())
+        checkpoint.save(paths.checkpoint_dir, snapshot, fingerprint)
+    preemption.check()
 
 
 def finished(progress: checkpoint.Progress, hp: Hyperparameters, total_steps: int) -> bool:

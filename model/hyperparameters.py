@@ -41,6 +41,8 @@ class Hyperparameters(BaseModel):
     imbalance_ratio: float = Field(3.0, ge=1)
     # Per-category review thresholds are chosen on validation to reach this precision.
     review_precision: float = Field(0.9, gt=0, le=1)
+    # a checkpoint every so many optimizer steps within an epoch (and on SIGTERM); 0 = off
+    checkpoint_every_steps: int = Field(200, ge=0)
     validation_split: float = Field(0.1, gt=0, lt=1)  # used when there is no validation channel
     text_column: str = "text"
     label_column: str = "label"

@@ -11,6 +11,7 @@ import traceback
 from model.contract import InputError, SageMakerPaths, read_config, write_failure
 from model.data import load_datasets
 from model.hyperparameters import parse_hyperparameters
+from model.preemption import EXIT_CODE, Interrupted
 from model.settings import Settings
 
 log = logging.getLogger("postwerk.train")
@@ -33,6 +34,9 @@ def main() -> int:
         return 0
     except InputError as error:
         return fail(paths, str(error), exit_code=1)
+    except Interrupted:
+        log.info("stopped on SIGTERM; the checkpoint is in %s", paths.checkpoint_dir)
+        return EXIT_CODE
     except Exception as error:
         traceback.print_exc()
         return fail(paths, f"internal error: {type(error).__name__}: {error}", exit_code=2)

@@ -7,6 +7,7 @@ The same calls reach the local SageMaker service (AWS_ENDPOINT_URL_SAGEMAKER set
 import functools
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,44 @@ def training_definition(
             k: v if isinstance(v, str) else json.dumps(v) for k, v in hyperparameters.items()
         },
     }
+
+
+def on_aws() -> bool:
+    """SageMaker is AWS's: no endpoint override (`postwerk env` sets one for the local stack)."""
+    return not (os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER") or os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def wants_spot(settings: CliSettings, asked: bool | None) -> bool:
+    """--spot/--no-spot, else POSTWERK_SPOT on AWS; on the local stack only when asked."""
+    return asked if asked is not None else settings.spot and on_aws()
+
+
+def with_spot(settings: CliSettings, definition: dict[str, Any], job: str) -> dict[str, Any]:
+    """The definition as a managed spot training job: it may be interrupted, and restarts
+    from the checkpoints synced to s3://<bucket>/checkpoints/<job>/ (a tuning job's trials:
+    below that, each in its own folder where the service puts them so)."""
+    stopping = definition["StoppingCondition"]
+    runtime = stopping["MaxRuntimeInSeconds"]
+    wait = max(settings.max_wait_seconds or 2 * runtime, runtime)  # AWS: MaxWait >= MaxRuntime
+    bucket = artifact_bucket(settings.bucket)
+    return definition | {
+        "EnableManagedSpotTraining": True,
+        "StoppingCondition": stopping | {"MaxWaitTimeInSeconds": wait},
+        "CheckpointConfig": {"S3Uri": f"s3://{bucket}/checkpoints/{job}/"},
+    }
+
+
+def billing_summary(description: dict) -> str | None:
+    """Training and billable seconds, and the saving of managed spot training as AWS
+    computes it: (1 - BillableTimeInSeconds / TrainingTimeInSeconds) * 100."""
+    training = description.get("TrainingTimeInSeconds")
+    billable = description.get("BillableTimeInSeconds")
+    if training is None or billable is None:
+        return None
+    text = f"training {training} s, billable {billable} s"
+    if description.get("EnableManagedSpotTraining") and training:
+        text += f" (managed spot training saved {(1 - billable / training) * 100:.1f}%)"
+    return text
 
 
 @dataclass

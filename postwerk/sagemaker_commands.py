@@ -30,6 +30,15 @@ OptionalData = Annotated[Path | None, typer.Option(exists=True, help="file or fo
 Hyperparameters = Annotated[
     list[str], typer.Option("--hyperparameter", "-p", help="name=value (repeatable)")
 ]
+SpotOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--spot/--no-spot",
+        help="managed spot training, resumed from checkpoints when interrupted "
+        "(default: on AWS unless POSTWERK_SPOT=false; off on the local stack)",
+        show_default=False,
+    ),
+]
 
 
 def channels(train: Path, validation: Path | None, test: Path | None) -> dict[str, Path]:
@@ -64,6 +73,7 @@ def train(
     hyperparameter: Hyperparameters = [],  # noqa: B006 (Typer reads the default)
     name: Annotated[str | None, typer.Option(help="job name")] = None,
     wait: Annotated[bool, typer.Option(help="follow the job until it ends")] = True,
+    spot: SpotOption = None,
 ) -> None:
     """Train the classifier as a SageMaker training job: upload the data, run, show metrics."""
     settings = CliSettings()
@@ -72,8 +82,11 @@ def train(
     files = {"train": data, "validation": validation, "test": test}
     inputs = training_inputs(settings, job, files, dataset)
     definition = sagemaker.training_definition(settings, inputs, hyperparameters)
+    if sagemaker.wants_spot(settings, spot):
+        definition = sagemaker.with_spot(settings, definition, job)
     clients.client("sagemaker").create_training_job(TrainingJobName=job, **definition)
-    console.print(f"training job [bold]{job}[/] created")
+    spot_note = " (managed spot training)" if "CheckpointConfig" in definition else ""
+    console.print(f"training job [bold]{job}[/] created{spot_note}")
     if not wait:
         return
     status = follow_training_job(job)
@@ -95,6 +108,9 @@ def show_metrics(job: str) -> None:
     console.print(table)
     if "ModelArtifacts" in description:
         console.print(f"model: {description['ModelArtifacts']['S3ModelArtifacts']}")
+    billing = sagemaker.billing_summary(description)
+    if billing:
+        console.print(billing)
 
 
 def failure_reason(job: str) -> str:
@@ -110,6 +126,7 @@ def tune(
     dataset: DatasetOption = None,
     hyperparameter: Hyperparameters = [],  # noqa: B006 (Typer reads the default)
     name: Annotated[str | None, typer.Option(help="tuning job name (<= 32 chars)")] = None,
+    spot: SpotOption = None,
 ) -> None:
     """Search hyperparameters with a tuning job (CONFIG: AWS's HyperParameterTuningJobConfig).
 
@@ -124,6 +141,8 @@ def tune(
     files = {"train": data, "validation": validation, "test": test}
     inputs = training_inputs(settings, job, files, dataset)
     definition = sagemaker.training_definition(settings, inputs, {})
+    if sagemaker.wants_spot(settings, spot):
+        definition = sagemaker.with_spot(settings, definition, job)
     definition["StaticHyperParameters"] = sagemaker.parse_hyperparameters(hyperparameter)
     del definition["HyperParameters"]
     clients.client("sagemaker").create_hyper_parameter_tuning_job(

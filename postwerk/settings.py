@@ -35,6 +35,10 @@ class CliSettings(BaseSettings):
     training_instance_type: str = "ml.g4dn.xlarge"
     serving_instance_type: str = "ml.m5.large"
     max_runtime_seconds: int = 24 * 3600
+    # Managed spot training for `train` and `tune` on AWS (not on the local stack unless
+    # --spot): checkpoints to s3://<bucket>/checkpoints/<job>/. False: on demand everywhere.
+    spot: bool = True
+    max_wait_seconds: int = 0  # spot: MaxWaitTimeInSeconds; 0 = twice max_runtime_seconds
     # AWS: how often the mailbox door fetches (an EventBridge schedule expression such as
     # rate(1 minute)); empty: no door on AWS. Locally the door runs with `make up`.
     mailbox_schedule: str = ""

@@ -200,6 +200,7 @@ def start_retraining(bucket: str, champion: ModelVersion, reasons: list[str]) ->
         ResourceConfig=template["ResourceConfig"],
         StoppingCondition=template["StoppingCondition"],
         HyperParameters=template.get("HyperParameters", {}),
+        **spot_like(template, job),
     )
     pending = {"job": job, "started_at": registry.now(), "reasons": reasons,
                "champion": champion.job}  # fmt: skip
@@ -263,3 +264,19 @@ def describe_decision(decision: Decision) -> str:
         return f"challenger {decision.challenger} not promoted: {decision.model_dump_json()}"
     scores = f"{decision.challenger_accuracy:.4f} vs {decision.champion_accuracy:.4f}"
     return f"promoted {decision.challenger} ({scores})"
+
+
+def spot_like(template: dict, job: str) -> dict:
+    """Managed spot training and checkpoints as the champion's job had them, with a
+    checkpoint location of the new job's own (the champion's checkpoints are of other data:
+    never resumed): its S3Uri with the champion's name as the last folder replaced by the
+    new job's, else the new job's name as a folder below it."""
+    carried: dict = {}
+    if template.get("EnableManagedSpotTraining"):
+        carried["EnableManagedSpotTraining"] = True
+    if "CheckpointConfig" in template:
+        uri = template["CheckpointConfig"]["S3Uri"].rstrip("/")
+        head, _, last = uri.rpartition("/")
+        uri = f"{head}/{job}/" if last == template["TrainingJobName"] else f"{uri}/{job}/"
+        carried["CheckpointConfig"] = template["CheckpointConfig"] | {"S3Uri": uri}
+    return carried

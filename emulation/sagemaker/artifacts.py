@@ -64,6 +64,13 @@ class S3:
         except ClientError as error:
             raise ArtifactError(f"cannot upload to {uri}: {error}") from error
 
+    def delete(self, uri: str) -> None:
+        bucket, key = split_s3_uri(uri)
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            raise ArtifactError(f"cannot delete {uri}: {error}") from error
+
     def upload_folder(self, folder: Path, uri: str) -> None:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             self.upload_file(path, f"{uri.rstrip('/')}/{path.relative_to(folder).as_posix()}")

@@ -31,3 +31,9 @@ class ServiceSettings(BaseSettings):
     # A serverless variant without ProvisionedConcurrency stops its replica after this long
     # without a request; the next request starts one and waits for it (the cold start).
     serverless_idle_seconds: float = Field(300.0, ge=0)
+    # Training: SIGTERM to SIGKILL on a stop, a spot interruption, MaxRuntime/MaxWait (AWS: 120)
+    stop_grace_seconds: float = 120.0
+    # Spot jobs: when they are interrupted, unless their tag says (spot.py; "" = never)
+    spot_interruptions: str = ""
+    # How often a training job's checkpoint folder is synced to CheckpointConfig.S3Uri
+    checkpoint_sync_seconds: float = 2.0

@@ -7,6 +7,7 @@ Failed or Stopped; the life cycle all jobs share is emulation/sagemaker/jobs.py.
 """
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -24,6 +25,17 @@ from emulation.sagemaker.containers import Containers
 from emulation.sagemaker.jobs import FINISHED, INTERRUPTED, JobFailed, Jobs, JobStopped, Run
 from emulation.sagemaker.protocol import now, required, validation
 from emulation.sagemaker.settings import ServiceSettings
+from emulation.sagemaker.spot import (
+    INTERRUPTED_MESSAGE,
+    MAX_WAIT_MESSAGE,
+    RESTART_MESSAGE,
+    CheckpointSync,
+    Plan,
+    check_local_path,
+    local_folder,
+    plan_text,
+    unbilled_seconds,
+)
 from emulation.sagemaker.store import Document, Store
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -44,6 +56,12 @@ class TrainingRun(Run):
     on_metric: MetricListener | None = None
     max_runtime_exceeded: bool = False
     failed_hosts: list[str] = field(default_factory=list)  # the first to fail, first
+    # managed spot training (spot.py)
+    plan: Plan | None = None  # None: on demand
+    interrupted: bool = False  # the current attempt was
+    max_wait_exceeded: bool = False
+    trained_seconds: float = 0.0  # the containers' time over the attempts before this one
+    final_metrics: dict[str, dict] = field(default_factory=dict)  # the last of each, any attempt
 
 
 class TrainingJobs(Jobs):
@@ -74,7 +92,12 @@ class TrainingJobs(Jobs):
     def __init__(self, store: Store, settings: ServiceSettings, containers: Containers):
         self.containers = containers
         self._slots = threading.Semaphore(settings.max_training_jobs)
+        self._plans: dict[str, Plan] = {}  # spot jobs' interruption plans, until they start
         super().__init__(store, settings)
+
+    def start(self, name: str, document: Document, run) -> dict[str, Any]:
+        run.plan = self._plans.pop(name, None)
+        return super().start(name, document, run)
 
     def create_trial(
         self, request: dict[str, Any], tuning_job_arn: str, on_metric: MetricListener
@@ -106,6 +129,11 @@ class TrainingJobs(Jobs):
         for channel in request.get("InputDataConfig", []):
             required(channel, "ChannelName")
             required(required(channel, "DataSource"), "S3DataSource")
+        if "LocalPath" in request.get("CheckpointConfig", {}):
+            check_local_path(request["CheckpointConfig"]["LocalPath"])
+        spot = bool(request.get("EnableManagedSpotTraining"))
+        if spot:
+            self._plans[name] = Plan.parse(plan_text(request, self.settings.spot_interruptions))
         created = now()
         return {
             "TrainingJobName": name,
@@ -120,6 +148,7 @@ class TrainingJobs(Jobs):
             "ResourceConfig": resources,
             "StoppingCondition": request.get("StoppingCondition", {}),
             "Environment": request.get("Environment", {}),
+            **({"EnableManagedSpotTraining": True} if spot else {}),
             **(
                 {"CheckpointConfig": request["CheckpointConfig"]}
                 if "CheckpointConfig" in request
@@ -166,20 +195,42 @@ class TrainingJobs(Jobs):
     def _train_and_upload(self, name: str, run: TrainingRun, job_dir: Path) -> None:
         document = self.describe(name)
         s3 = S3()
-        self._set_secondary(name, "Downloading", "Downloading input data")
-        bases = self._lay_out(document, job_dir, s3)
-        if run.stop_requested.is_set():
-            raise JobStopped
-        self._set_secondary(name, "Training", "Training in progress", training_start=True)
-        failure = self._train(name, run, document, bases)
+        for attempt in itertools.count():
+            self._set_secondary(name, "Downloading", "Downloading input data")
+            bases = self._lay_out(document, job_dir, s3)
+            if run.stop_requested.is_set():
+                raise JobStopped
+            self._set_secondary(
+                name, "Training", "Training in progress", training_start=not attempt
+            )
+            failure = self._train(name, run, document, bases)
+            if not run.interrupted:
+                break
+            # a spot interruption: the instances are gone; wait for capacity, start again
+            self._set_secondary(name, "Interrupted", INTERRUPTED_MESSAGE)
+            self._wait_for_capacity(name, run, document)
+            self._set_secondary(name, "Starting", RESTART_MESSAGE)
         self._set_secondary(name, "Uploading", "Uploading generated training model")
         self._upload(name, document, bases["algo-1"], s3)  # the first host's, as on AWS
         if run.max_runtime_exceeded:
             raise JobStopped("The job exceeded MaxRuntimeInSeconds", "MaxRuntimeExceeded")
+        if run.max_wait_exceeded:
+            raise JobStopped(MAX_WAIT_MESSAGE, "MaxWaitTimeExceeded")
         if run.stop_requested.is_set():
             raise JobStopped
         if failure is not None:
             raise JobFailed(failure)
+
+    def _wait_for_capacity(self, name: str, run: TrainingRun, document: Document) -> None:
+        """After an interruption: the plan's wait, unless the job is stopped or passes
+        MaxWaitTimeInSeconds meanwhile (then it ends Stopped: nothing left to upload)."""
+        run.interrupted = False
+        waited_until = time.monotonic() + run.plan.wait_seconds
+        while time.monotonic() < waited_until:
+            if max_wait_passed(document):
+                raise JobStopped(MAX_WAIT_MESSAGE, "MaxWaitTimeExceeded")
+            if run.stop_requested.wait(0.2):
+                raise JobStopped
 
     def _lay_out(self, document: Document, job_dir: Path, s3: S3) -> dict[str, Path]:
         """The /opt/ml tree of the SageMaker training contract for each host: job_dir itself
@@ -203,11 +254,12 @@ class TrainingJobs(Jobs):
                 "RecordWrapperType": channel.get("RecordWrapperType", "None"),
             }
         checkpoints = document.get("CheckpointConfig", {}).get("S3Uri")
+        local_path = document.get("CheckpointConfig", {}).get("LocalPath", "")
         for host, base in bases.items():
             if checkpoints:
                 # no checkpoints yet: the first run of this job
                 with contextlib.suppress(ArtifactError):
-                    s3.download_prefix(checkpoints, base / "checkpoints")
+                    s3.download_prefix(checkpoints, local_folder(base, local_path))
             files = {
                 "hyperparameters.json": document["HyperParameters"],
                 "inputdataconfig.json": channels,
@@ -222,6 +274,7 @@ class TrainingJobs(Jobs):
                 (base / "input" / "config" / filename).write_text(json.dumps(content))
             for folder in ("model", "output/data", "checkpoints"):
                 (base / folder).mkdir(parents=True, exist_ok=True)
+            local_folder(base, local_path).mkdir(parents=True, exist_ok=True)
         return bases
 
     def _train(self, name: str, run: TrainingRun, document: Document, bases: dict[str, Path]):
@@ -240,7 +293,38 @@ class TrainingJobs(Jobs):
             target=self._watch, args=(run, processes, document), daemon=True
         )
         watchdog.start()
-        final: dict[str, dict] = {}
+        checkpoints = document.get("CheckpointConfig", {})
+        sync = (
+            CheckpointSync(
+                local_folder(bases["algo-1"], checkpoints.get("LocalPath", "")),
+                checkpoints["S3Uri"],
+                self.settings.checkpoint_sync_seconds,
+            )
+            if checkpoints.get("S3Uri")
+            else contextlib.nullcontext()
+        )
+        with sync:
+            final = self._run_hosts(name, run, document, processes)
+        watchdog.join()
+        self.containers.release(name)
+        self.update(name, FinalMetricDataList=list(final.values()))
+        if run.interrupted:
+            return None  # the exit codes of stopped containers say nothing
+        codes = {host: process.wait() for host, process in processes.items()}
+        failed = [host for host in run.failed_hosts if codes[host] != 0] or [
+            host for host, code in codes.items() if code != 0
+        ]
+        if not failed:
+            return None
+        host = failed[0]
+        reason = failure_reason(bases[host], codes[host])
+        return (
+            reason.replace("AlgorithmError: ", f"AlgorithmError: {host}: ") if several else reason
+        )
+
+    def _run_hosts(self, name, run, document, processes) -> dict[str, dict]:
+        """Each host's log pumped to its end; the first host's last metric values."""
+        final = run.final_metrics
         pumps = [
             threading.Thread(
                 target=self._pump,
@@ -252,20 +336,9 @@ class TrainingJobs(Jobs):
             pump.start()
         for pump in pumps:
             pump.join()
-        codes = {host: process.wait() for host, process in processes.items()}
-        watchdog.join()
-        self.containers.release(name)
-        self.update(name, FinalMetricDataList=list(final.values()))
-        failed = [host for host in run.failed_hosts if codes[host] != 0] or [
-            host for host, code in codes.items() if code != 0
-        ]
-        if not failed:
-            return None
-        host = failed[0]
-        reason = failure_reason(bases[host], codes[host])
-        return (
-            reason.replace("AlgorithmError: ", f"AlgorithmError: {host}: ") if several else reason
-        )
+        for process in processes.values():
+            process.wait()
+        return final
 
     def _pump(self, name, run, document, host, process, final: dict | None) -> None:
         """One host's output to its log stream; its metric lines when `final` is given."""
@@ -291,22 +364,31 @@ class TrainingJobs(Jobs):
         stream.flush()
 
     def _watch(self, run: TrainingRun, processes: dict, document: Document) -> None:
-        """Stop every host on StopTrainingJob, when MaxRuntimeInSeconds passes, or when one
-        host fails (its peers would wait for it until their own timeouts)."""
+        """Stop every host on StopTrainingJob, when MaxRuntimeInSeconds (training time, over
+        all attempts) or MaxWaitTimeInSeconds passes, when one host fails (its peers would
+        wait for it until their own timeouts), or on a spot interruption of its plan."""
         max_runtime = document["StoppingCondition"].get("MaxRuntimeInSeconds")
-        deadline = time.monotonic() + max_runtime if max_runtime else None
+        started, tick = time.monotonic(), 0.5
         while any(process.poll() is None for process in processes.values()):
             failed = [h for h, p in processes.items() if p.poll() not in (None, 0)]
             if failed:
                 run.failed_hosts = failed
                 break
-            if run.stop_requested.wait(0.5):
+            if run.stop_requested.wait(tick):
                 break
-            if deadline and time.monotonic() > deadline:
+            trained = run.trained_seconds + time.monotonic() - started
+            if max_runtime and trained > max_runtime:
                 run.max_runtime_exceeded = True
                 break
+            if run.plan is not None and max_wait_passed(document):
+                run.max_wait_exceeded = True
+                break
+            if run.plan is not None and run.plan.due(trained, tick):
+                run.interrupted = True
+                break
         for process in processes.values():
-            self.containers.terminate(process, STOP_GRACE_SECONDS)
+            self.containers.terminate(process, self.settings.stop_grace_seconds)
+        run.trained_seconds += time.monotonic() - started
 
     def _upload(self, name: str, document: Document, job_dir: Path, s3: S3) -> None:
         prefix = f"{document['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
@@ -317,9 +399,10 @@ class TrainingJobs(Jobs):
         output_dir = job_dir / "output" / "data"
         if any(output_dir.iterdir()):
             s3.upload_file(pack(output_dir, job_dir / "output.tar.gz"), f"{prefix}/output.tar.gz")
-        checkpoints = document.get("CheckpointConfig", {}).get("S3Uri")
-        if checkpoints:
-            s3.upload_folder(job_dir / "checkpoints", checkpoints)
+        checkpoints = document.get("CheckpointConfig", {})
+        if checkpoints.get("S3Uri"):
+            folder = local_folder(job_dir, checkpoints.get("LocalPath", ""))
+            s3.upload_folder(folder, checkpoints["S3Uri"])
 
     # --- secondary statuses -------------------------------------------------------------
 
@@ -339,7 +422,10 @@ class TrainingJobs(Jobs):
             document["SecondaryStatusTransitions"][-1]["EndTime"] = moment
             started = document.get("TrainingStartTime", moment)
             seconds = max(0, round(moment - started))
-            document["TrainingTimeInSeconds"] = document["BillableTimeInSeconds"] = seconds
+            document["TrainingTimeInSeconds"] = seconds
+            # spot: not the time without instances, from an interruption to the next start
+            unbilled = unbilled_seconds(document["SecondaryStatusTransitions"], moment)
+            document["BillableTimeInSeconds"] = max(0, round(moment - started - unbilled))
 
 
 def record_secondary(document: Document, moment: float, secondary: str, message: str) -> None:
@@ -351,6 +437,12 @@ def record_secondary(document: Document, moment: float, secondary: str, message:
         transitions.append({"Status": secondary, "StartTime": moment})
     transitions[-1]["StatusMessage"] = message
     document["SecondaryStatus"] = secondary
+
+
+def max_wait_passed(document: Document) -> bool:
+    """A spot job's MaxWaitTimeInSeconds, counted from its creation (waiting and running)."""
+    max_wait = document["StoppingCondition"].get("MaxWaitTimeInSeconds")
+    return bool(max_wait) and now() - document["CreationTime"] > max_wait
 
 
 def hosts(document: Document) -> list[str]:

@@ -408,6 +408,10 @@ class Search:
             },
             "HyperParameters": self.definition.get("StaticHyperParameters", {}) | tuned,
         }
+        if "CheckpointConfig" in request:  # each trial its own: none resumes another's
+            checkpoints = request["CheckpointConfig"]
+            uri = f"{checkpoints['S3Uri'].rstrip('/')}/{job}/"
+            request["CheckpointConfig"] = checkpoints | {"S3Uri": uri}
         self.jobs.store.insert(
             TRIAL,
             job,

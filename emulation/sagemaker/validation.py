@@ -38,7 +38,7 @@ DEBUGGER = "SageMaker Debugger and Profiler are not emulated; the SDKs send thei
 INSTANCE = "every instance type runs as a process or container of this machine"
 VOLUME = "the job's folder is on this machine's disk"
 EXPERIMENTS = "Experiments and lineage are not emulated"
-SPOT = "the job runs on demand; spot interruptions are not emulated (yet)"
+SPOT = "interrupted as its plan says (spot.py), restarted from its checkpoints"
 RETRY = "a failed job is not retried locally"
 NOT_ASYNC = "asynchronous inference is not emulated"
 
@@ -86,15 +86,15 @@ FIELDS: dict[str, tuple[str, str]] = {
     "CreateTrainingJob.ResourceConfig.KeepAlivePeriodInSeconds": (STORED, "no warm pools"),
     "CreateTrainingJob.ResourceConfig.InstanceGroups": (REFUSED, "no heterogeneous clusters"),
     "CreateTrainingJob.StoppingCondition.MaxRuntimeInSeconds": (EMULATED, ""),
-    "CreateTrainingJob.StoppingCondition.MaxWaitTimeInSeconds": (STORED, SPOT),
+    "CreateTrainingJob.StoppingCondition.MaxWaitTimeInSeconds": (EMULATED, "MaxWaitTimeExceeded"),
     "CreateTrainingJob.StoppingCondition.MaxPendingTimeInSeconds": (REFUSED, ""),
     "CreateTrainingJob.VpcConfig": (STORED, NO_NETWORK),
     "CreateTrainingJob.Tags": (EMULATED, ""),
     "CreateTrainingJob.EnableNetworkIsolation": (STORED, NO_NETWORK),
     "CreateTrainingJob.EnableInterContainerTrafficEncryption": (STORED, NO_NETWORK),
-    "CreateTrainingJob.EnableManagedSpotTraining": (STORED, SPOT),
-    "CreateTrainingJob.CheckpointConfig.S3Uri": (EMULATED, ""),
-    "CreateTrainingJob.CheckpointConfig.LocalPath": (REFUSED, "/opt/ml/checkpoints always"),
+    "CreateTrainingJob.EnableManagedSpotTraining": (EMULATED, SPOT),
+    "CreateTrainingJob.CheckpointConfig.S3Uri": (EMULATED, "synced while the job trains"),
+    "CreateTrainingJob.CheckpointConfig.LocalPath": (EMULATED, "a folder under /opt/ml"),
     "CreateTrainingJob.DebugHookConfig": (STORED, DEBUGGER),
     "CreateTrainingJob.DebugRuleConfigurations": (STORED, DEBUGGER),
     "CreateTrainingJob.TensorBoardOutputConfig": (STORED, DEBUGGER),
@@ -166,7 +166,7 @@ FIELDS: dict[str, tuple[str, str]] = {
         NO_NETWORK,
     ),
     "CreateHyperParameterTuningJob.TrainingJobDefinition.EnableManagedSpotTraining": (
-        STORED,
+        EMULATED,
         SPOT,
     ),
     "CreateHyperParameterTuningJob.TrainingJobDefinition.RetryStrategy": (STORED, RETRY),

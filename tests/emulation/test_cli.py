@@ -74,3 +74,29 @@ def test_exit_codes_scripts_can_trust(sagemaker, tiny_bert, tmp_path):
     assert missing.exit_code == 2 and "not found" in missing.output
     assert runner.invoke(app, ["promote", "cli-fails", "--endpoint", "nowhere"]).exit_code == 2
     assert runner.invoke(app, ["predict"]).exit_code == 2
+
+
+def test_train_with_spot_checkpoints_and_prints_the_saving(sagemaker, tiny_bert, tmp_path,
+                                                          monkeypatch):  # fmt: skip
+    monkeypatch.setenv("POSTWERK_BUCKET", "postwerk-cli-tests")
+    train = write_jsonl(tmp_path / "train.jsonl", make_emails(30, 1))
+    settings = ["-p", f"model_name_or_path={tiny_bert}", "-p", "batch_size=8", "-p", "epochs=2",
+                "-p", "checkpoint_every_steps=2"]  # fmt: skip
+    result = runner.invoke(app, ["train", train, *settings, "--name", "cli-spot", "--spot"])
+    assert result.exit_code == 0, result.output
+    assert "cli-spot created (managed spot training)" in one_line(result.output)
+    assert "billable" in result.output and "managed spot training saved" in result.output
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName="cli-spot")
+    assert job["EnableManagedSpotTraining"] is True
+    uri = "s3://postwerk-cli-tests/checkpoints/cli-spot/"
+    assert job["CheckpointConfig"]["S3Uri"] == uri
+    stopping = job["StoppingCondition"]
+    assert stopping["MaxWaitTimeInSeconds"] == 2 * stopping["MaxRuntimeInSeconds"]
+    listed = boto3.client("s3").list_objects_v2(Bucket="postwerk-cli-tests",
+                                                Prefix="checkpoints/cli-spot/")  # fmt: skip
+    assert any(item["Key"].endswith("LATEST") for item in listed["Contents"])
+    # on the local stack spot is asked for; by default it is not
+    assert runner.invoke(app, ["train", train, "-p", "epochs=x", "--name", "cli-no-spot",
+                               "--no-wait"]).exit_code == 0  # fmt: skip
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName="cli-no-spot")
+    assert "EnableManagedSpotTraining" not in job and "CheckpointConfig" not in job

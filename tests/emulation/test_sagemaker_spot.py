@@ -1,0 +1,151 @@
+"""Managed spot training through plain boto3 against the local SageMaker service: jobs
+interrupted on a plan (the tag postwerk:spot-interruptions), restarted from the checkpoints
+the service syncs to S3 while they train, billed for the time they had instances."""
+
+import io
+import tarfile
+import time
+
+import pytest
+from safetensors.torch import load
+
+from emulation.sagemaker.spot import INTERRUPTED_MESSAGE, MAX_WAIT_MESSAGE, TAG
+from tests.emulation.test_sagemaker_tuning import trials, tuning_request, wait
+from tests.support.sagemaker import BUCKET, training_request, wait_for_training_job
+from tests.support.tiny_model import tiny_hyperparameters
+
+TOLERANCE = 1e-5  # the same batches and RNG on the CPU: in practice the same bits
+
+
+def spot_request(name: str, s3, hyperparameters: dict, plan: str, max_wait: int) -> dict:
+    return training_request(
+        name,
+        s3,
+        hyperparameters,
+        EnableManagedSpotTraining=True,
+        StoppingCondition={"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": max_wait},
+        CheckpointConfig={"S3Uri": f"s3://{BUCKET}/{name}/checkpoints"},
+        Tags=[{"Key": TAG, "Value": plan}],
+    )
+
+
+def weights(s3, job: dict) -> dict:
+    key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
+    archive = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return load(tar.extractfile("model.safetensors").read())
+
+
+@pytest.mark.timeout(900)
+def test_a_spot_job_interrupted_twice_completes_from_its_checkpoints(sagemaker, tiny_bert):
+    sm, _, s3 = sagemaker
+    hyperparameters = tiny_hyperparameters(tiny_bert, epochs=60, checkpoint_every_steps=2)
+    sm.create_training_job(**training_request("spot-twin", s3, hyperparameters))
+    on_demand = wait_for_training_job(sm, "spot-twin")
+    assert on_demand["TrainingJobStatus"] == "Completed", on_demand.get("FailureReason")
+    seconds = on_demand["TrainingTimeInSeconds"]
+    print(f"\non demand: {seconds} s of training")
+    assert on_demand["BillableTimeInSeconds"] == seconds, "on demand: all of it"
+
+    # Two interruptions of the spot job while it trains, whatever this machine's speed: the
+    # first after the container's start (imports, a few seconds) and some checkpoints; the
+    # second before the job can end, as the second attempt must redo that start and the
+    # work lost since the last checkpoint and do the remaining 65% of the work.
+    plan = f"after={0.35 * seconds:.1f},{0.7 * seconds:.1f};wait=4"
+    sm.create_training_job(**spot_request("spot-twice", s3, hyperparameters, plan, max_wait=1800))
+    synced_while_training, shown = [], ""
+    while (job := sm.describe_training_job(TrainingJobName="spot-twice"))["TrainingJobStatus"] == (
+        "InProgress"
+    ):
+        if not synced_while_training and job["SecondaryStatus"] == "Training":
+            listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="spot-twice/checkpoints/")
+            synced_while_training = [item["Key"] for item in listed.get("Contents", [])]
+        if job["SecondaryStatus"] != shown:
+            shown = job["SecondaryStatus"]
+            print(f"{time.strftime('%X')} {shown}: {job['SecondaryStatusTransitions'][-1]}")
+        time.sleep(0.5)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+
+    statuses = [t["Status"] for t in job["SecondaryStatusTransitions"]]
+    attempt = ["Starting", "Downloading", "Training"]
+    assert statuses == [*attempt, "Interrupted"] * 2 + [*attempt, "Uploading", "Completed"]
+    interrupted = [t for t in job["SecondaryStatusTransitions"] if t["Status"] == "Interrupted"]
+    assert {t["StatusMessage"] for t in interrupted} == {INTERRUPTED_MESSAGE}
+    assert any("LATEST" in key for key in synced_while_training), synced_while_training
+
+    training, billable = job["TrainingTimeInSeconds"], job["BillableTimeInSeconds"]
+    accuracy = {
+        name: {m["MetricName"]: m["Value"] for m in done["FinalMetricDataList"]}[
+            "validation_accuracy"
+        ]
+        for name, done in (("on demand", on_demand), ("spot", job))
+    }
+    expected, actual = weights(s3, on_demand), weights(s3, job)
+    worst = max((expected[k] - actual[k]).abs().max().item() for k in expected)
+    print(
+        f"\nspot job: {len(interrupted)} interruptions (plan {plan}), training {training} s, "
+        f"billable {billable} s, saving {(1 - billable / training) * 100:.0f}%; "
+        f"on demand: training {seconds} s; validation accuracy {accuracy}; "
+        f"max weight difference {worst:.1e}; synced while training: {len(synced_while_training)}"
+        " objects"
+    )
+    assert billable < training
+    assert accuracy["spot"] == accuracy["on demand"]
+    assert worst <= TOLERANCE
+
+
+def test_max_wait_time_ends_a_spot_job_as_aws_does(sagemaker, tiny_bert):
+    sm, _, s3 = sagemaker
+    hyperparameters = tiny_hyperparameters(tiny_bert, epochs=500, checkpoint_every_steps=2)
+    request = spot_request("spot-wait", s3, hyperparameters, "after=3;wait=600", max_wait=25)
+    request["StoppingCondition"]["MaxRuntimeInSeconds"] = 20
+    sm.create_training_job(**request)
+    job = wait_for_training_job(sm, "spot-wait")
+    assert job["TrainingJobStatus"] == "Stopped"
+    assert job["SecondaryStatus"] == "MaxWaitTimeExceeded"
+    last = job["SecondaryStatusTransitions"][-1]
+    assert last["Status"] == "MaxWaitTimeExceeded" and last["StatusMessage"] == MAX_WAIT_MESSAGE
+    assert [t["Status"] for t in job["SecondaryStatusTransitions"]][-2] == "Interrupted"
+    assert "FailureReason" not in job
+    assert job["BillableTimeInSeconds"] < job["TrainingTimeInSeconds"]
+    print(
+        f"\nmax wait: training {job['TrainingTimeInSeconds']} s, "
+        f"billable {job['BillableTimeInSeconds']} s"
+    )
+
+
+def test_a_bad_interruption_plan_is_refused(sagemaker, tiny_bert):
+    sm, _, s3 = sagemaker
+    request = spot_request("spot-bad", s3, tiny_hyperparameters(tiny_bert), "sometimes", 900)
+    try:
+        sm.create_training_job(**request)
+    except sm.exceptions.ClientError as error:
+        assert error.response["Error"]["Code"] == "ValidationException"
+        assert "spot interruption plan 'sometimes'" in error.response["Error"]["Message"]
+    else:
+        raise AssertionError("accepted")
+
+
+def test_tuning_trials_run_on_spot_each_with_its_own_checkpoints(sagemaker, tiny_bert):
+    sm, _, s3 = sagemaker
+    limits = {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 2}
+    config = {"Strategy": "Random", "RandomSeed": 3, "ResourceLimits": limits}
+    request = tuning_request("spot-tune", s3, tiny_bert, config, epochs=1)
+    request["TrainingJobDefinition"] |= {
+        "EnableManagedSpotTraining": True,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 900},
+        "CheckpointConfig": {"S3Uri": f"s3://{BUCKET}/spot-tune/checkpoints/"},
+    }
+    sm.create_hyper_parameter_tuning_job(**request)
+    job = wait(sm, "spot-tune")
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    names = [trial["TrainingJobName"] for trial in trials(sm, "spot-tune")]
+    assert len(names) == 2
+    for name in names:
+        trial = sm.describe_training_job(TrainingJobName=name)
+        assert trial["TrainingJobStatus"] == "Completed", trial.get("FailureReason")
+        assert trial["EnableManagedSpotTraining"] is True
+        uri = f"s3://{BUCKET}/spot-tune/checkpoints/{name}/"
+        assert trial["CheckpointConfig"]["S3Uri"] == uri
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"spot-tune/checkpoints/{name}/")
+        assert any(item["Key"].endswith("/LATEST") for item in listed["Contents"])
