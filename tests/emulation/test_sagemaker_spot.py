@@ -11,8 +11,14 @@ import pytest
 from safetensors.torch import load
 
 from emulation.sagemaker.spot import INTERRUPTED_MESSAGE, MAX_WAIT_MESSAGE, TAG
-from tests.emulation.test_sagemaker_tuning import trials, tuning_request, wait
-from tests.support.sagemaker import BUCKET, training_request, wait_for_training_job
+from tests.support.sagemaker import (
+    BUCKET,
+    training_request,
+    tuning_request,
+    tuning_trials,
+    wait_for_training_job,
+    wait_for_tuning_job,
+)
 from tests.support.tiny_model import tiny_hyperparameters
 
 TOLERANCE = 1e-5  # the same batches and RNG on the CPU: in practice the same bits
@@ -163,9 +169,9 @@ def test_tuning_trials_run_on_spot_each_with_its_own_checkpoints(sagemaker, tiny
         "CheckpointConfig": {"S3Uri": f"s3://{BUCKET}/spot-tune/checkpoints/"},
     }
     sm.create_hyper_parameter_tuning_job(**request)
-    job = wait(sm, "spot-tune")
+    job = wait_for_tuning_job(sm, "spot-tune")
     assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
-    names = [trial["TrainingJobName"] for trial in trials(sm, "spot-tune")]
+    names = [trial["TrainingJobName"] for trial in tuning_trials(sm, "spot-tune")]
     assert len(names) == 2
     for name in names:
         trial = sm.describe_training_job(TrainingJobName=name)

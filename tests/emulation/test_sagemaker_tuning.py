@@ -1,69 +1,15 @@
 """Hyperparameter tuning jobs (AWS's request shape, searched by Optuna) through boto3."""
 
-import time
-
 import pytest
 from botocore.exceptions import ClientError
 
-from model.contract import METRIC_DEFINITIONS
-from tests.support.jobs import make_emails
-from tests.support.sagemaker import BUCKET, ROLE, put_jsonl
-from tests.support.tiny_model import tiny_hyperparameters
-
-GOOD, HOPELESS = "0.02", "0.0000001"  # validation loss after 4 epochs: ~0.7 vs ~1.1
-
-
-def tuning_request(name: str, s3, tiny_bert, config: dict, epochs: int) -> dict:
-    static = tiny_hyperparameters(tiny_bert, epochs=epochs)
-    static.pop("learning_rate")
-    channels = {"train": make_emails(30, 1), "validation": make_emails(15, 2)}
-    return {
-        "HyperParameterTuningJobName": name,
-        "HyperParameterTuningJobConfig": {
-            "HyperParameterTuningJobObjective": {
-                "Type": "Minimize", "MetricName": "validation_loss",
-            },
-            "ParameterRanges": {"CategoricalParameterRanges": [
-                {"Name": "learning_rate", "Values": [GOOD, HOPELESS]},
-            ]},
-            **config,
-        },
-        "TrainingJobDefinition": {
-            "StaticHyperParameters": {k: str(v) for k, v in static.items()},
-            "AlgorithmSpecification": {
-                "TrainingImage": "postwerk-model:latest", "TrainingInputMode": "File",
-                "MetricDefinitions": METRIC_DEFINITIONS,
-            },
-            "RoleArn": ROLE,
-            "InputDataConfig": [
-                {"ChannelName": channel, "ContentType": "application/jsonlines",
-                 "DataSource": {"S3DataSource": {
-                     "S3DataType": "S3Prefix",
-                     "S3Uri": put_jsonl(s3, f"{name}/{channel}/emails.jsonl", rows)}}}
-                for channel, rows in channels.items()
-            ],
-            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/{name}/artifacts"},
-            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
-                               "VolumeSizeInGB": 1},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-        },
-    }  # fmt: skip
-
-
-def wait(sm, name: str) -> dict:
-    """botocore has no waiter for tuning jobs: poll as a user would."""
-    for _ in range(600):
-        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        if job["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"tuning job {name} did not finish in 300 s")
-
-
-def trials(sm, name: str) -> list[dict]:
-    return sm.list_training_jobs_for_hyper_parameter_tuning_job(
-        HyperParameterTuningJobName=name, SortBy="CreationTime", SortOrder="Ascending"
-    )["TrainingJobSummaries"]
+from tests.support.sagemaker import (
+    GOOD,
+    HOPELESS,
+    tuning_request,
+    tuning_trials,
+    wait_for_tuning_job,
+)
 
 
 def test_bayesian_search_finds_the_better_learning_rate(sagemaker, tiny_bert):
@@ -74,17 +20,17 @@ def test_bayesian_search_finds_the_better_learning_rate(sagemaker, tiny_bert):
         "RandomSeed": 1,
     }
     sm.create_hyper_parameter_tuning_job(**tuning_request("bayes", s3, tiny_bert, config, 4))
-    job = wait(sm, "bayes")
+    job = wait_for_tuning_job(sm, "bayes")
     assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
     assert job["TrainingJobStatusCounters"]["Completed"] == 3
     assert job["ObjectiveStatusCounters"] == {"Succeeded": 3, "Pending": 0, "Failed": 0}
     best = job["BestTrainingJob"]
     assert best["TunedHyperParameters"] == {"learning_rate": GOOD}, [
         (s["TunedHyperParameters"], s.get("FinalHyperParameterTuningJobObjectiveMetric"))
-        for s in trials(sm, "bayes")
+        for s in tuning_trials(sm, "bayes")
     ]
     assert best["FinalHyperParameterTuningJobObjectiveMetric"]["MetricName"] == ("validation_loss")
-    summaries = trials(sm, "bayes")
+    summaries = tuning_trials(sm, "bayes")
     assert [s["TrainingJobName"][:10] for s in summaries] == [
         "bayes-001-", "bayes-002-", "bayes-003-",
     ]  # fmt: skip
@@ -103,9 +49,9 @@ def test_early_stopping_stops_a_hopeless_trial(sagemaker, tiny_bert):
         "RandomSeed": 6,  # good, good, hopeless: the median rule has two jobs to go by
     }
     sm.create_hyper_parameter_tuning_job(**tuning_request("early", s3, tiny_bert, config, 4))
-    job = wait(sm, "early")
+    job = wait_for_tuning_job(sm, "early")
     assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
-    summaries = trials(sm, "early")
+    summaries = tuning_trials(sm, "early")
     rates = [s["TunedHyperParameters"]["learning_rate"] for s in summaries]
     assert rates == [GOOD, GOOD, HOPELESS]
     assert [s["TrainingJobStatus"] for s in summaries] == ["Completed", "Completed", "Stopped"]
@@ -156,8 +102,8 @@ def test_stop_ends_a_tuning_job_and_its_trials(sagemaker, tiny_bert):
     config = {"Strategy": "Random", "ResourceLimits": limits}
     sm.create_hyper_parameter_tuning_job(**tuning_request("halt", s3, tiny_bert, config, 500))
     sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="halt")
-    job = wait(sm, "halt")
+    job = wait_for_tuning_job(sm, "halt")
     assert job["HyperParameterTuningJobStatus"] == "Stopped"
-    assert all(s["TrainingJobStatus"] == "Stopped" for s in trials(sm, "halt"))
+    assert all(s["TrainingJobStatus"] == "Stopped" for s in tuning_trials(sm, "halt"))
     with pytest.raises(ClientError, match="ValidationException"):
         sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="halt")

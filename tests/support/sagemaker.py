@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from emulation.processes import free_port
 from emulation.sagemaker import launcher
 from model.contract import METRIC_DEFINITIONS
 from tests.support.jobs import make_emails
+from tests.support.tiny_model import tiny_hyperparameters
 
 BUCKET = "postwerk-tests"
 ROLE = "arn:aws:iam::000000000000:role/postwerk"
@@ -248,3 +250,61 @@ def audit(url: str, operation: str, **request) -> dict:
     report = ParamValidator().validate(document, shape)
     assert not report.has_errors(), f"{operation}: {report.generate_report()}"
     return document
+
+
+# Tuning: learning rates whose validation loss after 4 epochs is ~0.7 and ~1.1.
+GOOD, HOPELESS = "0.02", "0.0000001"
+
+
+def tuning_request(name: str, s3, tiny_bert, config: dict, epochs: int) -> dict:
+    """A tuning job of the tiny model over GOOD and HOPELESS learning rates."""
+    static = tiny_hyperparameters(tiny_bert, epochs=epochs)
+    static.pop("learning_rate")
+    channels = {"train": make_emails(30, 1), "validation": make_emails(15, 2)}
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "HyperParameterTuningJobObjective": {
+                "Type": "Minimize", "MetricName": "validation_loss",
+            },
+            "ParameterRanges": {"CategoricalParameterRanges": [
+                {"Name": "learning_rate", "Values": [GOOD, HOPELESS]},
+            ]},
+            **config,
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": {k: str(v) for k, v in static.items()},
+            "AlgorithmSpecification": {
+                "TrainingImage": "postwerk-model:latest", "TrainingInputMode": "File",
+                "MetricDefinitions": METRIC_DEFINITIONS,
+            },
+            "RoleArn": ROLE,
+            "InputDataConfig": [
+                {"ChannelName": channel, "ContentType": "application/jsonlines",
+                 "DataSource": {"S3DataSource": {
+                     "S3DataType": "S3Prefix",
+                     "S3Uri": put_jsonl(s3, f"{name}/{channel}/emails.jsonl", rows)}}}
+                for channel, rows in channels.items()
+            ],
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/{name}/artifacts"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                               "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        },
+    }  # fmt: skip
+
+
+def wait_for_tuning_job(sm, name: str) -> dict:
+    """botocore has no waiter for tuning jobs: poll as a user would."""
+    for _ in range(600):
+        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        if job["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"tuning job {name} did not finish in 300 s")
+
+
+def tuning_trials(sm, name: str) -> list[dict]:
+    return sm.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name, SortBy="CreationTime", SortOrder="Ascending"
+    )["TrainingJobSummaries"]
