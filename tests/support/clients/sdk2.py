@@ -1,5 +1,6 @@
 """A notebook's session with the SageMaker Python SDK 2.x against the local service:
-tune (Bayesian), attach, analytics, deploy, predict, update, delete.
+tune (Bayesian), attach, analytics, deploy, predict, update, a serverless deploy, a managed
+spot training job, delete.
 
 Run in the SDK's own venv: `python sdk2.py '<json arguments>'`. Prints one JSON object,
 client call -> "ok" or the error, and exits 1 when a call that must work failed.
@@ -15,6 +16,7 @@ from sagemaker.analytics import TrainingJobAnalytics
 from sagemaker.deserializers import JSONDeserializer
 from sagemaker.estimator import Estimator
 from sagemaker.serializers import JSONSerializer
+from sagemaker.serverless import ServerlessInferenceConfig
 from sagemaker.tuner import CategoricalParameter, HyperparameterTuner
 
 arguments = json.loads(sys.argv[1])
@@ -109,6 +111,42 @@ description = transformer.sagemaker_session.describe_transform_job(
 )
 if description["TransformJobStatus"] != "Completed":
     results["Transformer.wait"] = description.get("FailureReason", "")
+serverless = call(
+    "Estimator.deploy (serverless)",
+    best_estimator.deploy,
+    serverless_inference_config=ServerlessInferenceConfig(
+        memory_size_in_mb=2048, max_concurrency=2
+    ),
+    endpoint_name="sdk2-serverless",
+    serializer=JSONSerializer(),
+    deserializer=JSONDeserializer(),
+    wait=False,
+)
+session.wait_for_endpoint("sdk2-serverless", poll=1)
+call("Predictor.predict (serverless)", serverless.predict, {"inputs": ["my invoice is wrong"]})
+call("Predictor.delete_endpoint (serverless)", serverless.delete_endpoint)
+
+spot = Estimator(
+    image_uri="postwerk-model:latest",
+    role=arguments["role"],
+    instance_count=1,
+    instance_type="ml.m5.large",
+    output_path=f"s3://{arguments['bucket']}/sdk2/spot",
+    hyperparameters=arguments["hyperparameters"],
+    max_run=600,
+    use_spot_instances=True,
+    max_wait=900,
+    checkpoint_s3_uri=f"s3://{arguments['bucket']}/sdk2/checkpoints",
+    base_job_name="sdk2-spot",
+    sagemaker_session=session,
+)
+call("Estimator.fit (spot)", spot.fit, arguments["channels"], wait=True, logs=False)
+spot_job = spot.latest_training_job.describe()
+if not spot_job.get("EnableManagedSpotTraining") or "CheckpointConfig" not in spot_job:
+    results["Estimator.fit (spot)"] = f"not described as a spot job: {sorted(spot_job)}"
+elif spot_job["BillableTimeInSeconds"] > spot_job["TrainingTimeInSeconds"]:
+    results["Estimator.fit (spot)"] = "billed more than it trained"
+
 call("Predictor.delete_endpoint", predictor.delete_endpoint)
 call("Predictor.delete_model", predictor.delete_model)
 results["prediction"] = json.dumps(answer)[:200]

@@ -1,6 +1,7 @@
 """A notebook's session with the SageMaker Python SDK 3.x against the local service:
-ModelTrainer (which validates the role through IAM), then model, endpoint config and
-endpoint as sagemaker.core resources: create, invoke, update, delete.
+ModelTrainer (which validates the role through IAM), on demand and with managed spot
+training; then model, endpoint config and endpoint as sagemaker.core resources: create,
+invoke, update, a serverless endpoint, delete.
 
 Run in the SDK's own venv: `python sdk3.py '<json arguments>'`. Prints one JSON object,
 client call -> "ok" or the error, and exits 1 when a call failed.
@@ -13,8 +14,18 @@ import boto3
 from calls import call, report, results
 from sagemaker.core.helper.session_helper import Session
 from sagemaker.core.resources import Endpoint, EndpointConfig, Model
-from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
-from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+from sagemaker.core.shapes import (
+    ContainerDefinition,
+    ProductionVariant,
+    ProductionVariantServerlessConfig,
+)
+from sagemaker.core.training.configs import (
+    CheckpointConfig,
+    Compute,
+    InputData,
+    OutputDataConfig,
+    StoppingCondition,
+)
 from sagemaker.train import ModelTrainer
 
 arguments = json.loads(sys.argv[1])
@@ -45,6 +56,29 @@ job.refresh()
 if job.training_job_status != "Completed":
     results["ModelTrainer.train"] = f"{job.training_job_status}: {job.failure_reason}"
 
+spot = call(
+    "ModelTrainer (spot)",
+    ModelTrainer,
+    training_image="postwerk-model:latest",
+    role=arguments["role"],
+    compute=Compute(
+        instance_type="ml.m5.large", instance_count=1, enable_managed_spot_training=True
+    ),
+    hyperparameters=arguments["hyperparameters"],
+    output_data_config=OutputDataConfig(s3_output_path=f"s3://{arguments['bucket']}/sdk3"),
+    stopping_condition=StoppingCondition(max_runtime_in_seconds=600, max_wait_time_in_seconds=900),
+    checkpoint_config=CheckpointConfig(s3_uri=f"s3://{arguments['bucket']}/sdk3/checkpoints"),
+    sagemaker_session=session,
+    base_job_name="sdk3-spot",
+)
+call("ModelTrainer.train (spot)", spot.train, input_data_config=inputs, wait=True, logs=False)
+spot_job = spot._latest_training_job
+spot_job.refresh()
+if spot_job.training_job_status != "Completed" or not spot_job.enable_managed_spot_training:
+    results["ModelTrainer.train (spot)"] = f"{spot_job.training_job_status}, not spot"
+elif spot_job.billable_time_in_seconds > spot_job.training_time_in_seconds:
+    results["ModelTrainer.train (spot)"] = "billed more than it trained"
+
 container = ContainerDefinition(
     image="postwerk-model:latest", model_data_url=job.model_artifacts.s3_model_artifacts
 )
@@ -74,6 +108,18 @@ endpoint.refresh()
 if endpoint.endpoint_config_name != "sdk3-config-2":
     results["Endpoint.update"] = f"still on {endpoint.endpoint_config_name}"
 call("Endpoint.delete", endpoint.delete)
+serverless = ProductionVariant(
+    variant_name="serverless",
+    model_name="sdk3-model",
+    serverless_config=ProductionVariantServerlessConfig(memory_size_in_mb=2048, max_concurrency=2),
+)
+call("EndpointConfig.create (serverless)", EndpointConfig.create, "sdk3-serverless", [serverless])
+idle_free = call(
+    "Endpoint.create (serverless)", Endpoint.create, "sdk3-serverless", "sdk3-serverless"
+)
+call("Endpoint.wait_for_status (serverless)", idle_free.wait_for_status, "InService", poll=1)
+call("Endpoint.invoke (serverless)", idle_free.invoke, body=body, content_type="application/json")
+call("Endpoint.delete (serverless)", idle_free.delete)
 call("Model.delete", Model.get("sdk3-model").delete)
 results["prediction"] = answer.body.read().decode()[:200]
 report()
