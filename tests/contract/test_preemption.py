@@ -9,12 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from model.preemption import EXIT_CODE
 from tests.support.jobs import ROOT, lay_out_job, make_emails, run_train
 from tests.support.tiny_model import tiny_hyperparameters
+
+pytestmark = pytest.mark.long  # make test-long: minutes of jobs and endpoints
 
 # float32 on the CPU, the same batches and RNG: the weights agree to the last bits; the
 # tolerance only allows for a different summation order in another torch build

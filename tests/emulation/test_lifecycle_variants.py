@@ -5,6 +5,7 @@ every variant over, and the endpoint keeps its shape."""
 import contextlib
 import uuid
 
+import pytest
 from botocore.exceptions import WaiterError
 from typer.testing import CliRunner
 
@@ -18,6 +19,8 @@ from tests.support.sagemaker import (
     wait_in_service,
 )
 from tests.support.tiny_model import tiny_hyperparameters
+
+pytestmark = pytest.mark.long  # make test-long: minutes of jobs and endpoints
 
 runner = CliRunner()
 

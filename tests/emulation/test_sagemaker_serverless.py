@@ -22,6 +22,8 @@ from tests.support.sagemaker import (
     wait_in_service,
 )
 
+pytestmark = pytest.mark.long  # make test-long: minutes of jobs and endpoints
+
 
 @pytest.fixture
 def archive(trained_job) -> bytes:

@@ -21,6 +21,8 @@ from tests.support.sagemaker import (
 )
 from tests.support.tiny_model import tiny_hyperparameters
 
+pytestmark = pytest.mark.long  # make test-long: minutes of jobs and endpoints
+
 TOLERANCE = 1e-5  # the same batches and RNG on the CPU: in practice the same bits
 
 

@@ -11,6 +11,8 @@ from tests.support.sagemaker import (
     wait_for_tuning_job,
 )
 
+pytestmark = pytest.mark.long  # make test-long: minutes of jobs and endpoints
+
 
 def test_bayesian_search_finds_the_better_learning_rate(sagemaker, tiny_bert):
     sm, _, s3 = sagemaker
