@@ -133,6 +133,7 @@ def test_an_unreachable_endpoint_fails_every_record(endpoint, monkeypatch):
     assert stored_results() == {}
 
 
+@pytest.mark.long  # waits for the serverless endpoint to scale to zero
 def test_a_throttled_call_is_retried_and_still_throttled_fails_its_records_alone(
     serverless_endpoint, sagemaker_service, monkeypatch
 ):
