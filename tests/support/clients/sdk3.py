@@ -1,7 +1,8 @@
 """A notebook's session with the SageMaker Python SDK 3.x against the local service:
 ModelTrainer (which validates the role through IAM), on demand and with managed spot
 training; then model, endpoint config and endpoint as sagemaker.core resources: create,
-invoke, update, a serverless endpoint, delete.
+invoke, update, delete. (A serverless endpoint is SDK 2.x's: 3.27.0's
+ProductionVariantServerlessConfig sends "MemorySizeInMb", which botocore refuses.)
 
 Run in the SDK's own venv: `python sdk3.py '<json arguments>'`. Prints one JSON object,
 client call -> "ok" or the error, and exits 1 when a call failed.
@@ -17,7 +18,6 @@ from sagemaker.core.resources import Endpoint, EndpointConfig, Model
 from sagemaker.core.shapes import (
     ContainerDefinition,
     ProductionVariant,
-    ProductionVariantServerlessConfig,
 )
 from sagemaker.core.training.configs import (
     CheckpointConfig,
@@ -108,18 +108,6 @@ endpoint.refresh()
 if endpoint.endpoint_config_name != "sdk3-config-2":
     results["Endpoint.update"] = f"still on {endpoint.endpoint_config_name}"
 call("Endpoint.delete", endpoint.delete)
-serverless = ProductionVariant(
-    variant_name="serverless",
-    model_name="sdk3-model",
-    serverless_config=ProductionVariantServerlessConfig(memory_size_in_mb=2048, max_concurrency=2),
-)
-call("EndpointConfig.create (serverless)", EndpointConfig.create, "sdk3-serverless", [serverless])
-idle_free = call(
-    "Endpoint.create (serverless)", Endpoint.create, "sdk3-serverless", "sdk3-serverless"
-)
-call("Endpoint.wait_for_status (serverless)", idle_free.wait_for_status, "InService", poll=1)
-call("Endpoint.invoke (serverless)", idle_free.invoke, body=body, content_type="application/json")
-call("Endpoint.delete (serverless)", idle_free.delete)
 call("Model.delete", Model.get("sdk3-model").delete)
 results["prediction"] = answer.body.read().decode()[:200]
 report()
