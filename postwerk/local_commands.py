@@ -134,8 +134,10 @@ def make_ready(
                 "loses S3's notifications)"
             )
     for restored, count in recovery.restore().items():  # after the redrive: not sent twice
-        console.print(f"restored {count} object(s) of {restored} after a crash of the local "
-                      "AWS (what is under incoming/ goes through the pipeline again)")  # fmt: skip
+        again = " (its incoming/ e-mails go through the pipeline again)"
+        note = again if restored == outputs["RawBucket"] else ""
+        console.print(f"restored {count} object(s) of {restored}, set aside after a crash of "
+                      f"the local AWS{note}")  # fmt: skip
     console.print(f"[green]ready[/] in {time.monotonic() - started:.1f} s")
     console.print(f"review page: [bold]{pipeline.review_url(outputs)}[/]")
     if send_samples:
