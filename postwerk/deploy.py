@@ -259,6 +259,7 @@ def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
     cloudformation = clients.client("cloudformation")
     arguments = stack_arguments(name, parameters)
     delay = 1 if os.environ.get("AWS_ENDPOINT_URL") else 10
+    delete_failed_creation(name, delay)
     try:
         if stack_exists(name):
             cloudformation.update_stack(**arguments)
@@ -277,6 +278,20 @@ def deploy_stack(name: str, parameters: dict[str, str]) -> dict[str, str]:
         message = f"stack {name} did not deploy: {stack_failure(name)}"
         raise CommandError(message, RAN_AND_FAILED)
     return stack_outputs(name)
+
+
+def delete_failed_creation(name: str, delay: float) -> None:
+    """A stack whose creation failed (ROLLBACK_COMPLETE) can only be deleted: it is, so
+    that the deploy creates it again."""
+    cloudformation = clients.client("cloudformation")
+    try:
+        status = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+    except ClientError:
+        return
+    if status == "ROLLBACK_COMPLETE":
+        cloudformation.delete_stack(StackName=name)
+        waits.until(cloudformation, "stack_delete_complete", f"stack {name} (its failed "
+                    "creation)", STACK_POLLS * delay, delay, StackName=name)  # fmt: skip
 
 
 def plan_stack(name: str, parameters: dict[str, str]) -> list[str]:

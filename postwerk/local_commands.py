@@ -25,6 +25,7 @@ from postwerk import (
     model_commands,
     pipeline,
     pipeline_commands,
+    recovery,
     sagemaker,
     samples,
 )
@@ -64,7 +65,7 @@ def up(
             console.print("\ninterrupted while starting the local AWS; nothing left running")
             raise typer.Exit(130) from None
         try:
-            outputs = make_ready(settings, running, hyperparameter, send_samples, started)
+            outputs = make_ready(settings, running, hyperparameter, send_samples, started, ours)
         except KeyboardInterrupt:
             stopped_while_starting(settings, ours)
         if detach:
@@ -100,11 +101,20 @@ def make_ready(
     hyperparameter: list[str],
     send_samples: bool,
     started: float,
+    started_aws: bool,
 ) -> dict[str, str]:
-    """Deploy the stack, make sure a model serves, seed the example reply templates, send the
+    """Deploy the stack, make sure a model serves, seed the example reply templates, send
+    again what a crash left unprocessed (when this `up` started the local AWS), send the
     samples; the stack's outputs."""
     os.environ.update(running.env)  # every boto3 client from here on talks to it
     bucket = sagemaker.artifact_bucket(settings.bucket)
+    set_aside = recovery.set_aside([bucket, *recovery.stack_buckets()])
+    if set_aside:
+        console.print(f"the local AWS crashed before: its buckets {', '.join(set_aside)} came "
+                      "back bare; their objects wait in holding buckets until they are made "
+                      "again")  # fmt: skip
+    sagemaker.ensure_bucket(bucket)
+    recovery.restore()  # the artifacts bucket (the stack's wait for the stack)
     outputs = stack.deploy_pipeline(
         stack.target_for(running.backend),
         settings.stack_name,
@@ -115,6 +125,19 @@ def make_ready(
     remember_stack(settings, bucket, outputs)
     ensure_model(settings, sagemaker.parse_hyperparameters(hyperparameter))
     seed_example_templates(bucket)
+    if started_aws:
+        redriven = pipeline.redrive(outputs)
+        if redriven:
+            console.print(
+                f"sent {len(redriven)} e-mail(s) from incoming/ through the pipeline again: "
+                "stored, but neither classified nor rejected (a crash of the local AWS "
+                "loses S3's notifications)"
+            )
+    for restored, count in recovery.restore().items():  # after the redrive: not sent twice
+        again = " (its incoming/ e-mails go through the pipeline again)"
+        note = again if restored == outputs["RawBucket"] else ""
+        console.print(f"restored {count} object(s) of {restored}, set aside after a crash of "
+                      f"the local AWS{note}")  # fmt: skip
     console.print(f"[green]ready[/] in {time.monotonic() - started:.1f} s")
     console.print(f"review page: [bold]{pipeline.review_url(outputs)}[/]")
     if send_samples:

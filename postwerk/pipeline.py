@@ -5,9 +5,12 @@ Plain boto3 against the stack's outputs, so it works on the local stack and on A
 
 import functools
 import hashlib
+import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote_plus
 
 from postwerk.errors import CommandError
 from services import clients, storage
@@ -106,6 +109,68 @@ def rejections(raw_bucket: str, keys: set[str]) -> dict[str, str]:
             reason = storage.read_json(raw_bucket, f"rejected/{key}.reason.json")
             found[key] = reason.get("reason", "no reason given")
     return found
+
+
+def unprocessed(outputs: dict[str, str]) -> list[dict]:
+    """The incoming/ objects (listing entries) that have neither a result nor a rejection:
+    those whose S3 notification was lost (a crash of the local AWS: docs/pipeline.md) or
+    still waits in the queue. An object whose e-mail has its result under another object's
+    key (the same message received twice) counts as done."""
+    raw = outputs["RawBucket"]
+    stored = results(outputs["ResultsTable"])
+    done = {item["input"]["source"]["key"] for item in stored if item.get("input")}
+    explained = set(storage.list_keys(raw, "rejected/"))
+    left = [
+        entry
+        for entry in storage.objects(raw, "incoming/")
+        if entry["Key"] not in done and f"rejected/{entry['Key']}.reason.json" not in explained
+    ]
+    if not left:
+        return []
+    ids = {item["message_id"] for item in stored}
+    return [entry for entry in left if message_id(storage.read(raw, entry["Key"])) not in ids]
+
+
+def s3_notification(bucket: str, objects: list[dict], event_time: datetime, region: str) -> dict:
+    """The S3 ObjectCreated notification of these objects (listing entries: Key, Size), as
+    S3 sends it to the incoming queue (keys URL-encoded)."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": region,
+                "eventTime": event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": quote_plus(entry["Key"], safe="/"), "size": entry["Size"]},
+                },
+            }
+            for entry in objects
+        ]
+    }
+
+
+def redrive(outputs: dict[str, str]) -> list[str]:
+    """Each unprocessed incoming/ object's notification sent to the incoming queue again, one
+    message per object as S3 sends them; their keys. Ingest and the results' conditional put
+    make a second notification of an object harmless: still one result, one line, one
+    routing event."""
+    left = unprocessed(outputs)
+    sqs, now, region = clients.client("sqs"), datetime.now(UTC), clients.region()
+    for start in range(0, len(left), 10):  # SendMessageBatch's limit
+        batch = left[start : start + 10]
+        notifications = [s3_notification(outputs["RawBucket"], [entry], now, region)
+                         for entry in batch]  # fmt: skip
+        entries = [{"Id": str(n), "MessageBody": json.dumps(notification)}
+                   for n, notification in enumerate(notifications)]  # fmt: skip
+        answer = sqs.send_message_batch(QueueUrl=outputs["IncomingQueueUrl"], Entries=entries)
+        if answer.get("Failed"):
+            failed = [batch[int(f["Id"])]["Key"] for f in answer["Failed"]]
+            raise CommandError(f"the incoming queue refused notifications of {failed}")
+    return [entry["Key"] for entry in left]
 
 
 def counts(outputs: dict[str, str]) -> Counts:

@@ -15,6 +15,7 @@ import pty
 import re
 import select
 import signal
+import smtplib
 import subprocess
 import threading
 import time
@@ -28,6 +29,7 @@ import httpx
 import psutil
 import pytest
 
+from emulation.processes import HOST
 from postwerk import pipeline as operations
 from postwerk.local import port_in_use
 from postwerk.samples import DEMO
@@ -37,7 +39,7 @@ from services.settings import RoutingTable
 from tests.support.aws import drain
 from tests.support.browser import LOW_CONTRAST_TEXTS, chromium
 from tests.support.jobs import TOPICS
-from tests.support.stack import POSTWERK, postwerk, stack_parameters
+from tests.support.stack import POSTWERK, postwerk, stack_outputs, stack_parameters
 
 ENDPOINT = "postwerk-emails"
 
@@ -178,14 +180,18 @@ def test_every_email_gets_one_result_or_an_explained_rejection(pipeline):
         top = direct["predictions"][0]["top_k"]
         near_tie = top[0]["score"] - top[1]["score"] <= 0.01  # may flip with batching
         assert by_id[email.message_id]["label"] == top[0]["label"] or near_tie, key
-    lines = [
-        json.loads(line)
-        for obj in s3.list_objects_v2(Bucket=pipeline["ResultsBucket"])["Contents"]
-        for line in s3.get_object(Bucket=pipeline["ResultsBucket"], Key=obj["Key"])["Body"]
-        .read()
-        .splitlines()
-    ]
+    lines = result_lines(pipeline["ResultsBucket"])
     assert sorted(line["message_id"] for line in lines if line["message_id"] in ids) == sorted(ids)
+
+
+def result_lines(bucket: str) -> list[dict]:
+    """Every JSON Lines result in the results bucket."""
+    s3 = boto3.client("s3")
+    return [
+        json.loads(line)
+        for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+        for line in s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().splitlines()
+    ]
 
 
 def test_an_endpoint_that_dies_mid_stream_loses_nothing(pipeline):
@@ -511,6 +517,43 @@ def test_down_leaves_nothing_and_up_again_reuses_the_model(local_stack, pipeline
     env = postwerk(environment, "env")
     assert f"AWS_ENDPOINT_URL=http://127.0.0.1:{environment['POSTWERK_AWS_PORT']}" in env.stdout
     assert postwerk(environment, "status").returncode == 0
+
+
+def test_mail_acknowledged_right_before_a_crash_is_classified_once_after_up_again(
+    local_stack, pipeline
+):
+    """SMTP's 250 means the message is stored; right after it, every process of the stack
+    gets SIGKILL. MiniStack keeps the object (S3_PERSIST writes it at once) but loses the S3
+    notification in the queue, and everything else it had not saved at a clean stop; `up`
+    again sends the stored e-mail through the pipeline: one result, one line."""
+    environment, state_dir = local_stack.environment, local_stack.state_dir
+    message = EmailMessage()
+    message["From"] = "kunde@example.org"
+    message["To"] = "support@postwerk.localhost"
+    message["Subject"] = "Rechnung doppelt"
+    message["Message-ID"] = f"<crash-{time.time_ns()}@example.org>"
+    message.set_content("Sie haben mir die Rechnung zweimal geschickt.")
+    message_id = message["Message-ID"].strip("<>")
+    processes = stack_processes(state_dir)
+    port = int(environment["POSTWERK_SMTP_PORT"])
+    with smtplib.SMTP(HOST, port, timeout=30) as client:
+        client.send_message(message)  # returns once the 250 came
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert alive == []
+
+    again = postwerk(environment, "up", "--detach", "--no-send-samples")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "through the pipeline again" in again.stdout, again.stdout
+    outputs = stack_outputs()
+    wait_for(lambda: any(item["message_id"] == message_id for item in results()))
+    time.sleep(10)  # time enough for a second pass, were there one
+    lines = [line for line in result_lines(outputs["ResultsBucket"])
+             if line["message_id"] == message_id]  # fmt: skip
+    assert len(lines) == 1, lines
+    assert lines[0]["input"]["source"]["key"].startswith("incoming/")
 
 
 def test_deploy_to_aws_is_the_same_path_and_its_dry_run_changes_nothing(local_stack, pipeline):

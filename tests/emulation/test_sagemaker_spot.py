@@ -172,7 +172,7 @@ def test_tuning_trials_run_on_spot_each_with_its_own_checkpoints(sagemaker, tiny
         "CheckpointConfig": {"S3Uri": f"s3://{BUCKET}/spot-tune/checkpoints/"},
     }
     sm.create_hyper_parameter_tuning_job(**request)
-    job = wait_for_tuning_job(sm, "spot-tune")
+    job = wait_for_tuning_job("spot-tune")
     assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
     names = [trial["TrainingJobName"] for trial in tuning_trials(sm, "spot-tune")]
     assert len(names) == 2

@@ -22,7 +22,7 @@ def test_bayesian_search_finds_the_better_learning_rate(sagemaker, tiny_bert):
         "RandomSeed": 1,
     }
     sm.create_hyper_parameter_tuning_job(**tuning_request("bayes", s3, tiny_bert, config, 4))
-    job = wait_for_tuning_job(sm, "bayes")
+    job = wait_for_tuning_job("bayes")
     assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
     assert job["TrainingJobStatusCounters"]["Completed"] == 3
     assert job["ObjectiveStatusCounters"] == {"Succeeded": 3, "Pending": 0, "Failed": 0}
@@ -51,7 +51,7 @@ def test_early_stopping_stops_a_hopeless_trial(sagemaker, tiny_bert):
         "RandomSeed": 6,  # good, good, hopeless: the median rule has two jobs to go by
     }
     sm.create_hyper_parameter_tuning_job(**tuning_request("early", s3, tiny_bert, config, 4))
-    job = wait_for_tuning_job(sm, "early")
+    job = wait_for_tuning_job("early")
     assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
     summaries = tuning_trials(sm, "early")
     rates = [s["TunedHyperParameters"]["learning_rate"] for s in summaries]
@@ -104,7 +104,7 @@ def test_stop_ends_a_tuning_job_and_its_trials(sagemaker, tiny_bert):
     config = {"Strategy": "Random", "ResourceLimits": limits}
     sm.create_hyper_parameter_tuning_job(**tuning_request("halt", s3, tiny_bert, config, 500))
     sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="halt")
-    job = wait_for_tuning_job(sm, "halt")
+    job = wait_for_tuning_job("halt")
     assert job["HyperParameterTuningJobStatus"] == "Stopped"
     assert all(s["TrainingJobStatus"] == "Stopped" for s in tuning_trials(sm, "halt"))
     with pytest.raises(ClientError, match="ValidationException"):

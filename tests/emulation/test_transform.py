@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from emulation.sagemaker.transform import json_filter
+from services import waits
 from tests.support.sagemaker import (
     BUCKET,
     EMAILS,
@@ -19,12 +20,10 @@ from tests.support.sagemaker import (
 
 
 def wait(sm, name: str) -> dict:
-    for _ in range(600):
-        job = sm.describe_transform_job(TransformJobName=name)
-        if job["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"transform job {name} did not finish in 300 s")
+    """The job's description once it has finished (botocore's waiter, as backfill waits)."""
+    waits.until(sm, "transform_job_completed_or_stopped", f"transform job {name}", 300, 0.5,
+                TransformJobName=name)  # fmt: skip
+    return sm.describe_transform_job(TransformJobName=name)
 
 
 def read_lines(s3, key: str) -> list[dict]:

@@ -3,7 +3,11 @@
 import base64
 import json
 from dataclasses import dataclass
-from urllib.parse import quote_plus
+from datetime import UTC, datetime
+
+from postwerk.pipeline import s3_notification
+
+EVENT_TIME = datetime(2026, 11, 27, tzinfo=UTC)
 
 
 @dataclass
@@ -20,23 +24,8 @@ class LambdaContext:
 
 def s3_event(bucket: str, *keys: str) -> dict:
     """An S3 ObjectCreated notification as Lambda receives it (keys URL-encoded)."""
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "eu-central-1",
-                "eventTime": "2026-11-27T00:00:00.000Z",
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": quote_plus(key, safe="/"), "size": 1},
-                },
-            }
-            for key in keys
-        ]
-    }
+    objects = [{"Key": key, "Size": 1} for key in keys]
+    return s3_notification(bucket, objects, EVENT_TIME, "eu-central-1")
 
 
 def kinesis_event(*payloads: bytes, stream: str = "emails") -> dict:

@@ -6,7 +6,6 @@ import io
 import json
 import subprocess
 import tarfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import pytest
 from botocore.exceptions import WaiterError
 from botocore.validate import ParamValidator
 
+import postwerk.sagemaker
 from emulation.processes import free_port
 from emulation.sagemaker import launcher
 from model.contract import METRIC_DEFINITIONS
@@ -294,14 +294,10 @@ def tuning_request(name: str, s3, tiny_bert, config: dict, epochs: int) -> dict:
     }  # fmt: skip
 
 
-def wait_for_tuning_job(sm, name: str) -> dict:
-    """botocore has no waiter for tuning jobs: poll as a user would."""
-    for _ in range(600):
-        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        if job["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"tuning job {name} did not finish in 300 s")
+def wait_for_tuning_job(name: str) -> dict:
+    """The tuning job once it has finished, waited for as `postwerk tune` waits (botocore
+    has no waiter for tuning jobs), every half second."""
+    return postwerk.sagemaker.wait_for_tuning_job(name, lambda job: None, poll_seconds=0.5)
 
 
 def tuning_trials(sm, name: str) -> list[dict]:
