@@ -519,6 +519,7 @@ def test_down_leaves_nothing_and_up_again_reuses_the_model(local_stack, pipeline
     assert postwerk(environment, "status").returncode == 0
 
 
+@pytest.mark.long  # a crash and a second `up`: minutes, in make test-long
 def test_mail_acknowledged_right_before_a_crash_is_classified_once_after_up_again(
     local_stack, pipeline
 ):
