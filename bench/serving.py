@@ -97,6 +97,7 @@ def parse_args():
     parser.add_argument("--ceiling-texts", type=int, default=3080, help="short texts, in-process")
     parser.add_argument("--max-length", type=int, default=64, help="of a built model")
     parser.add_argument("--workloads", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--note", default=None, help="recorded and reported with the results")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.repeats = 5, 1, 1
@@ -557,6 +558,7 @@ def main() -> None:
             },
             "workloads": measured,
             "rss_target_mb_per_worker": RSS_TARGET_MB,
+            "note": args.note,
         },
         args.quick,
         per_cpu=True,  # the engine's advantage depends on the processor family
