@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     max_batch_size: PositiveInt = 64  # e-mails the batcher gathers for the model at once
     # e-mails per forward pass of OpenVINO (CPU): a gathered batch is sorted by length and
     # cut into passes of this many. On Zen 4 (2 cores, int8, short texts in requests of 64)
-    # 16 a pass made 248-271 texts/s, 64 made 131-133 (decision 0013).
+    # 16 a pass made 248-271 texts/s, 64 made 131-133; 187 and 159 under more load
+    # (decision 0013).
     pass_size: PositiveInt = 16
     # How long a request that finds the model idle waits for others (batching.py). Under 32
     # clients, 2 ms against 0: 10% less server CPU per request, p99 326-463 against 483-586 ms.
