@@ -10,7 +10,9 @@ Measures
   Sentence Encoders"); MiniLM-L6 is ~5x smaller;
 - serving: model.serving.predictor.Predictor on the test set in fp32 and with int8 dynamic
   quantization: accuracy of each, the int8 - fp32 delta in points, and in-process
-  throughput (texts/s, consecutive batches of 64). The fp32 pass is the baseline.
+  throughput (texts/s, consecutive batches of 64). The fp32 pass is the baseline. Then
+  OpenVINO: the fp32 IR in f32 against what serves by default (the int8 IR training wrote
+  and checked, or fp32 where it did not pass; the row names the engine).
 
 The trained model stays in bench/work/accuracy/ml/model for bench.serving.
 
@@ -92,13 +94,15 @@ def train(args, train_rows: list[Row], test_rows: list[Row]) -> tuple[Path, dict
     }
 
 
-def evaluate_predictor(model_dir: Path, test_rows: list[Row], quantize_int8: bool) -> dict:
+def evaluate_predictor(model_dir: Path, test_rows: list[Row], **engine) -> dict:
+    """engine: Predictor's engine arguments (torch by default)."""
     from model.serving.predictor import Predictor
 
-    predictor = Predictor(model_dir, INFERENCE_BATCH, quantize_int8=quantize_int8)
+    predictor = Predictor(model_dir, INFERENCE_BATCH, **engine)
     rows = shuffled(test_rows, seed=0)  # test.csv is sorted by label; batches should mix
     inference = predictor_pass(predictor, [r[TEXT] for r in rows], INFERENCE_BATCH)
     return {
+        "engine": predictor.engine.name,
         "accuracy": accuracy(inference.labels, [r[LABEL] for r in rows]),
         "texts_per_second": inference.texts_per_second(),
         "seconds": inference.seconds,
@@ -116,6 +120,12 @@ def main() -> None:
     model_dir, training = train(args, train_rows, test_rows)
     fp32 = evaluate_predictor(model_dir, test_rows, quantize_int8=False)
     int8 = evaluate_predictor(model_dir, test_rows, quantize_int8=True)
+    # OpenVINO: the fp32 IR in f32, and what serves by default (training's checked int8 IR)
+    openvino = {
+        "fp32": evaluate_predictor(model_dir, test_rows, engine="openvino", precision="fp32"),
+        "default": evaluate_predictor(model_dir, test_rows, engine="openvino"),
+    }
+    openvino_delta_points = 100 * (openvino["default"]["accuracy"] - openvino["fp32"]["accuracy"])
     int8_delta_points = 100 * (int8["accuracy"] - fp32["accuracy"])
     int8_speedup = int8["texts_per_second"] / fp32["texts_per_second"]
     low, high = REFERENCE_BERT_BASE_ACCURACY
@@ -131,6 +141,8 @@ def main() -> None:
              f"batch {INFERENCE_BATCH}"),
             ("Predictor int8 dynamic", int8["accuracy"], None, int8["texts_per_second"],
              f"{int8_delta_points:+.2f} points, x{int8_speedup:.2f} texts/s vs fp32"),
+            *[(f"Predictor OpenVINO {name}", r["accuracy"], None, r["texts_per_second"],
+               r["engine"]) for name, r in openvino.items()],
             ("reference: BERT-base", f"{low:.3f}-{high:.3f}", None, None, "published"),
         ],
     )  # fmt: skip
@@ -140,6 +152,7 @@ def main() -> None:
         "of BERT-base's accuracy"
     )
     print(f"int8 vs fp32: {int8_delta_points:+.2f} accuracy points, x{int8_speedup:.2f} texts/s")
+    print(f"OpenVINO default vs fp32 IR: {openvino_delta_points:+.2f} accuracy points")
 
     finish(
         NAME,
@@ -149,6 +162,8 @@ def main() -> None:
             "training": training,
             "model_dir": str(model_dir),
             "predictor": {"batch_size": INFERENCE_BATCH, "fp32": fp32, "int8": int8},
+            "openvino": openvino,
+            "openvino_default_accuracy_delta_points": openvino_delta_points,
             "int8_accuracy_delta_points": int8_delta_points,
             "int8_speedup": int8_speedup,
             "reference": {

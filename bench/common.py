@@ -303,6 +303,8 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "cpu_vendor": cpu_vendor(),
         "cpu_features": _cpu_features(),
+        # over 1, 5 and 15 minutes: above cpu_count, other work shared the cores
+        "load_average": [round(load, 2) for load in os.getloadavg()],
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),

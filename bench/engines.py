@@ -1,6 +1,8 @@
 """The CPU engines bench.serving compares in-process, on the same texts and batches.
 
-Served: torch (fp32, int8 dynamic quantisation) and OpenVINO (model.serving.engine).
+Served: torch (fp32, int8 dynamic quantisation) and OpenVINO (model.serving.engine): as
+it serves by default (training's int8 IR where there is one) and with the fp32 IR in f32,
+in passes of the server's pass_size.
 Evaluated only: ONNX Runtime, fp32 (graph optimisations ORT_ENABLE_ALL) and int8
 (onnxruntime.quantization.quantize_dynamic), from a torch.onnx export of the same
 safetensors; measured when onnxruntime and onnx are installed
@@ -16,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import InferencePass, predictor_pass
+from model.settings import Settings
+
+PASS_SIZE = Settings.model_fields["pass_size"].default
 
 
 class OnnxRuntimeEngine:
@@ -85,10 +90,15 @@ def engine_passes(
         gc.collect()
         return result
 
+    def openvino(precision: str) -> Predictor:
+        return Predictor(model_dir, batch, engine="openvino", threads=threads,
+                         precision=precision, pass_size=PASS_SIZE)  # fmt: skip
+
     passes = {
         "torch fp32": run(lambda: Predictor(model_dir, batch, engine="torch")),
         "torch int8": run(lambda: Predictor(model_dir, batch, quantize_int8=True, engine="torch")),
-        "openvino": run(lambda: Predictor(model_dir, batch, engine="openvino", threads=threads)),
+        "openvino": run(lambda: openvino("auto")),
+        "openvino fp32": run(lambda: openvino("fp32")),
     }
     if not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx")):
         print("onnxruntime or onnx not installed: ONNX Runtime left out")

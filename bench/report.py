@@ -281,6 +281,8 @@ def serving_verdict_of(result: Result) -> list[str]:
             else "the bundled MiniLM with an untrained head, the same size (speed only)."
         )
     ]
+    if result.get("note"):
+        lines.append(f"{cpu_family(result)}: note: {result['note']}")
     for workload, found in result["workloads"].items():
         verdict = found["verdict"]
         lines.append(

@@ -8,8 +8,10 @@ Workloads (each request one e-mail):
 Servers (subprocesses on free 127.0.0.1 ports, one worker each, all stopped at the end):
 - baseline: bench/baseline_server.py, `transformers.pipeline(top_k=3)` per request in an
   async FastAPI handler, truncating at the same max_length, torch threads = CPU count;
-- ours: `python -m model serve` (dynamic batching up to 64 e-mails a pass), engine
-  OpenVINO (the default) and, as the figure before it, torch int8.
+- ours: `python -m model serve` (dynamic batching up to 64 e-mails, OpenVINO passes of 16),
+  engine OpenVINO as it serves by default (the int8 IR where training wrote and checked
+  one, decision 0013), OpenVINO with the fp32 IR forced (POSTWERK_PRECISION=fp32), and,
+  as the figure before it, torch int8.
 
 Load: wrk (`apt-get install wrk`), one thread, 32 connections, with bench/wrk/bodies.lua
 sending the workload's bodies in turn: it leaves the cores to the server (its CPU time is
@@ -60,6 +62,7 @@ from bench.common import (
     base_parser,
     finish,
     load_banking77,
+    machine_info,
     print_table,
     shuffled,
     work_dir,
@@ -94,6 +97,7 @@ def parse_args():
     parser.add_argument("--ceiling-texts", type=int, default=3080, help="short texts, in-process")
     parser.add_argument("--max-length", type=int, default=64, help="of a built model")
     parser.add_argument("--workloads", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--note", default=None, help="recorded and reported with the results")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.repeats = 5, 1, 1
@@ -140,13 +144,13 @@ def build_untrained_model(folder: Path, labels: list[str], args) -> Path:
 
 
 def with_max_length(model_dir: Path, max_length: int) -> Path:
-    """A copy of the model folder (weights linked, not copied) that truncates at max_length."""
+    """A copy of the model folder (weights and OpenVINO IRs linked, not copied) that truncates
+    at max_length."""
     folder = work_dir(NAME, f"model-max-length-{max_length}", clean=True)
     for path in model_dir.iterdir():
-        if path.is_file() and path.name != "model_info.json":
+        if path.name != "model_info.json" and not path.name.startswith("."):
             (folder / path.name).symlink_to(path.resolve())
     info = json.loads((model_dir / "model_info.json").read_text())
-    info = {key: value for key, value in info.items() if key != "openvino_ir"}
     (folder / "model_info.json").write_text(json.dumps(info | {"max_length": max_length}))
     return folder
 
@@ -215,19 +219,21 @@ class ServerSpec:
 
 
 BASELINE = "baseline (pipeline per request)"
-OURS = "ours (openvino)"
+OURS = "ours (openvino)"  # the default: the int8 IR where training wrote and checked one
+FP32 = "ours (openvino, fp32 forced)"
 BEFORE = "ours (torch int8, before)"
 
 
 def server_specs(model_dir: Path, workload: str) -> list[ServerSpec]:
     base = sagemaker_base(model_dir, workload)
 
-    def ours(engine: str) -> dict[str, str]:
+    def ours(engine: str, precision: str = "auto") -> dict[str, str]:
         return {
             "SAGEMAKER_BASE_DIR": str(base),
             "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
             "POSTWERK_BIND_HOST": HOST,
             "POSTWERK_ENGINE": engine,
+            "POSTWERK_PRECISION": precision,
             "POSTWERK_QUANTIZE_INT8": "true",
         }
 
@@ -236,6 +242,7 @@ def server_specs(model_dir: Path, workload: str) -> list[ServerSpec]:
     return [
         ServerSpec(BASELINE, "baseline", baseline, {}, "torch fp32", port_flag=True),
         ServerSpec(OURS, "ours-openvino", serve, ours("openvino"), "openvino"),
+        ServerSpec(FP32, "ours-openvino-fp32", serve, ours("openvino", "fp32"), "openvino fp32"),
         ServerSpec(BEFORE, "ours-torch-int8", serve, ours("torch"), "torch int8"),
     ]
 
@@ -245,6 +252,12 @@ class Server:
     spec: ServerSpec
     process: subprocess.Popen
     url: str
+    log_path: Path
+
+    def engine_line(self) -> str | None:
+        """What the serve log says serves, and why (model/serving/engine.py); None: torch."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return next((line.split(" engine ", 1)[1] for line in lines if " engine " in line), None)
 
 
 @contextmanager
@@ -261,7 +274,7 @@ def running(spec: ServerSpec, workload: str) -> Iterator[Server]:
         )
         try:
             wait_ready(process, port, log_path)
-            yield Server(spec, process, f"http://{HOST}:{port}/invocations")
+            yield Server(spec, process, f"http://{HOST}:{port}/invocations", log_path)
         finally:
             stop_processes(process_tree(process), STOP_TIMEOUT_S, sigterm=[process])
 
@@ -452,6 +465,7 @@ def summarise(server: Server, runs: list[dict], engines: dict, workload: Workloa
         "server_cpu_ms_per_request": 1000 * median("server_cpu_seconds_per_request"),
         "load_generator_cpu_share": median("load_generator_cpu_share"),
         "engine": server.spec.ceiling_key,
+        "served_engine": server.engine_line(),
         "ceiling_texts_per_second": ceiling,
         "percent_of_ceiling": 100 * median("requests_per_second") / ceiling,
         "rss_mb": resident_mb(server.process.pid),
@@ -474,7 +488,7 @@ def verdict(workload: str, results: dict[str, dict]) -> dict[str, Any]:
 # --- report --------------------------------------------------------------------------------
 
 
-def print_workload(name: str, measured: dict[str, Any], args) -> None:
+def print_workload(name: str, measured: dict[str, Any], args, cpu: str) -> None:
     print_table(
         f"Serving, {name} texts: {args.concurrency} connections (wrk), median of "
         f"{args.repeats} interleaved {args.duration} s runs",
@@ -494,9 +508,13 @@ def print_workload(name: str, measured: dict[str, Any], args) -> None:
         ["engine", "texts/s", "accuracy"],
         [(e, r["texts_per_second"], r.get("accuracy")) for e, r in measured["engines"].items()],
     )
+    for server, r in measured["servers"].items():
+        if r["served_engine"]:
+            print(f"{server} served {r['served_engine']}")
     v = measured["verdict"]
     print(
-        f"target {name}: >= x{v['target_ratio']:g} the baseline's req/s: x{v['ratio']:.2f} "
+        f"target {name} on {cpu}: >= x{v['target_ratio']:g} the baseline's req/s: "
+        f"x{v['ratio']:.2f} "
         f"({'met' if v['ratio_met'] else 'NOT met'}); p99 <= the baseline's: "
         f"{'met' if v['p99_met'] else 'NOT met'}; RSS < {RSS_TARGET_MB} MB: "
         f"{'met' if v['rss_met'] else 'NOT met'}"
@@ -517,8 +535,10 @@ def main() -> None:
         "email": lambda: email_workload(model_dir, rows),
     }
     measured = {name: measure_workload(workloads[name](), args) for name in args.workloads}
+    machine = machine_info()
+    cpu = f"{machine['cpu_model']} ({', '.join(machine['cpu_features'])})"
     for name, result in measured.items():
-        print_workload(name, result, args)
+        print_workload(name, result, args, cpu)
         if not trained:
             for engine in result["engines"].values():
                 engine.pop("accuracy", None)
@@ -538,6 +558,7 @@ def main() -> None:
             },
             "workloads": measured,
             "rss_target_mb_per_worker": RSS_TARGET_MB,
+            "note": args.note,
         },
         args.quick,
         per_cpu=True,  # the engine's advantage depends on the processor family

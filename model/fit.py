@@ -8,6 +8,8 @@ Imbalance: the loss is weighted n/(k*count) per label when the labels are imbala
 validation macro-F1 (model/checkpoint.py), so a model that ignores the rare labels loses.
 Calibration: after training, one temperature is fitted on the validation logits, and
 per-label review thresholds are chosen there; both go to calibration.json for serving.
+int8: last, the OpenVINO IR is quantized and checked against fp32 on validation
+(model/quantization.py); kept beside the safetensors only within hp.int8_max_accuracy_drop.
 """
 
 import hashlib
@@ -29,7 +31,7 @@ from transformers import (
     DataCollatorWithPadding,
 )
 
-from model import calibration, checkpoint
+from model import calibration, checkpoint, quantization
 from model.contract import InputError, SageMakerPaths, format_metrics
 from model.data import Datasets, encode, label_counts, length_grouped_batches
 from model.distributed import Process, start_process, stop_process
@@ -296,6 +298,8 @@ def finish(paths, hp, data, tokenizer, model, collate, device, precision, valida
     write_reports(report, split, paths.output_data_dir)
     # Beside the reports too: output.tar.gz is small, so the model registry reads it there.
     (paths.output_data_dir / "model_info.json").write_text(json.dumps(info, indent=2))
+    if hp.quantize_int8:
+        quantize(paths, hp, data, tokenizer, collate, validation_features, temperature)
     card = model_card(info, report, split, info["train_label_counts"])
     (paths.model_dir / "README.md").write_text(card, encoding="utf-8")
     log.info(
@@ -305,6 +309,41 @@ def finish(paths, hp, data, tokenizer, model, collate, device, precision, valida
         split,
         report["accuracy"],
     )
+
+
+def quantize(paths, hp, data, tokenizer, collate, validation_features, temperature) -> None:
+    """The int8 IR, calibrated on training e-mails spread over the set, checked on validation."""
+    every = max(1, len(data.train) // quantization.CALIBRATION_TEXTS)
+    sample = data.train[::every][: quantization.CALIBRATION_TEXTS]
+    sample_features = encode(tokenizer, sample, data.labels, hp.max_length)
+
+    def inputs(features: list[dict]) -> dict[str, np.ndarray]:
+        batch = collate(features)
+        return {key: value.numpy() for key, value in batch.items() if key != "labels"}
+
+    size = hp.eval_batch_size
+    entry = quantization.write_int8(
+        paths.model_dir,
+        [inputs([feature]) for feature in sample_features],
+        [
+            inputs(validation_features[i : i + size])
+            for i in range(0, len(validation_features), size)
+        ],
+        np.array([f["labels"] for f in validation_features]),
+        temperature,
+        hp.int8_max_accuracy_drop,
+    )
+    check = entry["check"]
+    metrics = {
+        "int8_label_agreement": check["label_agreement"],
+        "int8_accuracy_delta": check["int8_accuracy"] - check["fp32_accuracy"],
+        "int8_mean_score_diff": check["mean_score_diff"],
+    }
+    print(format_metrics(metrics), flush=True)
+    if entry["passed"]:
+        log.info("int8 model written beside the safetensors (openvino/model.int8.xml)")
+    else:
+        log.warning("no int8 model: %s; serving will use fp32", entry["reason"])
 
 
 def save_model(paths, hp, data, tokenizer, model, metrics: dict) -> dict:

@@ -43,6 +43,10 @@ class Hyperparameters(BaseModel):
     review_precision: float = Field(0.9, gt=0, le=1)
     # a checkpoint every so many optimizer steps within an epoch (and on SIGTERM); 0 = off
     checkpoint_every_steps: int = Field(200, ge=0)
+    # The int8 OpenVINO model for CPU serving, kept if validation accuracy drops at most this
+    # much below fp32's (model/quantization.py has the other checks).
+    quantize_int8: bool = True
+    int8_max_accuracy_drop: float = Field(0.005, ge=0, le=1)
     validation_split: float = Field(0.1, gt=0, lt=1)  # used when there is no validation channel
     text_column: str = "text"
     label_column: str = "label"

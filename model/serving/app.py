@@ -47,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.quantize_int8,
             settings.engine,
             threads,
+            settings.precision,
+            settings.pass_size,
         )
         batcher = DynamicBatcher(
             predictor.predict, settings.max_batch_size, settings.batch_gather_ms / 1000

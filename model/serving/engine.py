@@ -3,7 +3,11 @@
 - openvino (CPU default): the model converted from the training job's safetensors to an
   OpenVINO IR (no pickle anywhere), cached in the model folder under openvino/ with the
   SHA-256 of its files in model_info.json; rebuilt when missing or when a hash disagrees.
-  OpenVINO picks bf16 on CPUs with AMX and f32 elsewhere (INFERENCE_PRECISION_HINT).
+  Which IR and arithmetic serve (POSTWERK_PRECISION, choose_precision): by default the
+  int8 IR that training wrote and checked against fp32 (model/quantization.py, decision
+  0013), else the fp32 IR with OpenVINO's own choice of arithmetic (bf16 on CPUs with AMX
+  or AVX-512 BF16 such as Zen 4, f32 elsewhere).
+  The choice and its reason are one line of the serve log.
 - torch: CUDA in fp16, or CPU in fp32 / int8 dynamic quantization (the engine before
   OpenVINO; kept for CUDA and as a fallback, POSTWERK_ENGINE=torch).
 
@@ -23,6 +27,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import sys
 import warnings
@@ -37,6 +42,10 @@ IR_FILES = ("model.xml", "model.bin")
 # An IR cached with other outputs is converted again.
 IR_OUTPUTS = ["logits", "embedding: mean of the second-to-last layer"]
 INFO_KEY = "openvino_ir"  # in model_info.json: {"files": {name: sha256}, "outputs", "openvino"}
+INT8_FILES = ("model.int8.xml", "model.int8.bin")  # beside IR_FILES, written by training
+INT8_KEY = "openvino_int8"  # its entry: files, outputs, check, passed, reason (quantization.py)
+
+log = logging.getLogger("postwerk.serving")
 
 
 class EngineError(Exception):
@@ -107,9 +116,10 @@ def import_openvino():
 
 
 class OpenVinoEngine:
-    def __init__(self, model_dir: Path, threads: int):
+    def __init__(self, model_dir: Path, threads: int, precision: str = "auto"):
         ov = import_openvino()
-        xml = ensure_ir(model_dir)
+        ensure_ir(model_dir)
+        files, hint, reason = choose_precision(model_dir, precision)
         # Unpinned: beside the rest of a local stack, a thread pinned to a busy core makes the
         # other spin at the layer's barrier (bench.pipeline: the replica's CPU per e-mail
         # 3.5 ms pinned, 3.1-3.2 unpinned; the server alone alike). A runtime cache of 100
@@ -118,16 +128,65 @@ class OpenVinoEngine:
         # default, 500 MB with 100, at 758-777 vs 771-805 texts/s).
         settings = {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False,
                     "CPU_RUNTIME_CACHE_CAPACITY": 100}  # fmt: skip
-        compiled = ov.Core().compile_model(xml, "CPU", settings)
+        if hint:
+            settings["INFERENCE_PRECISION_HINT"] = hint
+        compiled = ov.Core().compile_model(model_dir / IR_DIR / files[0], "CPU", settings)
         self.input_names = {port.get_any_name() for port in compiled.inputs}
         self.request = compiled.create_infer_request()  # one pass at a time (the batcher)
-        precision = compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.name = f"openvino {ov.__version__} CPU {precision}"
+        arithmetic = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        weights = "int8" if files == INT8_FILES else "fp32"
+        self.name = f"openvino {ov.__version__} CPU {weights} IR, {arithmetic}"
+        log.info("engine %s: %s", self.name, reason)
 
     def forward(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         feed = {key: value for key, value in inputs.items() if key in self.input_names}
         outputs = self.request.infer(feed)
         return outputs[0].copy(), outputs[1].copy()  # the request reuses its output buffers
+
+
+def choose_precision(model_dir: Path, precision: str) -> tuple[tuple[str, str], str | None, str]:
+    """(the IR's files, an INFERENCE_PRECISION_HINT or None for OpenVINO's own, the reason).
+
+    auto takes the checked int8 IR when it is there and intact, else the fp32 IR (saying why
+    not int8); fp32 and bf16 take the fp32 IR with that arithmetic.
+    """
+    if precision == "fp32":
+        return IR_FILES, "f32", "fp32 asked (POSTWERK_PRECISION=fp32)"
+    if precision == "bf16":
+        return IR_FILES, "bf16", "bf16 asked (POSTWERK_PRECISION=bf16)"
+    problem = int8_problem(model_dir)
+    if problem:
+        return IR_FILES, None, f"fp32, not int8: {problem}"
+    # f32 for the operations left in floating point, as training checked it (bf16 on top of
+    # int8 is faster on Zen 4 but unchecked; decision 0013).
+    return INT8_FILES, "f32", "int8, " + int8_summary(read_info(model_dir)[INT8_KEY]["check"])
+
+
+def int8_summary(check: dict) -> str:
+    delta = 100 * (check["int8_accuracy"] - check["fp32_accuracy"])
+    return (
+        f"checked at training on {check['texts']} validation e-mails: labels agree with "
+        f"fp32's on {check['label_agreement']:.1%}, accuracy {delta:+.2f} points, top score "
+        f"{check['mean_score_diff']:.4f} off on average"
+    )
+
+
+def int8_problem(model_dir: Path) -> str | None:
+    """Why the int8 IR cannot serve, or None when it can."""
+    entry = read_info(model_dir).get(INT8_KEY)
+    if entry is None:
+        return "the model has no int8 IR (trained before it, or with quantize_int8 off)"
+    if not entry.get("passed"):
+        return f"the int8 IR failed its check at training ({entry.get('reason')})"
+    if entry.get("outputs") != IR_OUTPUTS:
+        return "the int8 IR has other outputs than this server's"
+    for name, digest in entry.get("files", {}).items():
+        path = model_dir / IR_DIR / name
+        if not path.is_file() or sha256(path) != digest:
+            return f"{IR_DIR}/{name} is missing or differs from its SHA-256 in model_info.json"
+    if set(entry.get("files", {})) != set(INT8_FILES):
+        return "model_info.json lists other int8 files"
+    return None
 
 
 def ensure_ir(model_dir: Path) -> Path:

@@ -78,6 +78,8 @@ class Predictor:
         quantize_int8: bool = False,
         engine: str = "torch",
         threads: int | None = None,
+        precision: str = "auto",
+        pass_size: int | None = None,
     ):
         model_dir = unpack_archive(model_dir)
         if not (model_dir / "model.safetensors").exists():
@@ -90,12 +92,15 @@ class Predictor:
         except (OSError, ValueError, TypeError, AttributeError) as error:
             raise ModelLoadError(f"cannot read calibration.json in {model_dir}: {error}") from error
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.engine = load_engine(model_dir, engine, quantize_int8, threads)
+        self.engine = load_engine(model_dir, engine, quantize_int8, threads, precision)
         return_free_heap_to_os()  # the fp32 weights that quantization or conversion left
         config = AutoConfig.from_pretrained(model_dir)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.max_length = self.info.get("max_length", 128)
         self.max_batch_size = max_batch_size
+        # OpenVINO on a CPU: passes of pass_size e-mails (settings.py); else the whole batch.
+        on_cpu = isinstance(self.engine, OpenVinoEngine) and pass_size
+        self.pass_size = min(pass_size, max_batch_size) if on_cpu else max_batch_size
         self.passes = 0
 
     @property
@@ -106,8 +111,8 @@ class Predictor:
         """Sorted by length so each forward pass pads little; results in input order."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results: list[Prediction | None] = [None] * len(texts)
-        for start in range(0, len(order), self.max_batch_size):
-            chunk = order[start : start + self.max_batch_size]
+        for start in range(0, len(order), self.pass_size):
+            chunk = order[start : start + self.pass_size]
             for i, prediction in zip(
                 chunk, self._forward([texts[i] for i in chunk], top_k), strict=True
             ):
@@ -144,11 +149,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exponentials / exponentials.sum(axis=-1, keepdims=True)
 
 
-def load_engine(model_dir: Path, engine: str, quantize_int8: bool, threads: int | None):
-    """OpenVINO on CPUs when asked; torch on CUDA (fp16) whatever is asked, or when asked."""
+def load_engine(
+    model_dir: Path, engine: str, quantize_int8: bool, threads: int | None, precision: str
+):
+    """OpenVINO on CPUs when asked (in precision); torch on CUDA (fp16) whatever is asked, or
+    when asked."""
     if engine == "openvino" and not torch.cuda.is_available():
         try:
-            return OpenVinoEngine(model_dir, threads or torch.get_num_threads())
+            return OpenVinoEngine(model_dir, threads or torch.get_num_threads(), precision)
         except EngineError as error:
             raise ModelLoadError(str(error)) from error
     return TorchEngine(model_dir, quantize_int8)
