@@ -12,7 +12,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from model.archive import ArchiveError, unpack
-from model.calibration import read_temperature
+from model.calibration import read_review_thresholds, read_temperature
 from model.serving.engine import EngineError, OpenVinoEngine, TorchEngine
 
 TRIM_EVERY_PASSES = 10
@@ -28,6 +28,7 @@ class Prediction:
     score: float
     top_k: list[dict]
     embedding: np.ndarray  # float32, L2-normalised (see engine.py)
+    review_threshold: float | None  # the label's, from calibration.json; None without one
 
 
 def unpack_archive(model_dir: Path) -> Path:
@@ -85,8 +86,9 @@ class Predictor:
                 f"no model.safetensors in {model_dir} (only safetensors is loaded)"
             )
         self.info = read_model_info(model_dir)
-        try:  # fitted by training on validation; 1.0 for models trained before it existed
+        try:  # fitted by training on validation; T = 1 and no thresholds for models before it
             self.temperature = read_temperature(model_dir)
+            self.review_thresholds = read_review_thresholds(model_dir)
         except (OSError, ValueError, TypeError, AttributeError) as error:
             raise ModelLoadError(f"cannot read calibration.json in {model_dir}: {error}") from error
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -133,9 +135,9 @@ class Predictor:
             ranked = [
                 {"label": self.labels[i], "score": round(float(row[i]), 6)} for i in row_indices
             ]
-            predictions.append(
-                Prediction(ranked[0]["label"], ranked[0]["score"], ranked, embedding)
-            )
+            label, score = ranked[0]["label"], ranked[0]["score"]
+            threshold = self.review_thresholds.get(label)
+            predictions.append(Prediction(label, score, ranked, embedding, threshold))
         return predictions
 
 
