@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from model.archive import ArchiveError, unpack
 from model.calibration import read_review_thresholds, read_temperature
+from model.data import tokenize
 from model.serving.engine import EngineError, OpenVinoEngine, TorchEngine
 
 TRIM_EVERY_PASSES = 10
@@ -97,6 +98,7 @@ class Predictor:
         config = AutoConfig.from_pretrained(model_dir)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.max_length = self.info.get("max_length", 128)
+        self.long_text = self.info.get("long_text", "head")  # as the model was trained
         self.max_batch_size = max_batch_size
         self.passes = 0
 
@@ -120,9 +122,8 @@ class Predictor:
         return results
 
     def _forward(self, texts: list[str], top_k: int) -> list[Prediction]:
-        batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
-        )
+        encoded = tokenize(self.tokenizer, texts, self.max_length, self.long_text)
+        batch = self.tokenizer.pad(encoded, return_tensors="np")
         inputs = {key: value.astype(np.int64) for key, value in batch.items()}
         logits, embeddings = self.engine.forward(inputs)
         k = min(top_k, len(self.labels))
