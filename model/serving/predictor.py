@@ -97,6 +97,9 @@ class Predictor:
         return_free_heap_to_os()  # the fp32 weights that quantization or conversion left
         config = AutoConfig.from_pretrained(model_dir)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        # A model with token types whose tokenizer gives none (XLM-RoBERTa's, which many
+        # multilingual models use) reads zeros, its default; the OpenVINO IR must be fed them.
+        self.zero_token_types = getattr(config, "type_vocab_size", 0) > 0
         self.max_length = self.info.get("max_length", 128)
         self.long_text = self.info.get("long_text", "head")  # as the model was trained
         self.max_batch_size = max_batch_size
@@ -125,6 +128,8 @@ class Predictor:
         encoded = tokenize(self.tokenizer, texts, self.max_length, self.long_text)
         batch = self.tokenizer.pad(encoded, return_tensors="np")
         inputs = {key: value.astype(np.int64) for key, value in batch.items()}
+        if self.zero_token_types and "token_type_ids" not in inputs:
+            inputs["token_type_ids"] = np.zeros_like(inputs["input_ids"])
         logits, embeddings = self.engine.forward(inputs)
         k = min(top_k, len(self.labels))
         indices = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
