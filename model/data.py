@@ -8,11 +8,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from transformers import BatchEncoding
+from typing import TYPE_CHECKING
 
 from model.contract import InputError, SageMakerPaths, read_config
 from model.hyperparameters import Hyperparameters
+
+if TYPE_CHECKING:  # transformers loads in seconds: bad input is refused before it (train.py)
+    from transformers import BatchEncoding
 
 FORMAT_BY_CONTENT_TYPE = {
     "application/jsonlines": "jsonl",
@@ -185,7 +187,7 @@ def load_datasets(paths: SageMakerPaths, hp: Hyperparameters) -> Datasets:
     return Datasets(train, validation, test, labels=check_labels(train, others))
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int, long_text: str) -> BatchEncoding:
+def tokenize(tokenizer, texts: list[str], max_length: int, long_text: str) -> "BatchEncoding":
     """What the model reads of each text, unpadded: training and serving both call this.
 
     A text of more than max_length tokens (the special ones included) keeps its first
