@@ -88,11 +88,11 @@ def main() -> None:
         model=model,
         args=training_args,
         data_collator=DataCollatorWithPadding(tokenizer),
-        train_dataset=encode(tokenizer, train_examples, labels, hp.max_length),
+        train_dataset=encode(tokenizer, train_examples, labels, hp),
         processing_class=tokenizer,
     )
     metrics = trainer.train().metrics
-    test = encode(tokenizer, test_examples, labels, hp.max_length)
+    test = encode(tokenizer, test_examples, labels, hp)
     predicted = np.argmax(trainer.predict(test).predictions, axis=-1)
     truth = np.array([row["labels"] for row in test])
     result = {

@@ -1,5 +1,6 @@
 """Imbalance and calibration: class weights for the loss, temperature scaling, ECE and
-per-category review thresholds (model/fit.py uses them; serving reads calibration.json).
+per-category review thresholds (model/fit.py uses them; serving reads calibration.json; the
+functions' package carries this module for the monitor's ECE, so numpy is all it imports).
 
 numpy only, except fit_temperature, which takes the logits as numpy and needs no torch either:
 a 1-D search over log-temperature on the validation NLL is exact enough for one scalar.
@@ -75,8 +76,15 @@ def expected_calibration_error(
     """Top-label ECE: the confidence/accuracy gap over `bins` equal-width bins, weighted by
     the share of e-mails in each (Guo et al. 2017)."""
     probabilities = np.asarray(probabilities)
-    confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == np.asarray(truth)
+    return top_label_calibration_error(probabilities.max(axis=1), correct, bins)
+
+
+def top_label_calibration_error(confidence, correct, bins: int = ECE_BINS) -> float:
+    """The ECE of answers given as their scores and whether each was right (the monitor's
+    reviewed results carry no more than that)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
     # Bin i holds confidences in (i/bins, (i+1)/bins]; 0 joins the first bin.
     which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
     error = 0.0
@@ -115,10 +123,20 @@ def write_calibration(model_dir: Path, calibration: dict) -> None:
     (model_dir / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=2), encoding="utf-8")
 
 
+def read_calibration(model_dir: Path) -> dict:
+    """calibration.json; {} for a model trained before it existed."""
+    path = model_dir / CALIBRATION_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def read_temperature(model_dir: Path) -> float:
     """The model's fitted temperature; 1.0 for a model trained before calibration.json."""
-    path = model_dir / CALIBRATION_FILE
-    if not path.exists():
-        return 1.0
-    temperature = float(json.loads(path.read_text(encoding="utf-8")).get("temperature", 1.0))
+    temperature = float(read_calibration(model_dir).get("temperature", 1.0))
     return temperature if temperature > 0 else 1.0
+
+
+def read_review_thresholds(model_dir: Path) -> dict[str, float]:
+    """The review threshold per category; {} for a model trained before they existed (its
+    users fall back to one threshold of their own)."""
+    thresholds = read_calibration(model_dir).get("review_thresholds", {})
+    return {str(label): float(value) for label, value in thresholds.items()}

@@ -8,9 +8,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.contract import InputError, SageMakerPaths, read_config
 from model.hyperparameters import Hyperparameters
+
+if TYPE_CHECKING:  # transformers loads in seconds: bad input is refused before it (train.py)
+    from transformers import BatchEncoding
 
 FORMAT_BY_CONTENT_TYPE = {
     "application/jsonlines": "jsonl",
@@ -183,10 +187,32 @@ def load_datasets(paths: SageMakerPaths, hp: Hyperparameters) -> Datasets:
     return Datasets(train, validation, test, labels=check_labels(train, others))
 
 
-def encode(tokenizer, examples: list[Example], labels: list[str], max_length: int) -> list[dict]:
+def tokenize(tokenizer, texts: list[str], max_length: int, long_text: str) -> "BatchEncoding":
+    """What the model reads of each text, unpadded: training and serving both call this.
+
+    A text of more than max_length tokens (the special ones included) keeps its first
+    max_length (`head`), or its first and last max_length / 2 (`head_tail`: the request of
+    a long e-mail is often at its end, after the context; Sun et al. 2019 found head and tail
+    best for long documents). Splitting the whole text's tokens keeps the special tokens at
+    both ends, whatever the tokenizer puts there.
+    """
+    if long_text == "head":
+        return tokenizer(texts, truncation=True, max_length=max_length)
+    encoded = tokenizer(texts, verbose=False)  # whole: longer than the model's limit is fine
+    head = max_length // 2
+    tail = max_length - head
+    for key in encoded:
+        encoded[key] = [ids if len(ids) <= max_length else ids[:head] + ids[-tail:]
+                        for ids in encoded[key]]  # fmt: skip
+    return encoded
+
+
+def encode(
+    tokenizer, examples: list[Example], labels: list[str], hp: Hyperparameters
+) -> list[dict]:
     """Tokenize once, unpadded: batches are padded to their own longest e-mail."""
     label_ids = {label: i for i, label in enumerate(labels)}
-    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
+    encoded = tokenize(tokenizer, [e.text for e in examples], hp.max_length, hp.long_text)
     return [
         {**{key: encoded[key][i] for key in encoded}, "labels": label_ids[example.label]}
         for i, example in enumerate(examples)

@@ -100,8 +100,8 @@ def fit(paths: SageMakerPaths, hp: Hyperparameters, data: Datasets, process: Pro
         len(data.labels),
     )  # fmt: skip
     tokenizer, model = load_base_model(hp, data.labels)
-    train_features = encode(tokenizer, data.train, data.labels, hp.max_length)
-    validation_features = encode(tokenizer, data.validation, data.labels, hp.max_length)
+    train_features = encode(tokenizer, data.train, data.labels, hp)
+    validation_features = encode(tokenizer, data.validation, data.labels, hp)
     validation_truth = np.array([f["labels"] for f in validation_features])
     lengths = [len(f["input_ids"]) for f in train_features]
     device = process.device
@@ -255,7 +255,7 @@ def finish(paths, hp, data, tokenizer, model, collate, device, precision, valida
         hp.review_precision,
     )
     if data.test:
-        split, features = "test", encode(tokenizer, data.test, data.labels, hp.max_length)
+        split, features = "test", encode(tokenizer, data.test, data.labels, hp)
         _, logits = evaluate(model, features, collate, hp.eval_batch_size, device, precision)
     else:
         split, features, logits = "validation", validation_features, validation_logits
@@ -360,6 +360,7 @@ def save_model(paths, hp, data, tokenizer, model, metrics: dict) -> dict:
         "labels": data.labels,
         "train_label_counts": label_counts(data.train),  # the monitor's reference
         "max_length": hp.max_length,
+        "long_text": hp.long_text,
         "metrics": metrics,
         "hyperparameters": hp.model_dump(),
     }

@@ -31,6 +31,9 @@ class Hyperparameters(BaseModel):
     batch_size: PositiveInt = 32  # per process
     eval_batch_size: PositiveInt = 128
     max_length: int = Field(128, ge=8, le=512)
+    # What of an e-mail over max_length tokens the model reads: its first max_length tokens,
+    # or its first and last half of them (model/data.py tokenize; bench/long_mail.py).
+    long_text: Literal["head", "head_tail"] = "head"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     seed: int = 42

@@ -83,7 +83,12 @@ def backfill_archive(
     sources: Sources,
     endpoint: EndpointOption = None,
     review_threshold: Annotated[
-        float, typer.Option(min=0, max=1, help="results scoring below need review")
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            help="results scoring below need review (a model without per-label thresholds)",
+        ),
     ] = 0.75,
 ) -> None:
     """Classify an archive with a batch transform job of the served model; the results go

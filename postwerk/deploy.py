@@ -159,6 +159,10 @@ def requirements() -> list[str]:
     return found
 
 
+# What the functions import of model/: the monitor's ECE is training's (numpy only).
+SHARED_MODEL_MODULES = ("__init__.py", "calibration.py")
+
+
 def build_package(build_dir: Path, python_version: str | None, machine: str = "x86_64") -> Path:
     """The functions' zip. python_version None: for this interpreter (the local emulator
     runs handlers on a Python like ours); else manylinux wheels for that Python on that
@@ -205,6 +209,7 @@ def build_package(build_dir: Path, python_version: str | None, machine: str = "x
             raise CommandError(f"installing the functions' dependencies failed:\n{reason}")
         staging.rename(deps)
     code = sorted(p for p in (REPO_ROOT / "services").rglob("*") if p.suffix in (".py", ".html"))
+    code += [REPO_ROOT / "model" / name for name in SHARED_MODEL_MODULES]
     content = hashlib.sha256(deps.name.encode())
     for path in code:
         content.update(path.relative_to(REPO_ROOT).as_posix().encode() + path.read_bytes())
@@ -215,7 +220,7 @@ def build_package(build_dir: Path, python_version: str | None, machine: str = "x
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zipped:
         for path in sorted(p for p in deps.rglob("*") if p.is_file()):
             zipped.write(path, path.relative_to(deps).as_posix())
-        for path in code:  # the functions and the review page
+        for path in code:  # the functions, the review page, model/calibration.py
             zipped.write(path, path.relative_to(REPO_ROOT).as_posix())
     for stale in build_dir.glob(f"functions-{target}-*.zip"):
         stale.unlink()

@@ -217,6 +217,7 @@ def monitor(
     min_accuracy: Annotated[float | None, typer.Option(help="rule override")] = None,
     min_reviewed: Annotated[int | None, typer.Option(help="rule override")] = None,
     max_label_psi: Annotated[float | None, typer.Option(help="rule override")] = None,
+    max_ece_increase: Annotated[float | None, typer.Option(help="rule override")] = None,
     promotion_margin: Annotated[float | None, typer.Option(help="override")] = None,
     plots: Annotated[Path | None, typer.Option(help="folder for the PNG plots")] = None,
 ) -> None:
@@ -267,6 +268,8 @@ def show_report(report: dict, window_hours: float) -> None:
         ("needs-review rate", shown(report["needs_review_rate"])),
         ("live accuracy (reviewed)", shown(report["live_accuracy"])),
         ("live macro-F1 (reviewed)", shown(report["live_macro_f1"])),
+        ("calibration error (reviewed)", shown(report["live_ece"])),
+        ("calibration error at training", shown(report["training_ece"])),
         ("predicted labels vs training (PSI)", shown(report["label_psi"])),
         ("length drift (PSI)", shown(report["length_psi"])),
         ("language drift (PSI)", shown(report["language_psi"])),

@@ -81,9 +81,10 @@ def decode(record: dict) -> Item:
         return Item(sequence_number, error=NotClassified("not an email.v1 record"))
 
 
-def invoke(endpoint: str, threshold: float, items: list[Item]) -> None:
+def invoke(endpoint: str, fallback_threshold: float, items: list[Item]) -> None:
     """One InvokeEndpoint per chunk under the payload limit; each item gets its result, or
-    the chunk's error."""
+    the chunk's error. A result needs review below its label's threshold from the endpoint,
+    or below `fallback_threshold` for a model without calibration.json."""
     runtime = clients.client("sagemaker-runtime")
     waiting = [item for item in items if item.error is None]
     for chunk in chunked(
@@ -109,7 +110,7 @@ def invoke(endpoint: str, threshold: float, items: list[Item]) -> None:
                 item.error = NotClassified("the endpoint's answer lacks this e-mail")
             else:
                 item.result = ClassificationV1.from_prediction(
-                    item.email, prediction, document.model, threshold
+                    item.email, prediction, document.model, fallback_threshold
                 )
 
 

@@ -176,6 +176,7 @@ def summary(item: ClassificationV1) -> dict:
         "score": item.score,
         "top_k": [candidate.model_dump() for candidate in item.top_k],
         "needs_review": item.needs_review,
+        "review_threshold": item.review_threshold,
         "classified_at": item.classified_at.isoformat(),
         "reviews": [entry.model_dump(mode="json") for entry in item.reviews],
     }

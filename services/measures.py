@@ -3,13 +3,15 @@ how often the model is unsure, and how far inputs and predictions drifted.
 
 Pure functions over classification.v1 results, so they are tested without AWS. The
 metrics are a handful of lines each; scikit-learn would add 40 MB to every function's
-package for two of them.
+package for two of them. The calibration error is training's own function
+(model/calibration.py, packaged with the functions), so the two figures compare.
 """
 
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+from model.calibration import top_label_calibration_error
 from services.records import ClassificationV1
 
 LENGTH_BUCKETS = (0, 200, 500, 1000, 2000, 5000)  # characters: short note ... long letter
@@ -23,6 +25,7 @@ class Rules:
     min_accuracy: float  # live accuracy on reviewed e-mails below this
     min_reviewed: int  # ... counted only with at least this many reviews
     max_label_psi: float  # predicted labels against the training distribution
+    max_ece_increase: float  # calibration error on reviewed e-mails above training's by this
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Report:
     needs_review_rate: float | None
     live_accuracy: float | None  # the model's label against the reviewer's
     live_macro_f1: float | None
+    live_ece: float | None  # calibration error of the served scores on reviewed e-mails
+    training_ece: float | None  # the same on training's held-out split (model_info.json)
     confidence_histogram: list[int]  # CONFIDENCE_BINS bins over [0, 1]
     predicted_labels: dict[str, int]
     label_psi: float | None  # against the champion's training label counts
@@ -49,6 +54,7 @@ def report(
     baseline: list[ClassificationV1],
     training_labels: dict[str, int],
     rules: Rules,
+    training_ece: float | None = None,
 ) -> Report:
     reviewed = [r for r in window if r.reviews]
     truth = [r.reviews[-1].label for r in reviewed]
@@ -66,6 +72,8 @@ def report(
         needs_review_rate=sum(r.needs_review for r in window) / len(window) if window else None,
         live_accuracy=accuracy,
         live_macro_f1=macro_f1(truth, predicted) if reviewed else None,
+        live_ece=calibration_error(reviewed) if reviewed else None,
+        training_ece=training_ece,
         confidence_histogram=histogram([r.score for r in window]),
         predicted_labels=dict(predicted_counts),
         label_psi=label_drift,
@@ -88,7 +96,21 @@ def fired_rules(built: Report, rules: Rules) -> list[str]:
         )
     if built.label_psi is not None and built.label_psi > rules.max_label_psi:
         fired.append(f"predicted-label PSI {built.label_psi:.3f} > {rules.max_label_psi}")
+    if enough and built.training_ece is not None:
+        increase = built.live_ece - built.training_ece
+        if increase > rules.max_ece_increase:
+            fired.append(
+                f"calibration error {built.live_ece:.3f} on {built.reviewed} reviewed e-mails "
+                f"> training's {built.training_ece:.3f} + {rules.max_ece_increase}"
+            )
     return fired
+
+
+def calibration_error(reviewed: list[ClassificationV1]) -> float:
+    """The expected calibration error of the served scores, the reviewers' labels taken as
+    the truth (a confirmed label counts as right)."""
+    right = [r.reviews[-1].label == r.reviews[0].previous_label for r in reviewed]
+    return top_label_calibration_error([r.score for r in reviewed], right)
 
 
 def original_label(result: ClassificationV1) -> str:

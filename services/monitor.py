@@ -52,8 +52,9 @@ def handler(event: dict, context) -> dict:
     window = [r for r in stored if r.classified_at >= start]
     baseline = [r for r in stored if r.classified_at < start]
     training_labels = champion.model_info.train_label_counts if champion else {}
-    rules = measures.Rules(settings.min_accuracy, settings.min_reviewed, settings.max_label_psi)
-    built = measures.report(window, baseline, training_labels, rules)
+    rules = measures.Rules(settings.min_accuracy, settings.min_reviewed, settings.max_label_psi,
+                           settings.max_ece_increase)  # fmt: skip
+    built = measures.report(window, baseline, training_labels, rules, training_ece(champion))
     publish(built)
     folder = write_report(settings.artifacts_bucket, built, settings.window_hours)
     actions = decide(settings, built, champion)
@@ -71,12 +72,22 @@ def publish(built: measures.Report) -> None:
         ("NeedsReviewRate", built.needs_review_rate),
         ("LiveAccuracy", built.live_accuracy),
         ("LiveMacroF1", built.live_macro_f1),
+        ("LiveCalibrationError", built.live_ece),
         ("PredictedLabelPSI", built.label_psi),
         ("LengthPSI", built.length_psi),
         ("LanguagePSI", built.language_psi),
     ):
         if value is not None:
             metrics.add_metric(name, MetricUnit.NoUnit, value)
+
+
+def training_ece(champion: ModelVersion | None) -> float | None:
+    """The champion's calibration error on its held-out split as training measured it (test,
+    else validation; model_info.json's `calibrated_ece`, the score serving gives); None for
+    a model trained before calibration."""
+    metrics = champion.model_info.metrics if champion else {}
+    split = metrics.get("test") or metrics.get("validation") or {}
+    return split.get("calibrated_ece")
 
 
 def write_report(bucket: str, built: measures.Report, window_hours: float) -> str:

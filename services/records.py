@@ -100,6 +100,7 @@ class ClassificationV1(BaseModel):
     needs_review: bool
     model: ModelIdentity
     classified_at: datetime
+    review_threshold: float | None = None  # what `score` was held against (absent: older)
     input: InputSummary | None = None
     reviews: list[Review] = []  # newest last; `label` is the latest reviewer's choice
     backfill: str | None = None  # the transform job that classified an archived e-mail
@@ -108,10 +109,12 @@ class ClassificationV1(BaseModel):
 
     @classmethod
     def from_prediction(
-        cls, email: EmailV1, prediction: "Prediction", model: ModelIdentity, threshold: float
+        cls, email: EmailV1, prediction: "Prediction", model: ModelIdentity, fallback: float
     ) -> "ClassificationV1":
-        """The e-mail's result: the model's answer, for review when it scores below the
-        threshold (classify and `postwerk backfill` make them alike)."""
+        """The e-mail's result: the model's answer, for review when it scores below its
+        label's threshold from the endpoint, or below `fallback` for a model without
+        per-label thresholds (classify and `postwerk backfill` make them alike)."""
+        threshold = fallback if prediction.review_threshold is None else prediction.review_threshold
         return cls(
             message_id=email.message_id,
             label=prediction.label,
@@ -120,6 +123,7 @@ class ClassificationV1(BaseModel):
             needs_review=prediction.score < threshold,
             model=model,
             classified_at=datetime.now(UTC),
+            review_threshold=threshold,
             input=InputSummary(
                 subject=email.subject,
                 language=email.language,
@@ -136,6 +140,7 @@ class Prediction(BaseModel):
     label: str
     score: float
     top_k: list[Label]
+    review_threshold: float | None = None  # the label's, from calibration.json (newer models)
     embedding: list[float] | None = None  # when the request asked ("embed": true)
 
 

@@ -27,7 +27,9 @@ class FunctionSettings(BaseSettings):
     results_table: str = "results"
     results_bucket: str = "results"
     endpoint_name: str = "postwerk-emails"
-    review_threshold: float = Field(0.75, ge=0, le=1)  # results scoring below need review
+    # Results scoring below need review, for a model without per-label review thresholds
+    # (calibration.json); the endpoint's answer carries those where the model has them.
+    review_threshold: float = Field(0.75, ge=0, le=1)
     artifacts_bucket: str = "artifacts"  # the model registry and the feedback/ training rows
     raw_bucket: str = "raw"  # raw e-mails: where the mailbox door stores what it fetches
     review_token: str = ""  # the review API's bearer token; empty: open (local stacks only)
@@ -42,9 +44,12 @@ class FunctionSettings(BaseSettings):
     min_accuracy: float = Field(0.8, ge=0, le=1)  # live accuracy on reviewed e-mails
     min_reviewed: int = Field(20, ge=1)  # ... judged only with this many reviews
     max_label_psi: float = Field(0.25, gt=0)  # predicted labels against training's
+    # Calibration error of the served scores on reviewed e-mails above training's by this
+    # (judged, like live accuracy, on min_reviewed reviews at least)
+    max_ece_increase: float = Field(0.1, gt=0, le=1)
     promotion_margin: float = Field(0.0, ge=0, le=1)  # held-out accuracy points to beat
 
 
 # What `postwerk monitor` (and a scheduled event) may override for one run.
 MONITOR_OVERRIDES = ("window_hours", "min_accuracy", "min_reviewed", "max_label_psi",
-                     "promotion_margin")  # fmt: skip
+                     "max_ece_increase", "promotion_margin")  # fmt: skip

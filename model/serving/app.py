@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"error": error}, status_code=504)
         rows = [
             {"id": instance.id, "label": p.label, "score": p.score, "top_k": p.top_k}
+            | ({"review_threshold": p.review_threshold} if p.review_threshold is not None else {})
             | ({"embedding": p.embedding} if embed else {})
             for instance, p in zip(instances, predictions, strict=True)
         ]

@@ -50,6 +50,11 @@ PREDICTION = {
         "label": TEXT,
         "score": {"type": "number"},
         "top_k": {"type": "array", "items": SCORED},
+        "review_threshold": {
+            "type": "number",
+            "description": "the label's review threshold from calibration.json (absent for "
+            "a model without one): a score below it needs review",
+        },
         "embedding": {
             "type": "array",
             "items": {"type": "number"},

@@ -12,7 +12,8 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from model.archive import ArchiveError, unpack
-from model.calibration import read_temperature
+from model.calibration import read_review_thresholds, read_temperature
+from model.data import tokenize
 from model.serving.engine import EngineError, OpenVinoEngine, TorchEngine
 
 TRIM_EVERY_PASSES = 10
@@ -28,6 +29,7 @@ class Prediction:
     score: float
     top_k: list[dict]
     embedding: np.ndarray  # float32, L2-normalised (see engine.py)
+    review_threshold: float | None  # the label's, from calibration.json; None without one
 
 
 def unpack_archive(model_dir: Path) -> Path:
@@ -87,8 +89,9 @@ class Predictor:
                 f"no model.safetensors in {model_dir} (only safetensors is loaded)"
             )
         self.info = read_model_info(model_dir)
-        try:  # fitted by training on validation; 1.0 for models trained before it existed
+        try:  # fitted by training on validation; T = 1 and no thresholds for models before it
             self.temperature = read_temperature(model_dir)
+            self.review_thresholds = read_review_thresholds(model_dir)
         except (OSError, ValueError, TypeError, AttributeError) as error:
             raise ModelLoadError(f"cannot read calibration.json in {model_dir}: {error}") from error
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -96,7 +99,11 @@ class Predictor:
         return_free_heap_to_os()  # the fp32 weights that quantization or conversion left
         config = AutoConfig.from_pretrained(model_dir)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        # A model with token types whose tokenizer gives none (XLM-RoBERTa's, which many
+        # multilingual models use) reads zeros, its default; the OpenVINO IR must be fed them.
+        self.zero_token_types = getattr(config, "type_vocab_size", 0) > 0
         self.max_length = self.info.get("max_length", 128)
+        self.long_text = self.info.get("long_text", "head")  # as the model was trained
         self.max_batch_size = max_batch_size
         # OpenVINO on a CPU: passes of pass_size e-mails (settings.py); else the whole batch.
         on_cpu = isinstance(self.engine, OpenVinoEngine) and pass_size
@@ -123,10 +130,11 @@ class Predictor:
         return results
 
     def _forward(self, texts: list[str], top_k: int) -> list[Prediction]:
-        batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
-        )
+        encoded = tokenize(self.tokenizer, texts, self.max_length, self.long_text)
+        batch = self.tokenizer.pad(encoded, return_tensors="np")
         inputs = {key: value.astype(np.int64) for key, value in batch.items()}
+        if self.zero_token_types and "token_type_ids" not in inputs:
+            inputs["token_type_ids"] = np.zeros_like(inputs["input_ids"])
         logits, embeddings = self.engine.forward(inputs)
         k = min(top_k, len(self.labels))
         indices = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
@@ -138,9 +146,9 @@ class Predictor:
             ranked = [
                 {"label": self.labels[i], "score": round(float(row[i]), 6)} for i in row_indices
             ]
-            predictions.append(
-                Prediction(ranked[0]["label"], ranked[0]["score"], ranked, embedding)
-            )
+            label, score = ranked[0]["label"], ranked[0]["score"]
+            threshold = self.review_thresholds.get(label)
+            predictions.append(Prediction(label, score, ranked, embedding, threshold))
         return predictions
 
 

@@ -77,3 +77,21 @@ def test_scores_are_softmax_of_the_logits_over_the_fitted_temperature(trained_jo
     (model_dir / "calibration.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match=r"calibration\.json"):
         Predictor(model_dir, max_batch_size=8)
+
+
+def test_each_prediction_carries_its_labels_review_threshold(trained_job, tmp_path):
+    """calibration.json's threshold for the predicted label; none for a model without it."""
+    import json
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained_job / "model", model_dir)
+    texts = ["Please cancel my contract.", "My invoice amount is wrong.", "Where is my parcel?"]
+    labels = {p.label for p in Predictor(model_dir, max_batch_size=8).predict(texts, top_k=1)}
+    thresholds = {label: 0.1 * (i + 1) for i, label in enumerate(sorted(labels))}
+    (model_dir / "calibration.json").write_text(json.dumps({"review_thresholds": thresholds}))
+    predicted = Predictor(model_dir, max_batch_size=8).predict(texts, top_k=1)
+    assert [p.review_threshold for p in predicted] == [thresholds[p.label] for p in predicted]
+
+    (model_dir / "calibration.json").unlink()
+    plain = Predictor(model_dir, max_batch_size=8).predict(texts, top_k=1)
+    assert [p.review_threshold for p in plain] == [None] * 3

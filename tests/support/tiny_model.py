@@ -17,19 +17,52 @@ def tiny_bert(tmp_path_factory) -> Path:
     return once_per_run(tmp_path_factory, "tiny-bert", build_tiny_bert)
 
 
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
 def build_tiny_bert(folder: Path) -> None:
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+    from transformers import BertTokenizer
 
     texts = [f"{subject} {body}" for emails in TOPICS.values() for subject, body in emails]
     texts += [f"{e.subject} {e.body}" for e in samples.generate(**samples.TRAINING)]
     words = {word for text in texts for word in re.findall(r"\w+|[^\w\s]", text.lower())}
-    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
+    vocabulary = [*SPECIAL_TOKENS, *sorted(words)]
     tokenizer = BertTokenizer(
         vocab={token: i for i, token in enumerate(vocabulary)},
         strip_accents=False,
         model_max_length=128,
     )
+    save_tiny_bert(folder, tokenizer)
+
+
+def build_tiny_multilingual_bert(folder: Path, texts: list[str]) -> None:
+    """Like a multilingual model's: a cased WordPiece vocabulary learnt from `texts` that
+    keeps accents and umlauts (German words split into wordpieces, not [UNK]), and a
+    tokenizer that gives no token_type_ids, as XLM-RoBERTa's does."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=800, special_tokens=SPECIAL_TOKENS)
+    wordpiece.train_from_iterator(texts, trainer)
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[(token, SPECIAL_TOKENS.index(token)) for token in ("[CLS]", "[SEP]")],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=wordpiece, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
+    )  # fmt: skip
+    save_tiny_bert(folder, tokenizer)
+
+
+def save_tiny_bert(folder: Path, tokenizer) -> None:
+    """A 2-layer BERT with hidden size 32 for `tokenizer`'s vocabulary, saved with it."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,

@@ -42,7 +42,9 @@ def fake_predict(calls: list):
     def predict(texts, top_k):
         calls.append(list(texts))
         return [
-            Prediction(text, 1.0, [{"label": text, "score": 1.0}] * top_k, np.ones(2, np.float32))
+            Prediction(
+                text, 1.0, [{"label": text, "score": 1.0}] * top_k, np.ones(2, np.float32), None
+            )
             for text in texts
         ]
 

@@ -65,3 +65,29 @@ def test_labels_of_other_channels_must_be_known():
     assert check_labels(train, {}) == ["a", "b"]
     with pytest.raises(InputError, match="channel 'test' has labels not in train: \\['c'\\]"):
         check_labels(train, {"test": [Example("z", "c")]})
+
+
+def word_tokenizer():
+    """A BERT tokenizer whose words are w0 ... w99 (one token each)."""
+    from transformers import BertTokenizer
+
+    words = [f"w{i}" for i in range(100)]
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    return BertTokenizer(vocab={token: i for i, token in enumerate(vocabulary)})
+
+
+def test_head_keeps_the_start_and_head_tail_both_ends_of_a_long_text():
+    from model.data import tokenize
+
+    tokenizer = word_tokenizer()
+    long_text, short_text = " ".join(f"w{i}" for i in range(40)), "w1 w2 w3"
+
+    def read(long_text_mode: str) -> list[list[str]]:
+        encoded = tokenize(tokenizer, [long_text, short_text], 10, long_text_mode)
+        assert [len(mask) for mask in encoded["attention_mask"]] == [10, 5]
+        return [tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+
+    head, head_tail = read("head"), read("head_tail")
+    assert head[0] == ["[CLS]", *(f"w{i}" for i in range(8)), "[SEP]"]
+    assert head_tail[0] == ["[CLS]", "w0", "w1", "w2", "w3", "w36", "w37", "w38", "w39", "[SEP]"]
+    assert head[1] == head_tail[1] == ["[CLS]", "w1", "w2", "w3", "[SEP]"], "short: whole"

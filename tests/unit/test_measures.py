@@ -8,7 +8,7 @@ import pytest
 from services import measures
 from services.records import ClassificationV1
 
-RULES = measures.Rules(min_accuracy=0.8, min_reviewed=2, max_label_psi=0.25)
+RULES = measures.Rules(min_accuracy=0.8, min_reviewed=2, max_label_psi=0.25, max_ece_increase=0.1)
 
 
 def result(label="complaint", score=0.9, review=None, language="de", length=120, flagged=False):
@@ -76,3 +76,24 @@ def test_confidence_histogram_and_an_empty_window():
     assert built.confidence_histogram == [1, 0, 0, 0, 0, 0, 0, 0, 0, 2]
     empty = measures.report([], [result()], {"complaint": 1}, RULES)
     assert empty.results == 0 and empty.needs_review_rate is None and empty.fired == []
+
+
+def test_calibration_error_on_reviewed_results_against_trainings():
+    """Scores of 0.9 of which half were confirmed: ECE 0.4; confirmed all: 0.1."""
+    half = [result(score=0.9, review="complaint"), result(score=0.9, review="other")] * 2
+    drifted = measures.report([*half, result(score=0.9)], [], {}, RULES, training_ece=0.05)
+    assert drifted.live_ece == pytest.approx(0.4), "the unreviewed result does not count"
+    assert drifted.fired == [
+        "live accuracy 0.500 < 0.8 on 4 reviewed e-mails",
+        "calibration error 0.400 on 4 reviewed e-mails > training's 0.050 + 0.1",
+    ]
+    confirmed = measures.report([result(score=0.9, review="complaint")] * 4, [], {}, RULES, 0.05)
+    assert confirmed.live_ece == pytest.approx(0.1) and confirmed.fired == []
+
+
+def test_calibration_drift_needs_trainings_figure_and_enough_reviews():
+    wrong = [result(score=0.95, review="other")] * 3
+    assert measures.report(wrong, [], {}, RULES).training_ece is None
+    assert not any("calibration" in rule for rule in measures.report(wrong, [], {}, RULES).fired)
+    few = measures.report(wrong[:1], [], {}, RULES, training_ece=0.0)
+    assert few.live_ece == pytest.approx(0.95) and few.fired == []

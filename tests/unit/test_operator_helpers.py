@@ -139,6 +139,6 @@ def test_the_templates_defaults_are_the_functions_settings():
     for parameter, setting in {
         "ReviewThreshold": "review_threshold", "MinLiveAccuracy": "min_accuracy",
         "MinReviewed": "min_reviewed", "MaxLabelPsi": "max_label_psi",
-        "PromotionMargin": "promotion_margin",
+        "MaxEceIncrease": "max_ece_increase", "PromotionMargin": "promotion_margin",
     }.items():  # fmt: skip
         assert float(parameters[parameter]["Default"]) == defaults[setting].default, parameter
