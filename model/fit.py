@@ -315,7 +315,7 @@ def quantize(paths, hp, data, tokenizer, collate, validation_features, temperatu
     """The int8 IR, calibrated on training e-mails spread over the set, checked on validation."""
     every = max(1, len(data.train) // quantization.CALIBRATION_TEXTS)
     sample = data.train[::every][: quantization.CALIBRATION_TEXTS]
-    sample_features = encode(tokenizer, sample, data.labels, hp.max_length)
+    sample_features = encode(tokenizer, sample, data.labels, hp)
 
     def inputs(features: list[dict]) -> dict[str, np.ndarray]:
         batch = collate(features)
