@@ -44,6 +44,9 @@ class Hyperparameters(BaseModel):
     # a checkpoint every so many optimizer steps within an epoch (and on SIGTERM); 0 = off
     checkpoint_every_steps: int = Field(200, ge=0)
     validation_split: float = Field(0.1, gt=0, lt=1)  # used when there is no validation channel
+    # What the job's model folder serves (model/selection.py): the better of the fine-tuned
+    # transformer and the linear TF-IDF model on validation macro-F1 (best), or either one.
+    model_selection: Literal["best", "transformer", "linear"] = "best"
     text_column: str = "text"
     label_column: str = "label"
 
