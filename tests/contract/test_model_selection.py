@@ -88,3 +88,14 @@ def test_serves_the_linear_model_under_the_contract(linear_job):
         assert np.linalg.norm(p["embedding"]) == pytest.approx(1, abs=1e-4)
         assert len(p["embedding"]) == EMBEDDING_SIZE
     assert answer["model"]["version"] == info["version"]
+
+
+def test_the_registry_reads_a_linear_models_held_out_figures(linear_job):
+    """Champion/challenger (services/lifecycle.decide) compares model_info's test figures,
+    which a linear model's job writes as a transformer's does."""
+    from services.registry import ModelVersion
+
+    info = json.loads((linear_job / "output" / "data" / "model_info.json").read_text())
+    entry = ModelVersion(registered_at="now", model_data_url="s3://b/m.tar.gz", model_info=info)
+    assert entry.held_out_accuracy == info["metrics"]["test"]["accuracy"]
+    assert entry.model_info.model_dump()["kind"] == "linear"
