@@ -13,6 +13,7 @@ from model.linear import EMBEDDING_SIZE
 from tests.support.jobs import LABELS, lay_out_job, make_emails, run_train, serving
 from tests.support.tiny_model import tiny_hyperparameters
 
+pytestmark = pytest.mark.live  # every test here runs a training job
 CHANNELS = {"train": make_emails(45, 1), "validation": make_emails(9, 2), "test": make_emails(9, 3)}
 
 
@@ -69,7 +70,6 @@ def linear_job(tmp_path_factory):
     return base
 
 
-@pytest.mark.live
 def test_serves_the_linear_model_under_the_contract(linear_job):
     info = json.loads((linear_job / "model" / "model_info.json").read_text())
     texts = ["Kündigung\nHiermit kündige ich meinen Vertrag.", "Invoice wrong\nWrong amount."]
@@ -96,6 +96,8 @@ def test_the_registry_reads_a_linear_models_held_out_figures(linear_job):
     from services.registry import ModelVersion
 
     info = json.loads((linear_job / "output" / "data" / "model_info.json").read_text())
-    entry = ModelVersion(registered_at="now", model_data_url="s3://b/m.tar.gz", model_info=info)
+    entry = ModelVersion(
+        job="j", registered_at="now", model_data_url="s3://b/m.tar.gz", model_info=info
+    )
     assert entry.held_out_accuracy == info["metrics"]["test"]["accuracy"]
     assert entry.model_info.model_dump()["kind"] == "linear"
