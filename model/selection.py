@@ -75,17 +75,19 @@ def compete(paths: SageMakerPaths, hp: Hyperparameters, data: Datasets) -> None:
         "info": read_json(paths.model_dir / "model_info.json"),
         "report": read_json(reports / "evaluation.json"),
     }
+    shutil.rmtree(paths.model_dir / RUNNER_UP, ignore_errors=True)  # a rerun's
     info, assessment = train_linear(paths.model_dir / RUNNER_UP, hp, data)
     candidates = {"transformer": transformer,
                   "linear": {"info": info, "report": assessment.report}}  # fmt: skip
-    metrics = {kind: c["info"]["metrics"] for kind, c in candidates.items()}
-    scores = {kind: m["validation"]["macro_f1"] for kind, m in metrics.items()}
+    figures = {kind: {"version": c["info"]["version"], **c["info"]["metrics"]}
+               for kind, c in candidates.items()}  # fmt: skip
+    scores = {kind: f["validation"]["macro_f1"] for kind, f in figures.items()}
     winner = "linear" if scores["linear"] > scores["transformer"] else "transformer"
     selection = {
         "rule": "validation macro-F1, a tie keeps the transformer",
         "served": winner,
         "runner_up": RUNNER_UP,
-        "candidates": metrics,
+        "candidates": figures,
     }
     for kind, candidate in candidates.items():
         document = {"split": assessment.split, **candidate["report"], "selection": selection}
