@@ -104,7 +104,8 @@ format: install
 	$(VENV)/bin/ruff format .
 
 # Benchmarks: real sizes, minutes each, not part of the tests. Results go to bench/results/,
-# and from there to docs/benchmarks.md.
+# and from there to docs/benchmarks.md; the last line prints the quality table (the default
+# model against the baseline per data set).
 # bench.serving's load generator is wrk (Debian's package), which costs the server little CPU;
 # bench.mailbox_door reads from Dovecot (dovecot-imapd).
 bench: install
@@ -130,6 +131,7 @@ bench: install
 	$(PY) -m bench.mailbox_door
 	$(PY) -m bench.cli
 	$(PY) -m bench.report
+	$(PY) -m bench.report --print quality
 
 # Fuzzers with a time budget each (seconds), not part of the tests: every crash they find
 # becomes a regression fixture in tests/.

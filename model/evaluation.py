@@ -106,7 +106,7 @@ def model_card(info: dict, report: dict, split: str, train_label_counts: dict[st
     lines = [
         f"# {info['name']} ({info['version']})",
         "",
-        f"Fine-tuned from `{info['base_model']}` to classify customer e-mails into "
+        f"{origin(info)} to classify customer e-mails into "
         f"{len(info['labels'])} categories. Trained {info['created_at']}.",
         "",
         f"## Metrics ({split})",
@@ -142,6 +142,12 @@ def model_card(info: dict, report: dict, split: str, train_label_counts: dict[st
         "",
     ]
     return "\n".join(lines)
+
+
+def origin(info: dict) -> str:
+    if info.get("kind") == "linear":
+        return "A linear model (TF-IDF + logistic regression, model/linear.py)"
+    return f"Fine-tuned from `{info['base_model']}`"
 
 
 def calibration_lines(calibration: dict | None) -> list[str]:

@@ -13,12 +13,9 @@ int8: last, the OpenVINO IR is quantized and checked against fp32 on validation
 """
 
 import hashlib
-import json
 import logging
-import os
 import sys
 import time
-from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -32,15 +29,11 @@ from transformers import (
 )
 
 from model import calibration, checkpoint, quantization
+from model.assessment import Scored, assess, model_info, print_metrics, publish, write_info
 from model.contract import InputError, SageMakerPaths, format_metrics
 from model.data import Datasets, encode, label_counts, length_grouped_batches
 from model.distributed import Process, start_process, stop_process
-from model.evaluation import (
-    classification_metrics,
-    evaluation_report,
-    model_card,
-    write_reports,
-)
+from model.evaluation import classification_metrics
 from model.hyperparameters import Hyperparameters
 from model.optimization import Optimization
 from model.preemption import Preemption
@@ -242,72 +235,30 @@ def progress_bar(batches: list, epoch: int, hp: Hyperparameters, process: Proces
 
 def finish(paths, hp, data, tokenizer, model, collate, device, precision, validation_features):
     """Calibrate the best model on validation, evaluate it on test (or validation), write the
-    model, its calibration and its reports."""
+    model, its calibration and its reports (model/assessment.py)."""
     _, validation_logits = evaluate(
         model, validation_features, collate, hp.eval_batch_size, device, precision
     )
-    validation_truth = np.array([f["labels"] for f in validation_features])
-    temperature = calibration.fit_temperature(validation_logits, validation_truth)
-    thresholds = calibration.review_thresholds(
-        calibration.softmax(validation_logits, temperature),
-        validation_truth,
-        data.labels,
-        hp.review_precision,
-    )
+    validation = Scored(validation_logits, np.array([f["labels"] for f in validation_features]))
     if data.test:
         split, features = "test", encode(tokenizer, data.test, data.labels, hp)
         _, logits = evaluate(model, features, collate, hp.eval_batch_size, device, precision)
+        held_out = Scored(logits, np.array([f["labels"] for f in features]))
     else:
-        split, features, logits = "validation", validation_features, validation_logits
-    truth = np.array([f["labels"] for f in features])
-    report = evaluation_report(truth, logits.argmax(axis=1), data.labels)
-    report["calibration"] = {
-        "temperature": temperature,
-        "ece_bins": calibration.ECE_BINS,
-        "ece": calibration.expected_calibration_error(calibration.softmax(logits), truth),
-        "calibrated_ece": calibration.expected_calibration_error(
-            calibration.softmax(logits, temperature), truth
-        ),
-        "review_precision": hp.review_precision,
-        "review_thresholds": thresholds,
-    }
-    scores = {
-        "accuracy": report["accuracy"],
-        "macro_f1": report["macro_f1"],
-        "ece": report["calibration"]["ece"],
-        "calibrated_ece": report["calibration"]["calibrated_ece"],
-    }
-    if split == "test":
-        print(
-            format_metrics(
-                {"test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"]}
-            ),
-            flush=True,
-        )
-    ece = {f"{split}_{name}": scores[name] for name in ("ece", "calibrated_ece")}
-    print(format_metrics({"temperature": temperature, **ece}), flush=True)
-    calibration.write_calibration(
-        paths.model_dir,
-        {
-            "temperature": temperature,
-            "review_precision": hp.review_precision,
-            "review_thresholds": thresholds,
-        },
-    )
-    info = save_model(paths, hp, data, tokenizer, model, {split: scores})
-    write_reports(report, split, paths.output_data_dir)
-    # Beside the reports too: output.tar.gz is small, so the model registry reads it there.
-    (paths.output_data_dir / "model_info.json").write_text(json.dumps(info, indent=2))
+        split, held_out = "validation", validation
+    assessment = assess(hp, data.labels, validation, held_out, split, paths.model_dir)
+    print_metrics(assessment)
+    info = save_model(paths, hp, data, tokenizer, model, assessment.metrics)
+    publish(paths, info, assessment.report, split)
     if hp.quantize_int8:
+        temperature = assessment.report["calibration"]["temperature"]
         quantize(paths, hp, data, tokenizer, collate, validation_features, temperature)
-    card = model_card(info, report, split, info["train_label_counts"])
-    (paths.model_dir / "README.md").write_text(card, encoding="utf-8")
     log.info(
         "model %s saved to %s (%s accuracy %.4f)",
         info["version"],
         paths.model_dir,
         split,
-        report["accuracy"],
+        assessment.report["accuracy"],
     )
 
 
@@ -351,18 +302,7 @@ def save_model(paths, hp, data, tokenizer, model, metrics: dict) -> dict:
     model.save_pretrained(paths.model_dir)  # safetensors; nothing pickled
     tokenizer.save_pretrained(paths.model_dir)
     weights = (paths.model_dir / "model.safetensors").read_bytes()
-    info = {
-        "name": hp.model_name,
-        "version": hashlib.sha256(weights).hexdigest()[:12],
-        "base_model": hp.model_name_or_path,
-        "training_job": os.environ.get("TRAINING_JOB_NAME"),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "labels": data.labels,
-        "train_label_counts": label_counts(data.train),  # the monitor's reference
-        "max_length": hp.max_length,
-        "long_text": hp.long_text,
-        "metrics": metrics,
-        "hyperparameters": hp.model_dump(),
-    }
-    (paths.model_dir / "model_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    version = hashlib.sha256(weights).hexdigest()[:12]
+    info = model_info(hp, data, "transformer", hp.model_name_or_path, version, metrics)
+    write_info(paths.model_dir, info)
     return info

@@ -51,6 +51,9 @@ class Hyperparameters(BaseModel):
     quantize_int8: bool = True
     int8_max_accuracy_drop: float = Field(0.005, ge=0, le=1)
     validation_split: float = Field(0.1, gt=0, lt=1)  # used when there is no validation channel
+    # What the job's model folder serves (model/selection.py): the better of the fine-tuned
+    # transformer and the linear TF-IDF model on validation macro-F1 (best), or either one.
+    model_selection: Literal["best", "transformer", "linear"] = "best"
     text_column: str = "text"
     label_column: str = "label"
 

@@ -24,13 +24,13 @@ def main() -> int:
     try:
         hp = parse_hyperparameters(read_config(paths.hyperparameters_file))
         data = load_datasets(paths, hp)
-        from model import distributed, fit  # torch and transformers: only for good input
+        from model import distributed, selection  # torch and transformers: for good input
 
         resources = read_config(paths.resource_config_file)
         topology = distributed.Topology.from_resource_config(resources, settings.processes_per_host)
         if topology.world_size > 1 and not distributed.under_launcher():
             return with_reason(paths, distributed.launch(topology))
-        fit.train(paths, hp, data)
+        selection.train(paths, hp, data)
         return 0
     except InputError as error:
         return fail(paths, str(error), exit_code=1)

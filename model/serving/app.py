@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 
 from model.serving import openapi
 from model.serving.batching import DynamicBatcher
-from model.serving.predictor import Predictor
+from model.serving.predictor import Predictor, load_predictor
 from model.serving.requests import (
     JSONLINES_TYPES,
     MAX_PAYLOAD_BYTES,
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threads = max(1, (os.cpu_count() or 1) // settings.workers)
         torch.set_num_threads(threads)
         predictor = await asyncio.to_thread(
-            Predictor,
+            load_predictor,
             settings.base_dir / "model",
             settings.max_batch_size,
             settings.quantize_int8,

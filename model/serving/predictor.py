@@ -36,7 +36,7 @@ def unpack_archive(model_dir: Path) -> Path:
     """Where the model is: model_dir, or model_dir/unpacked when SageMaker (or a user) left
     it packed as model.tar.gz (unpacked safely once, see model.archive)."""
     archive = model_dir / "model.tar.gz"
-    if (model_dir / "config.json").exists() or not archive.exists():
+    if (model_dir / "model_info.json").exists() or not archive.exists():
         return model_dir
     unpacked = model_dir / "unpacked"
     if not unpacked.is_dir():
@@ -136,25 +136,45 @@ class Predictor:
         if self.zero_token_types and "token_type_ids" not in inputs:
             inputs["token_type_ids"] = np.zeros_like(inputs["input_ids"])
         logits, embeddings = self.engine.forward(inputs)
-        k = min(top_k, len(self.labels))
-        indices = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
-        probabilities = softmax(logits / self.temperature)  # calibrated scores
-        predictions = []
-        for row, row_indices, embedding in zip(
-            probabilities, indices.tolist(), embeddings, strict=True
-        ):
-            ranked = [
-                {"label": self.labels[i], "score": round(float(row[i]), 6)} for i in row_indices
-            ]
-            label, score = ranked[0]["label"], ranked[0]["score"]
-            threshold = self.review_thresholds.get(label)
-            predictions.append(Prediction(label, score, ranked, embedding, threshold))
-        return predictions
+        return rank(logits, embeddings, self.labels, self.temperature, self.review_thresholds,
+                    top_k)  # fmt: skip
+
+
+def rank(logits: np.ndarray, embeddings: np.ndarray, labels: list[str], temperature: float,
+         review_thresholds: dict[str, float], top_k: int) -> list[Prediction]:  # fmt: skip
+    """Each row's top_k labels by logit, with calibrated scores (the softmax of the logits
+    over the temperature) and the top label's review threshold."""
+    k = min(top_k, len(labels))
+    indices = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
+    probabilities = softmax(logits / temperature)
+    predictions = []
+    for row, row_indices, embedding in zip(
+        probabilities, indices.tolist(), embeddings, strict=True
+    ):
+        ranked = [{"label": labels[i], "score": round(float(row[i]), 6)} for i in row_indices]
+        label, score = ranked[0]["label"], ranked[0]["score"]
+        threshold = review_thresholds.get(label)
+        predictions.append(Prediction(label, score, ranked, embedding, threshold))
+    return predictions
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def load_predictor(model_dir: Path, max_batch_size: int, quantize_int8: bool = False,
+                   engine: str = "torch", threads: int | None = None, precision: str = "auto",
+                   pass_size: int | None = None):  # fmt: skip
+    """The predictor for model_info.json's "kind": the linear model's, or the transformer's
+    (models trained before "kind" existed are transformers)."""
+    model_dir = unpack_archive(model_dir)
+    if read_model_info(model_dir).get("kind") == "linear":
+        from model.serving.linear import LinearPredictor
+
+        return LinearPredictor(model_dir, max_batch_size)
+    return Predictor(model_dir, max_batch_size, quantize_int8, engine, threads, precision,
+                     pass_size)  # fmt: skip
 
 
 def load_engine(

@@ -29,7 +29,9 @@ def test_quick_run_compares_the_model_and_the_baseline(tiny_bert, tmp_path):
     path = QUICK_RESULTS_DIR / f"{name}.json"
     results = json.loads(path.read_text())
     path.unlink()
-    assert set(results["models"]) == {"tfidf_logreg", "minilm", "minilm_unweighted"}
+    assert set(results["models"]) == {
+        "tfidf_logreg", "minilm", "postwerk_default", "minilm_unweighted"
+    }  # fmt: skip
     assert results["command"].startswith("python -m bench.quality --dataset")
     assert results["splits"]["test"]["rows"] == 15
     for scores in results["models"].values():
@@ -38,3 +40,9 @@ def test_quick_run_compares_the_model_and_the_baseline(tiny_bert, tmp_path):
     assert results["models"]["minilm"]["temperature"] > 0
     assert results["models"]["minilm_unweighted"]["class_weighting"] == "none"
     assert "TF-IDF + LogReg" in result.stdout
+    default = results["models"]["postwerk_default"]
+    assert default["model"] in ("transformer", "linear")
+    assert set(default["validation_macro_f1"]) == {"transformer", "linear"}
+    served = max(default["validation_macro_f1"], key=default["validation_macro_f1"].get)
+    assert default["model"] == served or len(set(default["validation_macro_f1"].values())) == 1
+    assert "postwerk default" in result.stdout

@@ -101,4 +101,7 @@ def tiny_hyperparameters(tiny_bert: Path, **overrides) -> dict:
         "early_stopping_patience": 0,
         "max_length": 64,
         "quantize_int8": "false",
+        # the tests of the transformer's folder; tests/contract/test_model_selection.py
+        # covers the default (best) and the linear model
+        "model_selection": "transformer",
     } | overrides
