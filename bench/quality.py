@@ -269,7 +269,10 @@ def minilm(args, splits: dict[str, list[Row]], weighting: str) -> tuple[dict, di
     fine-tuned MiniLM's figures, and those of the model the job serves (model_selection
     best: the MiniLM or the linear model, whichever wins on validation)."""
     hyperparameters = training_hyperparameters(
-        args, early_stopping_patience=args.early_stopping_patience, class_weighting=weighting
+        args,
+        early_stopping_patience=args.early_stopping_patience,
+        class_weighting=weighting,
+        model_selection="best",
     )
     if args.model:
         hyperparameters["model_name_or_path"] = args.model
