@@ -17,6 +17,10 @@ from model.data import tokenize
 from model.serving.engine import EngineError, OpenVinoEngine, TorchEngine
 
 TRIM_EVERY_PASSES = 10
+# Batches are padded to a multiple of 16 tokens: fewer shapes for OpenVINO to compile and
+# cache. Measured in-process (int8, AMD EPYC, 1,500 passes of 1-16 short texts): 373 texts/s
+# and 742 MB resident padded to the longest, 528 texts/s and 551 MB to a multiple of 16.
+PAD_MULTIPLE = 16
 
 
 class ModelLoadError(Exception):
@@ -131,7 +135,8 @@ class Predictor:
 
     def _forward(self, texts: list[str], top_k: int) -> list[Prediction]:
         encoded = tokenize(self.tokenizer, texts, self.max_length, self.long_text)
-        batch = self.tokenizer.pad(encoded, return_tensors="np")
+        multiple = PAD_MULTIPLE if self.max_length % PAD_MULTIPLE == 0 else None  # not past it
+        batch = self.tokenizer.pad(encoded, pad_to_multiple_of=multiple, return_tensors="np")
         inputs = {key: value.astype(np.int64) for key, value in batch.items()}
         if self.zero_token_types and "token_type_ids" not in inputs:
             inputs["token_type_ids"] = np.zeros_like(inputs["input_ids"])
