@@ -43,6 +43,7 @@ from services.registry import ManifestItem
 PREFIX = "datasets"
 SPLITS = ("train", "validation", "test")
 FOLDS = 10  # one fold is the test split, one the validation split: 80/10/10
+MIN_PER_LABEL = 3  # one message each for train, validation and test
 MAILDIR_PARTS = ("cur", "new", "tmp")
 MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 
@@ -220,6 +221,10 @@ class DataCard(BaseModel):
     dropped: dict[str, int]  # duplicates, empty, not_an_email, unlabelled
     min_count: int
     rare_labels: list[str]  # fewer than min_count messages: too few to learn
+    # The smallest label's count caps the folds: with 6 messages a label, 6 folds, so test
+    # and validation hold about one message of each label (test figures of a smoke test);
+    # 1: too few threads to cut, all of it trains.
+    folds: int = FOLDS
 
 
 @dataclass
@@ -303,21 +308,36 @@ def threads(kept: list[Kept]) -> list[int]:
     return [numbers.setdefault(root(item.message_id), len(numbers)) for item in kept]
 
 
-def assign_splits(kept: list[Kept], seed: int) -> list[str]:
-    """Stratified by label, grouped by thread: fold 0 is the test split, fold 1 validation."""
+def assign_splits(kept: list[Kept], seed: int) -> tuple[list[str], int]:
+    """Stratified by label, grouped by thread: fold 0 is the test split, fold 1 validation;
+    and the number of folds (1: fewer threads than FOLDS, not cut, all of it trains)."""
     import numpy as np  # with scikit-learn, a second of start-up other commands skip
     from sklearn.model_selection import StratifiedGroupKFold
 
     split = np.full(len(kept), "train", dtype=object)
     groups = threads(kept)
-    if len(set(groups)) < FOLDS:  # too few threads to cut: all of it trains
-        return list(split)
+    if len(set(groups)) < FOLDS:
+        return list(split), 1
     labels = [item.label for item in kept]
-    folds = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
-    for fold, (_, held) in enumerate(folds.split(np.zeros(len(kept)), labels, groups)):
+    folds = fold_count(labels)
+    cut = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, held) in enumerate(cut.split(np.zeros(len(kept)), labels, groups)):
         if fold < 2:
             split[held] = SPLITS[2 - fold]
-    return list(split)
+    return list(split), folds
+
+
+def fold_count(labels: list[str]) -> int:
+    """FOLDS, or fewer when the smallest label has fewer messages (scikit-learn refuses more
+    folds than a label has members); a label under MIN_PER_LABEL is refused."""
+    label, count = Counter(labels).most_common()[-1]
+    if count < MIN_PER_LABEL:
+        raise DatasetError(
+            f"label {label!r} has {count} message(s): each label needs at least "
+            f"{MIN_PER_LABEL} (one for train, validation and test; 10 or more for test "
+            "figures that mean something); add mail to it, or leave it out with --mapping"
+        )
+    return min(FOLDS, count)
 
 
 def write_splits(rows: Path, splits: list[str], folder: Path) -> dict[str, Path]:
@@ -359,11 +379,12 @@ def build(
         kept, tally = collect(read_sources(sources), labels, rows)
         if not kept:
             raise DatasetError(f"no labelled message with text in {', '.join(map(str, sources))}")
-        splits = assign_splits(kept, seed)
+        splits, folds = assign_splits(kept, seed)
         files = write_splits(rows, splits, Path(work) / "splits")
         hashes = {split: digest(path) for split, path in files.items()}
         version = hashlib.sha256("".join(hashes.values()).encode()).hexdigest()[:16]
         card = data_card(name, version, sources, seed, min_count, kept, splits, tally)
+        card.folds = folds
         upload(bucket, card, files, hashes)
     return card
 

@@ -5,6 +5,7 @@ classified into the results (postwerk/backfill.py)."""
 from __future__ import annotations  # the data card's type, without importing dataset.py
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -72,6 +73,16 @@ def show_card(card: dataset.DataCard, bucket: str) -> None:
         rare = " (rare)" if label in card.rare_labels else ""
         table.add_row(label + rare, *(str(card.counts[s].get(label, 0)) for s in dataset.SPLITS))
     console.print(table)
+    if 1 < card.folds < dataset.FOLDS:
+        totals = Counter()
+        for counts in card.counts.values():
+            totals.update(counts)
+        smallest = min(totals.values())
+        console.print(
+            f"few messages: the smallest label has {smallest}, so the split is "
+            f"{card.folds} folds, not {dataset.FOLDS}: test and validation hold about one "
+            "message of each label, and their figures are a smoke test, not a measurement"
+        )
     dropped = ", ".join(f"{count} {reason}" for reason, count in card.dropped.items())
     console.print(f"dropped: {dropped}")
     console.print(f"languages: {card.languages}; {card.first_date} .. {card.last_date}")

@@ -172,6 +172,32 @@ def test_unknown_data_sets_bad_mapping_and_missing_sources_are_clear_errors(buck
         dataset.build([tmp_path / "mapping.json"], "x", dataset.Labels(), bucket)
 
 
+def small_mailbox(root: Path, per_label: dict[str, int]) -> Path:
+    """Folders of single messages (no threads), `count` in each."""
+    n = 0
+    for folder, count in per_label.items():
+        (root / folder).mkdir(parents=True)
+        for _ in range(count):
+            mail = message(n, f"{folder} Anfrage {n}", f"Eine Frage zu {folder}, Nummer {n}.")
+            (root / folder / f"m{n}.eml").write_bytes(bytes(mail))
+            n += 1
+    return root
+
+
+def test_a_small_mailbox_gets_a_split_that_fits_and_says_how_few_it_holds(bucket, tmp_path):
+    folders = {f"Thema{i}": 6 for i in range(7)}  # 42 messages, 6 a label
+    card = dataset.build([small_mailbox(tmp_path / "mail", folders)], "small", dataset.Labels(),
+                         bucket, min_count=10)  # fmt: skip
+    assert card.folds == 6
+    assert all(set(card.counts[split]) == set(folders) for split in dataset.SPLITS)
+    assert sum(sum(c.values()) for c in card.counts.values()) == 42
+    assert sorted(card.rare_labels) == sorted(folders)
+
+    too_few = small_mailbox(tmp_path / "fewer", {"Rechnung": 10, "Lob": 2})
+    with pytest.raises(dataset.DatasetError, match=r"'Lob' has 2 message.*at least 3"):
+        dataset.build([too_few], "fewer", dataset.Labels(), bucket)
+
+
 def test_the_registry_tells_the_data_set_from_the_job_channels():
     uri = f"s3://{BUCKET}/datasets/support/0123abcd/"
     channels = [s3_channel(s, f"{uri}{s}/") for s in dataset.SPLITS]
